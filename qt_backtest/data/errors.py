@@ -1,0 +1,64 @@
+"""The error raised for bad market data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DataValidationError(ValueError):
+    """Market data that cannot be used as it is.
+
+    The message names the source (file), the first offending row -- its position among the data
+    rows (0-based), its line in the file when known, and its timestamp -- and the problem. The
+    same facts are kept as attributes for programs.
+
+    Attributes
+    ----------
+    problem : str
+        What is wrong, in words.
+    source : str or None
+        File name or other label of the data.
+    row : int or None
+        0-based position of the first offending data row.
+    line : int or None
+        1-based line of that row in the source file, if it came from a text file.
+    timestamp : object or None
+        Timestamp of that row, if known.
+    count : int
+        Number of rows with the same problem.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        row: int | None = None,
+        line: int | None = None,
+        timestamp: Any = None,
+        count: int = 1,
+    ) -> None:
+        self.problem = problem
+        self.source = source
+        self.row = row
+        self.line = line
+        self.timestamp = timestamp
+        self.count = count
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.timestamp is not None:
+            where.append(f"timestamp {self.timestamp}")
+        text = self.problem
+        if where:
+            text = f"{', '.join(where)}: {text}"
+        if self.source:
+            text = f"{self.source}: {text}"
+        if self.count > 1:
+            text += f" ({self.count - 1} more row{'s' if self.count > 2 else ''} with this problem)"
+        return text

@@ -1,0 +1,158 @@
+"""The Arbiter's indicator inputs (SPEC §6) computed from OHLCV bars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.data.interval import format_interval, infer_interval, parse_interval
+from qt_backtest.data.validate import validate_ohlcv
+from qt_backtest.indicators import api, defaults
+from qt_backtest.indicators._validate import check_nonnegative, check_period
+
+#: Column order of :func:`arbiter_inputs`.
+ARBITER_INPUT_COLUMNS = ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum")
+
+
+@dataclass(frozen=True)
+class ArbiterInputConfig:
+    """How the Arbiter's inputs are computed; defaults are the live engine's (SPEC §6).
+
+    Parameters
+    ----------
+    rsi_period : int
+        Wilder RSI window, bars.
+    macd_fast, macd_slow, macd_signal : int
+        MACD EMA spans, bars.
+    bb_period : int
+        Bollinger window, bars.
+    bb_nbdev : float
+        Bollinger band distance, population standard deviations.
+    volume_period : int
+        Window of the volume moving average, bars.
+    momentum_horizon : str
+        How far back momentum looks (a time span, e.g. ``"1h"``); converted to a number of bars
+        from the bar interval, which must divide it.
+    macd_scale : {"price", "percent"}
+        ``"price"``: MACD and its signal in price units (the live engine). ``"percent"``: both
+        divided by the close and multiplied by 100, so the Arbiter's ``min(10 |d|, 1)`` does not
+        saturate for high-priced assets.
+    """
+
+    rsi_period: int = defaults.RSI_PERIOD
+    macd_fast: int = defaults.MACD_FAST
+    macd_slow: int = defaults.MACD_SLOW
+    macd_signal: int = defaults.MACD_SIGNAL
+    bb_period: int = defaults.BB_PERIOD
+    bb_nbdev: float = defaults.BB_NBDEV
+    volume_period: int = defaults.VOLUME_PERIOD
+    momentum_horizon: str = defaults.MOMENTUM_HORIZON
+    macd_scale: str = defaults.MACD_SCALE
+    _horizon: pd.Timedelta = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_period(self.rsi_period, "rsi_period (RSI window in bars)", minimum=2)
+        check_period(self.macd_fast, "macd_fast (fast EMA span in bars)", minimum=2)
+        check_period(self.macd_slow, "macd_slow (slow EMA span in bars)", minimum=2)
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(
+                f"macd_fast ({self.macd_fast}) must be shorter than macd_slow ({self.macd_slow})"
+            )
+        check_period(self.macd_signal, "macd_signal (signal EMA span in bars)")
+        check_period(self.bb_period, "bb_period (Bollinger window in bars)")
+        check_nonnegative(self.bb_nbdev, "bb_nbdev (Bollinger distance in standard deviations)")
+        check_period(self.volume_period, "volume_period (volume average window in bars)")
+        if self.macd_scale not in defaults.MACD_SCALES:
+            raise ValueError(
+                f"macd_scale must be one of {', '.join(defaults.MACD_SCALES)}, "
+                f"got {self.macd_scale!r}"
+            )
+        object.__setattr__(self, "_horizon", parse_interval(self.momentum_horizon))
+
+    def momentum_lag(self, interval: str | pd.Timedelta) -> int:
+        """Number of bars in the momentum horizon for bars of ``interval``."""
+        bar = parse_interval(interval)
+        if self._horizon.value % bar.value != 0:
+            raise ValueError(
+                f"momentum_horizon {self.momentum_horizon} is not a whole number of "
+                f"{format_interval(bar)} bars; set momentum_horizon to a multiple of the bar "
+                "interval (e.g. '1d' for daily bars)"
+            )
+        return self._horizon.value // bar.value
+
+
+def _single(frame: pd.DataFrame, config: ArbiterInputConfig, interval) -> pd.DataFrame:
+    validate_ohlcv(frame, source=frame.attrs.get("source"), check_interval=False)
+    bar = infer_interval(frame.index) if interval is None else parse_interval(interval)
+    lag = config.momentum_lag(bar)
+    close = frame["close"].astype(np.float64)
+    rsi = api.rsi(close, config.rsi_period)
+    macd = api.macd(close, config.macd_fast, config.macd_slow, config.macd_signal)
+    line, signal = macd.macd, macd.signal
+    if config.macd_scale == "percent":
+        line = line / close * 100.0
+        signal = signal / close * 100.0
+    bands = api.bollinger_bands(close, config.bb_period, config.bb_nbdev)
+    volume_trend = api.volume_trend(frame["volume"].astype(np.float64), config.volume_period)
+    momentum = api.roc(close, lag)
+    # "one hour earlier" is a time, not a bar count: across a gap the bar `lag` rows back is
+    # older than the horizon, so there is no momentum value there.
+    stamps = frame.index.as_unit("ns").asi8
+    spacing = np.full(len(stamps), -1, dtype=np.int64)
+    spacing[lag:] = stamps[lag:] - stamps[:-lag]
+    momentum = momentum.where(spacing == lag * bar.value)
+    return pd.DataFrame(
+        {
+            "rsi": rsi,
+            "macd": line,
+            "macd_signal": signal,
+            "bb_position": bands.position,
+            "volume_trend": volume_trend,
+            "momentum": momentum,
+        },
+        index=frame.index,
+    )
+
+
+def arbiter_inputs(
+    ohlcv: pd.DataFrame | Mapping[str, pd.DataFrame],
+    config: ArbiterInputConfig | None = None,
+    *,
+    interval: str | pd.Timedelta | None = None,
+) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Compute ``rsi, macd, macd_signal, bb_position, volume_trend, momentum`` per bar.
+
+    Parameters
+    ----------
+    ohlcv : DataFrame or mapping of symbol to DataFrame
+        Validated OHLCV bars of one symbol, a ``{symbol: frame}`` mapping, or a wide frame with
+        ``(symbol, field)`` columns. Each symbol is computed on its own bars only.
+    config : ArbiterInputConfig, optional
+        Indicator parameters; the live engine's by default.
+    interval : str or Timedelta, optional
+        Bar interval (for the momentum lag); inferred from the index when omitted.
+
+    Returns
+    -------
+    DataFrame (or the same container as the input) indexed like the bars.
+        ``rsi`` in [0, 100]; ``macd``, ``macd_signal`` in price units (or percent of close);
+        ``bb_position`` (0 lower band, 1 upper band); ``volume_trend`` (ratio);
+        ``momentum`` (fraction: 0.02 = +2 %). Values are NaN during each indicator's warm-up
+        and where the bar one horizon earlier is missing; the Arbiter reads NaN as its neutral
+        default.
+    """
+    config = ArbiterInputConfig() if config is None else config
+    if isinstance(ohlcv, Mapping):
+        return {symbol: _single(frame, config, interval) for symbol, frame in ohlcv.items()}
+    if isinstance(ohlcv.columns, pd.MultiIndex):
+        from qt_backtest.data.loaders import from_wide
+
+        parts = {
+            symbol: _single(frame, config, interval) for symbol, frame in from_wide(ohlcv).items()
+        }
+        wide = pd.concat(parts, axis=1, names=["symbol", "field"])
+        return wide.reindex(ohlcv.index)
+    return _single(ohlcv, config, interval)

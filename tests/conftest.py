@@ -1,0 +1,53 @@
+"""Shared fixtures: real market data from ../shared/data and synthetic series."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Compiled kernels are cached inside the project; set before numba is first imported.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qt_backtest.data import load_ohlcv
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.exists():
+        raise FileNotFoundError(f"the tests need {path} (the shared market data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def btc_1h() -> pd.DataFrame:
+    return load_ohlcv(shared_file("BTCUSDT-1h.csv.gz"))
+
+
+@pytest.fixture(scope="session")
+def eth_5m() -> pd.DataFrame:
+    return load_ohlcv(shared_file("ETHUSDT-5m.csv.gz"))
+
+
+def random_walk_ohlcv(bars: int, seed: int, start_price: float = 100.0) -> dict[str, np.ndarray]:
+    """A geometric random walk with consistent OHLCV bars (log-step sd 0.2 %)."""
+    rng = np.random.default_rng(seed)
+    close = start_price * np.exp(np.cumsum(rng.normal(0.0, 0.002, bars)))
+    open_ = np.concatenate([[start_price], close[:-1]])
+    spread = np.abs(rng.normal(0.0, 0.001, bars)) * close
+    high = np.maximum(open_, close) + spread
+    low = np.minimum(open_, close) - spread * rng.uniform(0, 1, bars)
+    volume = rng.lognormal(3.0, 1.0, bars)
+    volume[rng.uniform(0, 1, bars) < 0.001] = 0.0
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+
+
+@pytest.fixture(scope="session")
+def random_walk_1m() -> dict[str, np.ndarray]:
+    return random_walk_ohlcv(1_000_000, seed=7)

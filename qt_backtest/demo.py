@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from qt_backtest.data import list_samples, load_sample
+from qt_backtest.data import gap_report, list_samples, load_sample
 from qt_backtest.indicators import ARBITER_INPUT_COLUMNS, arbiter_inputs, streaming
 
 
 def _data_summary(name: str, frame: pd.DataFrame) -> list[str]:
-    gaps = frame.attrs["gaps"]
+    gaps = gap_report(frame)
     returns = np.log(frame["close"]).diff().dropna()
     return [
         f"{name}: {len(frame):,} {frame.attrs['interval']} bars, "

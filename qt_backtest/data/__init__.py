@@ -9,6 +9,7 @@ from qt_backtest.data.gaps import (
     drop_gaps,
     fill_gaps,
     find_gaps,
+    gap_report,
 )
 from qt_backtest.data.interval import format_interval, infer_interval, parse_interval
 from qt_backtest.data.loaders import (
@@ -38,6 +39,7 @@ __all__ = [
     "find_gaps",
     "format_interval",
     "from_wide",
+    "gap_report",
     "infer_interval",
     "list_samples",
     "load_folder",

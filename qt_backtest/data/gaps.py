@@ -65,6 +65,28 @@ class GapReport:
             columns=["after", "before", "missing_bars"],
         )
 
+    def to_dict(self) -> dict:
+        """JSON-friendly form (ISO timestamps), as kept in ``frame.attrs["gaps"]``."""
+        return {
+            "interval": format_interval(self.interval),
+            "calendar": self.calendar,
+            "count": self.count,
+            "missing_bars": self.missing_bars,
+            "gaps": [
+                [gap.after.isoformat(), gap.before.isoformat(), gap.missing_bars]
+                for gap in self.gaps
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GapReport:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            parse_interval(data["interval"]),
+            data["calendar"],
+            tuple(Gap(pd.Timestamp(a), pd.Timestamp(b), int(n)) for a, b, n in data["gaps"]),
+        )
+
     def __str__(self) -> str:
         if not self.gaps:
             return f"no gaps ({format_interval(self.interval)} bars, {self.calendar} calendar)"
@@ -77,7 +99,7 @@ class GapReport:
 
 
 def _uses_weekdays(index: pd.DatetimeIndex, interval: pd.Timedelta) -> bool:
-    return interval == pd.Timedelta(days=1) and not bool((index.dayofweek >= 5).any())
+    return interval == pd.Timedelta(days=1) and not bool((index.day_of_week >= 5).any())
 
 
 def find_gaps(
@@ -108,7 +130,7 @@ def find_gaps(
     if len(index) < 2:
         return GapReport(step, calendar, ())
     if calendar == "weekdays":
-        days = index.as_unit("ns").normalize().values.astype("datetime64[D]")
+        days = index.tz_convert(None).normalize().to_numpy().astype("datetime64[D]")
         slots = np.busday_count(days[:-1], days[1:])
     else:
         slots = np.diff(index.as_unit("ns").asi8) // step.value
@@ -153,7 +175,7 @@ def apply_gap_policy(
 ) -> pd.DataFrame:
     """Apply ``policy`` (one of :data:`GAP_POLICIES`) and attach the gap report.
 
-    * ``"report"``: keep the bars as they are; the report is in ``frame.attrs["gaps"]``.
+    * ``"report"``: keep the bars as they are; :func:`gap_report` returns the report.
     * ``"raise"``: raise :class:`DataValidationError` if there is any gap.
     * ``"fill"``: insert flat bars (see :func:`fill_gaps`).
     * ``"drop"``: keep the longest gap-free stretch (see :func:`drop_gaps`).
@@ -180,5 +202,12 @@ def apply_gap_policy(
         frame = fill_gaps(frame, report.interval)
     elif policy == "drop":
         frame = drop_gaps(frame, report)
-    frame.attrs["gaps"] = report
+    # attrs stay JSON-serialisable so that frames can be written to parquet
+    frame.attrs["gaps"] = report.to_dict()
     return frame
+
+
+def gap_report(frame: pd.DataFrame) -> GapReport | None:
+    """The gap report a loader attached to ``frame`` (the data as loaded), or None."""
+    data = frame.attrs.get("gaps")
+    return None if data is None else GapReport.from_dict(data)

@@ -4,8 +4,9 @@ folders of monthly Binance files, and several symbols at once.
 Every loader returns a frame with a UTC :class:`~pandas.DatetimeIndex` named ``timestamp`` (bar
 open time) and float64 columns ``open, high, low, close, volume``, validated by
 :func:`qt_backtest.data.validate_ohlcv`. ``frame.attrs`` carries ``source`` (file names),
-``symbol`` (from the file name, if it names one), ``interval`` (e.g. ``"1h"``) and ``gaps``
-(a :class:`~qt_backtest.data.GapReport`).
+``symbol`` (from the file name, if it names one), ``interval`` (e.g. ``"1h"``) and ``gaps`` (the
+gap report as a JSON-friendly dict; :func:`qt_backtest.data.gap_report` returns it as a
+:class:`~qt_backtest.data.GapReport`). All attrs are JSON-serialisable, so frames write to parquet.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def _build_frame(
     }
     frame = pd.DataFrame(data, index=index)
     frame.attrs["lines"] = lines
+    frame.attrs["source"] = source
     return frame
 
 
@@ -297,7 +299,7 @@ def _finish(
     frame: pd.DataFrame, sources: list[str], gaps: str, validate_interval: bool = True
 ) -> pd.DataFrame:
     lines = frame.attrs.pop("lines", None)
-    source = ", ".join(sources)
+    source = frame.attrs.pop("source", None) or ", ".join(sources)
     if lines is not None and lines[0] == 0:
         lines = None  # parquet rows have no line numbers
     validate_ohlcv(frame, source=source, lines=lines, check_interval=validate_interval)
@@ -323,8 +325,9 @@ def load_ohlcv(path: str | Path, *, gaps: str = "report", keep_extra: bool = Fal
         such CSV; a parquet file; or a folder of such files (see :func:`load_folder`).
         Timestamps without a time zone are taken as UTC.
     gaps : {"report", "raise", "fill", "drop"}
-        What to do with bars missing from the regular grid; the gap report is always attached
-        as ``frame.attrs["gaps"]`` (see :func:`qt_backtest.data.apply_gap_policy`).
+        What to do with bars missing from the regular grid; the gap report of the data as
+        loaded is always attached (see :func:`qt_backtest.data.apply_gap_policy` and
+        :func:`qt_backtest.data.gap_report`).
     keep_extra : bool
         Keep Binance's extra columns (quote volume, trades, taker volumes).
 

@@ -14,6 +14,10 @@ OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
+def _number(value: float) -> str:
+    return repr(float(value))
+
+
 def _raise_at(
     mask: np.ndarray,
     problem_of_row,
@@ -120,7 +124,7 @@ def validate_ohlcv(
         _raise_at(np.isnan(column_values), lambda i, c=column: f"NaN in {c}", frame, source, lines)
         _raise_at(
             np.isinf(column_values),
-            lambda i, c=column: f"infinite value in {c} ({values[c][i]})",
+            lambda i, c=column: f"infinite value in {c} ({_number(values[c][i])})",
             frame,
             source,
             lines,
@@ -128,30 +132,40 @@ def validate_ohlcv(
     for column in PRICE_COLUMNS:
         _raise_at(
             values[column] <= 0,
-            lambda i, c=column: f"{c} must be > 0, got {values[c][i]!r}",
+            lambda i, c=column: f"{c} must be > 0, got {_number(values[c][i])}",
             frame,
             source,
             lines,
         )
     high, low = values["high"], values["low"]
     open_, close = values["open"], values["close"]
-    _raise_at(high < low, lambda i: f"high {high[i]!r} < low {low[i]!r}", frame, source, lines)
+    _raise_at(
+        high < low,
+        lambda i: f"high {_number(high[i])} < low {_number(low[i])}",
+        frame,
+        source,
+        lines,
+    )
     _raise_at(
         high < np.maximum(open_, close),
-        lambda i: f"high {high[i]!r} < max(open {open_[i]!r}, close {close[i]!r})",
+        lambda i: (
+            f"high {_number(high[i])} < max(open {_number(open_[i])}, close {_number(close[i])})"
+        ),
         frame,
         source,
         lines,
     )
     _raise_at(
         low > np.minimum(open_, close),
-        lambda i: f"low {low[i]!r} > min(open {open_[i]!r}, close {close[i]!r})",
+        lambda i: (
+            f"low {_number(low[i])} > min(open {_number(open_[i])}, close {_number(close[i])})"
+        ),
         frame,
         source,
         lines,
     )
     volume = values["volume"]
-    _raise_at(volume < 0, lambda i: f"negative volume {volume[i]!r}", frame, source, lines)
+    _raise_at(volume < 0, lambda i: f"negative volume {_number(volume[i])}", frame, source, lines)
     if check_interval and len(frame) > 2:
         interval = infer_interval(index, source=source)
         step = interval.value

@@ -63,7 +63,7 @@ def _as_float_array(x: Any, name: str) -> tuple[np.ndarray, Callable[[np.ndarray
         index, columns = x.index, x.columns
 
         def wrap_frame(result: np.ndarray, label: str) -> pd.DataFrame:
-            return pd.DataFrame(result, index=index, columns=columns)
+            return pd.DataFrame(result, index=index, columns=columns, copy=False)
 
         return values, wrap_frame
     values = np.asarray(x)
@@ -78,10 +78,18 @@ def _check_numeric_dtype(dtype: Any, name: str) -> None:
         raise TypeError(f"{name} must be numeric, got dtype {dtype}")
 
 
-def _dispatch(values: np.ndarray, kernel_1d: Callable, kernel_2d: Callable, *args: Any) -> Any:
-    if values.ndim == 1:
-        return kernel_1d(values, *args)
-    return kernel_2d(values, *args)
+def _empty_like(values: np.ndarray) -> np.ndarray:
+    """Output buffer in the input's layout, so that kernels walk both contiguously."""
+    order = "F" if values.ndim == 2 and values.flags.f_contiguous else "C"
+    return np.empty(values.shape, order=order)
+
+
+def _dispatch(
+    values: np.ndarray, kernel_1d: Callable, kernel_2d: Callable, *args: Any, outputs: int = 1
+) -> Any:
+    out = [_empty_like(values) for _ in range(outputs)]
+    kernel = kernel_1d if values.ndim == 1 else kernel_2d
+    return kernel(values, *args, *out)
 
 
 def _same_shape(arrays: dict[str, Any]) -> None:
@@ -154,7 +162,7 @@ def macd(
     slow = check_period(slow, "slow", minimum=2)
     signal = check_period(signal, "signal")
     fast, slow = min(fast, slow), max(fast, slow)
-    line, sig, hist = _dispatch(values, nb.macd_1d_nb, nb.macd_2d_nb, fast, slow, signal)
+    line, sig, hist = _dispatch(values, nb.macd_1d_nb, nb.macd_2d_nb, fast, slow, signal, outputs=3)
     return MACDResult(wrap(line, "macd"), wrap(sig, "macd_signal"), wrap(hist, "macd_hist"))
 
 
@@ -199,10 +207,15 @@ def bollinger_bands(
     nbdev_up = check_nonnegative(nbdev_up, "nbdev_up")
     nbdev_dn = nbdev_up if nbdev_dn is None else check_nonnegative(nbdev_dn, "nbdev_dn")
     upper, middle, lower = _dispatch(
-        values, nb.bbands_1d_nb, nb.bbands_2d_nb, period, nbdev_up, nbdev_dn
+        values, nb.bbands_1d_nb, nb.bbands_2d_nb, period, nbdev_up, nbdev_dn, outputs=3
     )
-    position = nb.bb_position_nb(values, upper, lower)
-    width = nb.bb_width_nb(upper, middle, lower)
+    two_d = values.ndim == 2
+    position = (nb.bb_position_2d_nb if two_d else nb.bb_position_1d_nb)(
+        values, upper, lower, _empty_like(values)
+    )
+    width = (nb.bb_width_2d_nb if two_d else nb.bb_width_1d_nb)(
+        upper, middle, lower, _empty_like(values)
+    )
     return BollingerResult(
         wrap(upper, "bb_upper"),
         wrap(middle, "bb_middle"),
@@ -223,7 +236,8 @@ def atr(
     close_values, wrap = _as_float_array(close, "close")
     period = check_period(period, "period")
     kernel = nb.atr_1d_nb if close_values.ndim == 1 else nb.atr_2d_nb
-    return wrap(kernel(high_values, low_values, close_values, period), "atr")
+    result = kernel(high_values, low_values, close_values, period, _empty_like(close_values))
+    return wrap(result, "atr")
 
 
 def roc(x: ArrayLike, lag: int = 1) -> ArrayLike:

@@ -40,53 +40,87 @@ MOMENTS_TOLERANCE = 1e-12
 # Rolling mean and standard deviation (SMA, STDDEV, Bollinger bands, volume trend, volatility)
 # --------------------------------------------------------------------------------------------
 #
-# state = (count, run, last, mean, m2, err_mean, err_m2)
-#   count      consecutive finite values seen, capped at period + 1
-#   run        length of the run of equal values ending at the current bar, capped at period
-#   last       the previous finite value
-#   mean, m2   window mean and sum of squared deviations from it
-#   err_*      a priori bounds of the rounding error accumulated by the incremental updates
+# sums = (anchor, s1, s2, err)
+#   anchor   the shift K: the sums run over deviations from it
+#   s1, s2   sum of (x - K) and of (x - K)**2 over the window
+#   err      sum of the s2 values since the sums were last computed from the window; scaled by
+#            eps it bounds the rounding error the sliding updates put into s2 - s1**2 / period
 #
-# A running sum of squares loses every digit after a large level change. The sliding Welford
-# update used here does not cancel catastrophically, but it still accumulates error, so the
-# kernel tracks a bound of that error and recomputes the window (two passes) as soon as the
-# bound exceeds MOMENTS_TOLERANCE of the value's scale. A window of equal values is recognised
-# exactly: mean = value, std = 0 (as TA-Lib reports it).
+# A plain running sum of squares of the prices loses every digit after a large level change.
+# Sums of deviations from an anchor near the data cancel far less, and the error bound makes
+# the kernel recompute the window -- anchored at its newest value -- as soon as the bound
+# exceeds MOMENTS_TOLERANCE of the variance (e.g. after a level change). Anchoring at a data
+# value makes a window of equal values exactly flat: mean = value, std = 0, as TA-Lib reports.
+#
+# The streaming step and the batch loop share the three helpers below, so their arithmetic is
+# the same; the batch loop is written as runs of finite values because the generic state
+# machine costs about twice as much per bar.
+
+# what the batch loop writes per bar
+MOMENTS_MEAN = 0
+MOMENTS_STD = 1
+MOMENTS_BANDS = 2
+MOMENTS_VOLUME_TREND = 3
+
+
+@njit(cache=True, inline="always")
+def _moments_start(values, last, period):
+    """Sums over ``values[last - period + 1 : last + 1]``, anchored at ``values[last]``."""
+    anchor = values[last]
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(last - period + 1, last + 1):
+        deviation = values[k] - anchor
+        s1 += deviation
+        s2 += deviation * deviation
+    return anchor, s1, s2, 0.0
+
+
+@njit(cache=True, inline="always")
+def _moments_slide(sums, values, i, period):
+    """Move the window one bar forward to end at ``values[i]`` (a finite value)."""
+    anchor, s1, s2, err = sums
+    entering = values[i] - anchor
+    leaving = values[i - period] - anchor
+    s1 += entering - leaving
+    s2 += entering * entering - leaving * leaving
+    err += abs(s2)
+    if 3.0 * EPS * err > MOMENTS_TOLERANCE * (s2 - s1 * s1 * (1.0 / period)):
+        return _moments_start(values, i, period)
+    return anchor, s1, s2, err
+
+
+@njit(cache=True, inline="always")
+def _moments_values(sums, period, ddof):
+    """(mean, std) of the window described by ``sums``."""
+    anchor, s1, s2, _ = sums
+    spread = s2 - s1 * s1 * (1.0 / period)
+    mean = anchor + s1 * (1.0 / period)
+    if spread > 0.0:
+        return mean, math.sqrt(spread * (1.0 / (period - ddof)))
+    return mean, 0.0
 
 
 @njit(cache=True)
 def moments_init():
-    return (0, 0, NAN, 0.0, 0.0, 0.0, 0.0)
+    return (0, (0.0, 0.0, 0.0, 0.0))
 
 
 @njit(cache=True)
-def _window_moments(window, period):
-    total = 0.0
-    for k in range(period):
-        total += window[k]
-    mean = total / period
-    m2 = 0.0
-    for k in range(period):
-        d = window[k] - mean
-        m2 += d * d
-    return mean, m2
-
-
-@njit(cache=True)
-def moments_step(state, x, x_old, window, period, ddof):
-    """Advance the rolling mean/std state by one bar.
+def moments_step(state, values, i, period, ddof):
+    """Advance the rolling mean/std state by one bar, the bar ``values[i]``.
 
     Parameters
     ----------
     state : tuple
-        From :func:`moments_init` or the previous call.
-    x : float
-        The new value.
-    x_old : float
-        The value leaving the window (``period`` bars before ``x``); read only once a full
-        window was already seen.
-    window : ndarray, shape (period,)
-        The last ``period`` values, ending with ``x``; read only when the window is recomputed.
+        ``(count, sums)`` from :func:`moments_init` or the previous call; ``count`` is the
+        number of consecutive finite values seen, capped at ``period``.
+    values : ndarray, shape (n,)
+        The series or a buffer of its latest values. Besides ``values[i]`` the step reads
+        ``values[i - period]`` (the value leaving the window) once a full window was seen, and
+        the window ``values[i - period + 1 : i + 1]`` when it (re)computes the sums.
+    i : int
+        Position of the new bar in ``values``.
     period : int
         Window length in bars (>= 1).
     ddof : int
@@ -98,85 +132,57 @@ def moments_step(state, x, x_old, window, period, ddof):
     mean : float
     std : float
     """
-    count, run, last, mean, m2, err_mean, err_m2 = state
-    if not math.isfinite(x):
+    count, sums = state
+    if not math.isfinite(values[i]):
         return moments_init(), NAN, NAN
-    if count > 0 and x == last:
-        run = min(run + 1, period)
-    else:
-        run = 1
     if count < period:
         count += 1
         if count < period:
-            return (count, run, x, 0.0, 0.0, 0.0, 0.0), NAN, NAN
-        recompute = True
+            return (count, sums), NAN, NAN
+        sums = _moments_start(values, i, period)
     else:
-        count = period + 1
-        recompute = False
-    if run >= period:
-        # Every value in the window equals x. The infinite error bound forces a recompute on
-        # the next bar that differs.
-        return (count, run, x, x, 0.0, INF, INF), x, 0.0
-    if not recompute:
-        inv_period = 1.0 / period
-        delta = x - x_old
-        step_mean = delta * inv_period
-        new_mean = mean + step_mean
-        spread = abs(x - new_mean) + abs(x_old - mean)
-        increment = delta * ((x - new_mean) + (x_old - mean))
-        new_m2 = m2 + increment
-        err_mean += EPS * (abs(new_mean) + 2.0 * abs(step_mean))
-        err_m2 += EPS * (abs(new_m2) + 3.0 * abs(delta) * spread) + 2.0 * abs(delta) * err_mean
-        scale_mean = abs(new_mean) + math.sqrt(abs(new_m2) * inv_period)
-        if err_mean > MOMENTS_TOLERANCE * scale_mean or err_m2 > MOMENTS_TOLERANCE * new_m2:
-            recompute = True
-        else:
-            mean = new_mean
-            m2 = new_m2
-    if recompute:
-        mean, m2 = _window_moments(window, period)
-        err_mean = 0.0
-        err_m2 = 0.0
-    if m2 > 0.0:
-        std = math.sqrt(m2 / (period - ddof))
+        sums = _moments_slide(sums, values, i, period)
+    mean, std = _moments_values(sums, period, ddof)
+    return (count, sums), mean, std
+
+
+@njit(cache=True, inline="always")
+def _moments_emit(kind, i, x, mean, std, nbdev_up, nbdev_dn, out1, out2, out3):
+    if kind == MOMENTS_MEAN:
+        out1[i] = mean
+    elif kind == MOMENTS_STD:
+        out1[i] = std
+    elif kind == MOMENTS_BANDS:
+        out1[i] = mean + nbdev_up * std
+        out2[i] = mean
+        out3[i] = mean - nbdev_dn * std
     else:
-        std = 0.0
-    return (count, run, x, mean, m2, err_mean, err_m2), mean, std
+        out1[i] = volume_trend_value(x, mean)
 
 
 @njit(cache=True)
-def _moments_into(x, period, ddof, mean_out, std_out):
-    state = moments_init()
-    for i in range(x.shape[0]):
-        x_old = x[i - period] if i >= period else NAN
-        start = i - period + 1 if i >= period - 1 else 0
-        state, mean, std = moments_step(state, x[i], x_old, x[start : i + 1], period, ddof)
-        mean_out[i] = mean
-        std_out[i] = std
-
-
-@njit(cache=True)
-def _sma_into(x, period, out):
-    scratch = np.empty(x.shape[0])
-    _moments_into(x, period, 0, out, scratch)
-
-
-@njit(cache=True)
-def _std_into(x, period, ddof, out):
-    scratch = np.empty(x.shape[0])
-    _moments_into(x, period, ddof, scratch, out)
-
-
-@njit(cache=True)
-def _bbands_into(x, period, nbdev_up, nbdev_dn, upper, middle, lower):
-    state = moments_init()
-    for i in range(x.shape[0]):
-        x_old = x[i - period] if i >= period else NAN
-        start = i - period + 1 if i >= period - 1 else 0
-        state, mean, std = moments_step(state, x[i], x_old, x[start : i + 1], period, 0)
-        middle[i] = mean
-        upper[i] = mean + nbdev_up * std
-        lower[i] = mean - nbdev_dn * std
+def _moments_into(x, period, ddof, kind, nbdev_up, nbdev_dn, out1, out2, out3):
+    n = x.shape[0]
+    i = 0
+    while i < n:
+        # warm-up: NaN until `period` consecutive finite values end at bar i
+        count = 0
+        while i < n:
+            count = count + 1 if math.isfinite(x[i]) else 0
+            if count == period:
+                break
+            _moments_emit(kind, i, NAN, NAN, NAN, 0.0, 0.0, out1, out2, out3)
+            i += 1
+        if i == n:
+            break
+        sums = _moments_start(x, i, period)
+        while True:
+            mean, std = _moments_values(sums, period, ddof)
+            _moments_emit(kind, i, x[i], mean, std, nbdev_up, nbdev_dn, out1, out2, out3)
+            i += 1
+            if i == n or not math.isfinite(x[i]):
+                break
+            sums = _moments_slide(sums, x, i, period)
 
 
 @njit(cache=True)
@@ -200,18 +206,10 @@ def bb_width_value(upper, middle, lower):
 
 @njit(cache=True)
 def volume_trend_value(volume, mean):
-    """Volume relative to its moving average; 1.0 when the average is 0."""
+    """Volume relative to its moving average; 1.0 when the average is 0 (NaN stays NaN)."""
     if mean == 0.0:
         return 1.0
     return volume / mean
-
-
-@njit(cache=True)
-def _volume_trend_into(volume, period, out):
-    _sma_into(volume, period, out)
-    for i in range(volume.shape[0]):
-        if not math.isnan(out[i]):
-            out[i] = volume_trend_value(volume[i], out[i])
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,73 +469,118 @@ def _log_returns_into(x, out):
 def _realized_volatility_into(x, period, ddof, out):
     returns = np.empty(x.shape[0])
     _log_returns_into(x, returns)
-    _std_into(returns, period, ddof, out)
+    _moments_into(returns, period, ddof, MOMENTS_STD, 0.0, 0.0, out, out, out)
 
 
 # --------------------------------------------------------------------------------------------
-# Public batch kernels: 1-D (one series) and 2-D (bars x columns, columns in parallel)
+# Public batch kernels
 # --------------------------------------------------------------------------------------------
+# ``*_1d_nb`` take one series of shape (bars,); ``*_2d_nb`` take (bars, columns) and compute the
+# columns in parallel. Outputs are preallocated by the caller (same shape as the input) and
+# returned. Column-major (Fortran-ordered) 2-D arrays -- what ``DataFrame.to_numpy()`` gives --
+# are the fast layout: each column is then contiguous.
 
 
 @njit(cache=True)
-def sma_1d_nb(x, period):
-    out = np.empty(x.shape[0])
-    _sma_into(x, period, out)
+def sma_1d_nb(x, period, out):
+    _moments_into(x, period, 0, MOMENTS_MEAN, 0.0, 0.0, out, out, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def sma_2d_nb(x, period):
-    out = np.empty(x.shape)
+def sma_2d_nb(x, period, out):
     for j in prange(x.shape[1]):
-        _sma_into(x[:, j], period, out[:, j])
+        _moments_into(x[:, j], period, 0, MOMENTS_MEAN, 0.0, 0.0, out[:, j], out[:, j], out[:, j])
     return out
 
 
 @njit(cache=True)
-def ema_1d_nb(x, period):
-    out = np.empty(x.shape[0])
+def rolling_std_1d_nb(x, period, ddof, out):
+    _moments_into(x, period, ddof, MOMENTS_STD, 0.0, 0.0, out, out, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rolling_std_2d_nb(x, period, ddof, out):
+    for j in prange(x.shape[1]):
+        column = out[:, j]
+        _moments_into(x[:, j], period, ddof, MOMENTS_STD, 0.0, 0.0, column, column, column)
+    return out
+
+
+@njit(cache=True)
+def bbands_1d_nb(x, period, nbdev_up, nbdev_dn, upper, middle, lower):
+    _moments_into(x, period, 0, MOMENTS_BANDS, nbdev_up, nbdev_dn, upper, middle, lower)
+    return upper, middle, lower
+
+
+@njit(cache=True, parallel=True)
+def bbands_2d_nb(x, period, nbdev_up, nbdev_dn, upper, middle, lower):
+    for j in prange(x.shape[1]):
+        _moments_into(
+            x[:, j],
+            period,
+            0,
+            MOMENTS_BANDS,
+            nbdev_up,
+            nbdev_dn,
+            upper[:, j],
+            middle[:, j],
+            lower[:, j],
+        )
+    return upper, middle, lower
+
+
+@njit(cache=True)
+def volume_trend_1d_nb(volume, period, out):
+    _moments_into(volume, period, 0, MOMENTS_VOLUME_TREND, 0.0, 0.0, out, out, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def volume_trend_2d_nb(volume, period, out):
+    for j in prange(volume.shape[1]):
+        column = out[:, j]
+        _moments_into(
+            volume[:, j], period, 0, MOMENTS_VOLUME_TREND, 0.0, 0.0, column, column, column
+        )
+    return out
+
+
+@njit(cache=True)
+def ema_1d_nb(x, period, out):
     _ema_into(x, period, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def ema_2d_nb(x, period):
-    out = np.empty(x.shape)
+def ema_2d_nb(x, period, out):
     for j in prange(x.shape[1]):
         _ema_into(x[:, j], period, out[:, j])
     return out
 
 
 @njit(cache=True)
-def rsi_1d_nb(x, period):
-    out = np.empty(x.shape[0])
+def rsi_1d_nb(x, period, out):
     _rsi_into(x, period, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def rsi_2d_nb(x, period):
-    out = np.empty(x.shape)
+def rsi_2d_nb(x, period, out):
     for j in prange(x.shape[1]):
         _rsi_into(x[:, j], period, out[:, j])
     return out
 
 
 @njit(cache=True)
-def macd_1d_nb(x, fast_period, slow_period, signal_period):
-    line = np.empty(x.shape[0])
-    signal = np.empty(x.shape[0])
-    hist = np.empty(x.shape[0])
+def macd_1d_nb(x, fast_period, slow_period, signal_period, line, signal, hist):
     _macd_into(x, fast_period, slow_period, signal_period, line, signal, hist)
     return line, signal, hist
 
 
 @njit(cache=True, parallel=True)
-def macd_2d_nb(x, fast_period, slow_period, signal_period):
-    line = np.empty(x.shape)
-    signal = np.empty(x.shape)
-    hist = np.empty(x.shape)
+def macd_2d_nb(x, fast_period, slow_period, signal_period, line, signal, hist):
     for j in prange(x.shape[1]):
         _macd_into(
             x[:, j], fast_period, slow_period, signal_period, line[:, j], signal[:, j], hist[:, j]
@@ -546,120 +589,69 @@ def macd_2d_nb(x, fast_period, slow_period, signal_period):
 
 
 @njit(cache=True)
-def rolling_std_1d_nb(x, period, ddof):
-    out = np.empty(x.shape[0])
-    _std_into(x, period, ddof, out)
-    return out
-
-
-@njit(cache=True, parallel=True)
-def rolling_std_2d_nb(x, period, ddof):
-    out = np.empty(x.shape)
-    for j in prange(x.shape[1]):
-        _std_into(x[:, j], period, ddof, out[:, j])
-    return out
-
-
-@njit(cache=True)
-def bbands_1d_nb(x, period, nbdev_up, nbdev_dn):
-    upper = np.empty(x.shape[0])
-    middle = np.empty(x.shape[0])
-    lower = np.empty(x.shape[0])
-    _bbands_into(x, period, nbdev_up, nbdev_dn, upper, middle, lower)
-    return upper, middle, lower
-
-
-@njit(cache=True, parallel=True)
-def bbands_2d_nb(x, period, nbdev_up, nbdev_dn):
-    upper = np.empty(x.shape)
-    middle = np.empty(x.shape)
-    lower = np.empty(x.shape)
-    for j in prange(x.shape[1]):
-        _bbands_into(x[:, j], period, nbdev_up, nbdev_dn, upper[:, j], middle[:, j], lower[:, j])
-    return upper, middle, lower
-
-
-@njit(cache=True)
-def bb_position_nb(x, upper, lower):
-    """Elementwise :func:`bb_position_value` over arrays of any shape (flattened view)."""
-    out = np.empty(x.shape)
-    xf = x.ravel()
-    uf = upper.ravel()
-    lf = lower.ravel()
-    of = out.ravel()
-    for i in range(xf.shape[0]):
-        of[i] = bb_position_value(xf[i], uf[i], lf[i])
-    return out
-
-
-@njit(cache=True)
-def bb_width_nb(upper, middle, lower):
-    """Elementwise :func:`bb_width_value` over arrays of any shape."""
-    out = np.empty(upper.shape)
-    uf = upper.ravel()
-    mf = middle.ravel()
-    lf = lower.ravel()
-    of = out.ravel()
-    for i in range(uf.shape[0]):
-        of[i] = bb_width_value(uf[i], mf[i], lf[i])
-    return out
-
-
-@njit(cache=True)
-def atr_1d_nb(high, low, close, period):
-    out = np.empty(close.shape[0])
+def atr_1d_nb(high, low, close, period, out):
     _atr_into(high, low, close, period, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def atr_2d_nb(high, low, close, period):
-    out = np.empty(close.shape)
+def atr_2d_nb(high, low, close, period, out):
     for j in prange(close.shape[1]):
         _atr_into(high[:, j], low[:, j], close[:, j], period, out[:, j])
     return out
 
 
 @njit(cache=True)
-def roc_1d_nb(x, lag):
-    out = np.empty(x.shape[0])
+def roc_1d_nb(x, lag, out):
     _roc_into(x, lag, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def roc_2d_nb(x, lag):
-    out = np.empty(x.shape)
+def roc_2d_nb(x, lag, out):
     for j in prange(x.shape[1]):
         _roc_into(x[:, j], lag, out[:, j])
     return out
 
 
 @njit(cache=True)
-def volume_trend_1d_nb(volume, period):
-    out = np.empty(volume.shape[0])
-    _volume_trend_into(volume, period, out)
-    return out
-
-
-@njit(cache=True, parallel=True)
-def volume_trend_2d_nb(volume, period):
-    out = np.empty(volume.shape)
-    for j in prange(volume.shape[1]):
-        _volume_trend_into(volume[:, j], period, out[:, j])
-    return out
-
-
-@njit(cache=True)
-def realized_volatility_1d_nb(x, period, ddof):
-    out = np.empty(x.shape[0])
+def realized_volatility_1d_nb(x, period, ddof, out):
     _realized_volatility_into(x, period, ddof, out)
     return out
 
 
 @njit(cache=True, parallel=True)
-def realized_volatility_2d_nb(x, period, ddof):
-    out = np.empty(x.shape)
+def realized_volatility_2d_nb(x, period, ddof, out):
     for j in prange(x.shape[1]):
         _realized_volatility_into(x[:, j], period, ddof, out[:, j])
+    return out
+
+
+@njit(cache=True)
+def bb_position_1d_nb(x, upper, lower, out):
+    """Elementwise :func:`bb_position_value`."""
+    for i in range(x.shape[0]):
+        out[i] = bb_position_value(x[i], upper[i], lower[i])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def bb_position_2d_nb(x, upper, lower, out):
+    for j in prange(x.shape[1]):
+        bb_position_1d_nb(x[:, j], upper[:, j], lower[:, j], out[:, j])
+    return out
+
+
+@njit(cache=True)
+def bb_width_1d_nb(upper, middle, lower, out):
+    """Elementwise :func:`bb_width_value`."""
+    for i in range(upper.shape[0]):
+        out[i] = bb_width_value(upper[i], middle[i], lower[i])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def bb_width_2d_nb(upper, middle, lower, out):
+    for j in prange(upper.shape[1]):
+        bb_width_1d_nb(upper[:, j], middle[:, j], lower[:, j], out[:, j])
     return out

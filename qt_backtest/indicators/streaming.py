@@ -40,9 +40,8 @@ class _Moments:
 
     def update(self, x: float) -> tuple[float, float]:
         self._window.push(x)
-        values = self._window.values
         self._state, mean, std = nb.moments_step(
-            self._state, x, values[0], values[1:], self.period, self.ddof
+            self._state, self._window.values, self.period, self.period, self.ddof
         )
         return mean, std
 

@@ -655,3 +655,21 @@ def bb_width_2d_nb(upper, middle, lower, out):
     for j in prange(upper.shape[1]):
         bb_width_1d_nb(upper[:, j], middle[:, j], lower[:, j], out[:, j])
     return out
+
+
+# rows per tile of the layout copy: a tile of a few hundred rows stays in the L2 cache
+_COPY_TILE_ROWS = 512
+
+
+@njit(cache=True, parallel=True)
+def to_column_major_nb(x, out):
+    """Copy a (bars, columns) array into ``out`` (column-major), tiles of rows in parallel."""
+    bars, columns = x.shape
+    tiles = (bars + _COPY_TILE_ROWS - 1) // _COPY_TILE_ROWS
+    for tile in prange(tiles):
+        first = tile * _COPY_TILE_ROWS
+        last = min(first + _COPY_TILE_ROWS, bars)
+        for j in range(columns):
+            for i in range(first, last):
+                out[i, j] = x[i, j]
+    return out

@@ -1,0 +1,16 @@
+"""The main job runs on the bundled sample and reports what it computed."""
+
+from __future__ import annotations
+
+from qt_backtest import demo
+
+
+def test_demo_summarises_both_samples(capsys):
+    demo.main()
+    output = capsys.readouterr().out
+    for name in ("BTCUSDT-1h", "ETHUSDT-1h"):
+        assert f"{name}: 73,265 1h bars, 2018-01-01 00:00 .. 2026-05-16 18:00 UTC" in output
+    assert output.count("27 gap(s), 122 missing 1h bar(s)") == 2
+    for column in ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum"):
+        assert f"\n    {column} " in output
+    assert output.count("equals the batch kernel: True") == 2

@@ -23,7 +23,7 @@ import pandas as pd
 from qt_backtest.data.errors import DataValidationError
 from qt_backtest.data.gaps import apply_gap_policy
 from qt_backtest.data.interval import format_interval, infer_interval
-from qt_backtest.data.validate import OHLCV_COLUMNS, validate_ohlcv
+from qt_backtest.data.validate import OHLCV_COLUMNS, check_required_columns, validate_ohlcv
 
 #: Column order of Binance's public kline archive files.
 BINANCE_COLUMNS = (
@@ -191,13 +191,7 @@ def _standard_table(raw: pd.DataFrame, source: str, first_line: int) -> pd.DataF
         first = renamed.columns[0] if len(renamed.columns) else None
         if first is not None and (first == "" or first.startswith("unnamed")):
             timestamp_column = first  # an unnamed first column, as pandas writes the index
-    missing = [column for column in OHLCV_COLUMNS if column not in renamed.columns]
-    if missing:
-        raise DataValidationError(
-            f"missing required column(s) {', '.join(missing)}; found "
-            f"{', '.join(map(str, raw.columns)) or 'none'}",
-            source=source,
-        )
+    check_required_columns(list(renamed.columns), source)
     if timestamp_column is None and not isinstance(renamed.index, pd.DatetimeIndex):
         raise DataValidationError(
             "no timestamp column: expected one of " + ", ".join(TIMESTAMP_NAMES),
@@ -273,13 +267,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataValidationError("no bars: the file has no rows", source=path.name)
     if isinstance(raw.index, pd.DatetimeIndex):
         renamed = raw.rename(columns=lambda column: str(column).strip().lower())
-        missing = [column for column in OHLCV_COLUMNS if column not in renamed.columns]
-        if missing:
-            raise DataValidationError(
-                f"missing required column(s) {', '.join(missing)}; found "
-                f"{', '.join(map(str, raw.columns))}",
-                source=path.name,
-            )
+        check_required_columns(list(renamed.columns), path.name)
         return _build_frame(renamed, None, OHLCV_COLUMNS, path.name, first_line=0)
     return _standard_table(raw.reset_index(drop=True), path.name, first_line=0)
 

@@ -14,6 +14,18 @@ OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
+def check_required_columns(columns, source: str | None) -> None:
+    """Raise naming every missing OHLCV column and the columns that were found."""
+    present = set(columns)
+    missing = [column for column in OHLCV_COLUMNS if column not in present]
+    if missing:
+        raise DataValidationError(
+            f"missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, columns)) or 'none'}",
+            source=source,
+        )
+
+
 def _number(value: float) -> str:
     return repr(float(value))
 
@@ -75,13 +87,7 @@ def validate_ohlcv(
     """
     if len(frame) == 0:
         raise DataValidationError("no bars: the input is empty", source=source)
-    missing = [column for column in OHLCV_COLUMNS if column not in frame.columns]
-    if missing:
-        raise DataValidationError(
-            f"missing required column(s) {', '.join(missing)}; "
-            f"found {', '.join(map(str, frame.columns)) or 'none'}",
-            source=source,
-        )
+    check_required_columns(list(frame.columns), source)
     for column in OHLCV_COLUMNS:
         dtype = frame[column].dtype
         if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from qt_backtest.indicators import defaults, nb
-from qt_backtest.indicators._validate import check_period
+from qt_backtest.indicators._validate import check_nonnegative, check_period
 
 
 class _Window:
@@ -139,8 +139,8 @@ class BollingerBands:
         nbdev_dn: float = defaults.BB_NBDEV,
     ) -> None:
         self.period = check_period(period, "period")
-        self.nbdev_up = float(nbdev_up)
-        self.nbdev_dn = float(nbdev_dn)
+        self.nbdev_up = check_nonnegative(nbdev_up, "nbdev_up")
+        self.nbdev_dn = check_nonnegative(nbdev_dn, "nbdev_dn")
         self._moments = _Moments(self.period, 0)
 
     def update(self, close: float) -> BollingerValue:

@@ -56,6 +56,10 @@ MOMENTS_TOLERANCE = 1e-12
 # the same; the batch loop is written as runs of finite values because the generic state
 # machine costs about twice as much per bar.
 
+# err (a sum of s2 values) may reach this multiple of the spread before the sums are recomputed:
+# each sliding update adds at most ~3 eps * s2 of rounding error to s2 - s1**2 / period
+_ERROR_BUDGET = MOMENTS_TOLERANCE / (3.0 * EPS)
+
 # what the batch loop writes per bar
 MOMENTS_MEAN = 0
 MOMENTS_STD = 1
@@ -84,8 +88,8 @@ def _moments_slide(sums, values, i, period):
     leaving = values[i - period] - anchor
     s1 += entering - leaving
     s2 += entering * entering - leaving * leaving
-    err += abs(s2)
-    if 3.0 * EPS * err > MOMENTS_TOLERANCE * (s2 - s1 * s1 * (1.0 / period)):
+    err += s2
+    if err > _ERROR_BUDGET * (s2 - s1 * s1 * (1.0 / period)):
         return _moments_start(values, i, period)
     return anchor, s1, s2, err
 

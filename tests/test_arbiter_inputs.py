@@ -9,7 +9,12 @@ import talib
 
 from qt_backtest import indicators as ind
 from qt_backtest.data import load_ohlcv, to_wide
-from qt_backtest.indicators import ARBITER_INPUT_COLUMNS, ArbiterInputConfig, arbiter_inputs
+from qt_backtest.indicators import (
+    ARBITER_INPUT_COLUMNS,
+    ArbiterInputConfig,
+    ArbiterInputStream,
+    arbiter_inputs,
+)
 from tests.conftest import random_walk_ohlcv, shared_file
 from tests.test_indicators_oracle import assert_matches
 
@@ -69,7 +74,7 @@ def test_percent_macd_scale(btc_1h):
     d_percent = percent["macd"] - percent["macd_signal"]
     d_price = price["macd"] - price["macd_signal"]
     assert_matches(d_percent, d_price / close * 100)
-    pd.testing.assert_series_equal(percent["rsi"], price["rsi"])
+    pd.testing.assert_series_equal(percent["rsi"], price["rsi"], check_exact=True)
 
 
 def test_several_symbols_are_computed_separately(btc_1h):
@@ -77,13 +82,15 @@ def test_several_symbols_are_computed_separately(btc_1h):
     frames = {"BTCUSDT": btc_1h.iloc[:2000], "ETHUSDT": eth.iloc[500:2500]}
     per_symbol = arbiter_inputs(frames)
     for symbol, frame in frames.items():
-        pd.testing.assert_frame_equal(per_symbol[symbol], arbiter_inputs(frame))
+        pd.testing.assert_frame_equal(per_symbol[symbol], arbiter_inputs(frame), check_exact=True)
     wide = arbiter_inputs(to_wide(frames))
     assert wide.columns.nlevels == 2
     for symbol, frame in frames.items():
         part = wide[symbol].loc[frame.index]
         part.columns.name = None
-        pd.testing.assert_frame_equal(part, arbiter_inputs(frame), check_freq=False)
+        pd.testing.assert_frame_equal(
+            part, arbiter_inputs(frame), check_freq=False, check_exact=True
+        )
 
 
 @pytest.mark.parametrize(
@@ -152,7 +159,9 @@ def test_perturbing_the_future_changes_nothing_before(name):
         future.iloc[after, future.columns.get_loc("volume")] *= rng.uniform(0, 10, len(scale))
         perturbed = compute(future)
         pd.testing.assert_frame_equal(
-            pd.DataFrame(perturbed).iloc[: cut + 1], pd.DataFrame(baseline).iloc[: cut + 1]
+            pd.DataFrame(perturbed).iloc[: cut + 1],
+            pd.DataFrame(baseline).iloc[: cut + 1],
+            check_exact=True,
         )
         # and the perturbation is visible afterwards, so the comparison has teeth
         assert (
@@ -160,3 +169,25 @@ def test_perturbing_the_future_changes_nothing_before(name):
             .iloc[cut + 1 :]
             .equals(pd.DataFrame(baseline).iloc[cut + 1 :])
         )
+
+
+@pytest.mark.parametrize("macd_scale", ["price", "percent"])
+def test_streaming_inputs_equal_batch_across_a_gap(btc_1h, macd_scale):
+    frame = btc_1h.loc["2018-02-01":"2018-03-15"]  # holds the 33-bar outage of February 2018
+    config = ArbiterInputConfig(macd_scale=macd_scale)
+    batch = arbiter_inputs(frame, config)
+    stream = ArbiterInputStream(config, interval="1h")
+    rows = [
+        stream.update(stamp, *bar)
+        for stamp, bar in zip(frame.index, frame.itertuples(index=False), strict=True)
+    ]
+    streamed = pd.DataFrame(rows, index=frame.index)
+    pd.testing.assert_frame_equal(streamed, batch, check_freq=False, check_exact=True)
+    assert streamed["momentum"].isna().sum() == 2  # first bar and the bar after the outage
+
+
+def test_streaming_inputs_need_time_order():
+    stream = ArbiterInputStream(interval="5m")
+    stream.update("2024-01-01T00:05Z", 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="time order"):
+        stream.update("2024-01-01T00:05Z", 1, 1, 1, 1, 1)

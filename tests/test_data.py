@@ -164,7 +164,7 @@ def test_binance_kline_file_time_unit_is_detected(tmp_path, btc_1h, unit):
     path = tmp_path / "BTCUSDT-1h-2024-01.csv"
     path.write_text("\n".join(binance_rows(part, unit)) + "\n")
     frame = load_ohlcv(path)
-    pd.testing.assert_frame_equal(frame, part, check_freq=False)
+    pd.testing.assert_frame_equal(frame, part, check_freq=False, check_exact=True)
     extra = load_ohlcv(path, keep_extra=True)
     assert list(extra.columns) == list(BINANCE_COLUMNS[1:6]) + [
         "quote_volume",
@@ -183,9 +183,9 @@ def test_binance_zip_and_monthly_folder(tmp_path, btc_1h):
         with zipfile.ZipFile(folder / f"{name}.zip", "w") as archive:
             archive.writestr(f"{name}.csv", "\n".join(binance_rows(month, unit)) + "\n")
     single = load_ohlcv(folder / "BTCUSDT-1h-2024-02.zip")
-    pd.testing.assert_frame_equal(single, months[1], check_freq=False)
+    pd.testing.assert_frame_equal(single, months[1], check_freq=False, check_exact=True)
     joined = load_ohlcv(folder)
-    pd.testing.assert_frame_equal(joined, pd.concat(months), check_freq=False)
+    pd.testing.assert_frame_equal(joined, pd.concat(months), check_freq=False, check_exact=True)
     assert joined.attrs["symbol"] == "BTCUSDT" and gap_report(joined).count == 0
 
 
@@ -204,9 +204,13 @@ def test_folder_with_overlapping_files_names_both(tmp_path, btc_1h):
 def test_parquet_with_index_or_column(tmp_path, btc_1h):
     part = btc_1h.iloc[:300]
     part.to_parquet(tmp_path / "a.parquet")
-    pd.testing.assert_frame_equal(load_ohlcv(tmp_path / "a.parquet"), part, check_freq=False)
+    pd.testing.assert_frame_equal(
+        load_ohlcv(tmp_path / "a.parquet"), part, check_freq=False, check_exact=True
+    )
     part.reset_index().to_parquet(tmp_path / "b.parquet")
-    pd.testing.assert_frame_equal(load_ohlcv(tmp_path / "b.parquet"), part, check_freq=False)
+    pd.testing.assert_frame_equal(
+        load_ohlcv(tmp_path / "b.parquet"), part, check_freq=False, check_exact=True
+    )
 
 
 def test_gzip_csv_time_zones_and_case(tmp_path):
@@ -236,7 +240,7 @@ def test_several_symbols(tmp_path, btc_1h):
     assert wide.columns.names == ["symbol", "field"] and len(wide) == 150
     assert wide[("BTC", "close")].isna().sum() == 50
     back = from_wide(wide)
-    pd.testing.assert_frame_equal(back["ETH"], eth.iloc[50:150], check_freq=False)
+    pd.testing.assert_frame_equal(back["ETH"], eth.iloc[50:150], check_freq=False, check_exact=True)
     with pytest.raises(ValueError, match="more than once: BTCUSDT"):
         load_many([btc_path, btc_path])
 
@@ -260,7 +264,9 @@ def test_gap_policies(btc_1h):
     assert (flat["open"] == flat["close"]).all() and (flat["high"] == flat["low"]).all()
     first = added[0]
     assert filled.loc[first, "close"] == btc_1h["close"][btc_1h.index < first].iloc[-1]
-    pd.testing.assert_frame_equal(filled.loc[btc_1h.index], btc_1h, check_freq=False)
+    pd.testing.assert_frame_equal(
+        filled.loc[btc_1h.index], btc_1h, check_freq=False, check_exact=True
+    )
     dropped = load_ohlcv(path, gaps="drop")
     assert find_gaps(dropped).count == 0 and len(dropped) > 10_000
     assert gap_report(dropped).count == 27  # the report describes the data as loaded

@@ -19,12 +19,14 @@ from qt_backtest.indicators.api import (
 from qt_backtest.indicators.arbiter_inputs import (
     ARBITER_INPUT_COLUMNS,
     ArbiterInputConfig,
+    ArbiterInputStream,
     arbiter_inputs,
 )
 
 __all__ = [
     "ARBITER_INPUT_COLUMNS",
     "ArbiterInputConfig",
+    "ArbiterInputStream",
     "BollingerResult",
     "MACDResult",
     "arbiter_inputs",

@@ -156,3 +156,78 @@ def arbiter_inputs(
         wide = pd.concat(parts, axis=1, names=["symbol", "field"])
         return wide.reindex(ohlcv.index)
     return _single(ohlcv, config, interval)
+
+
+class ArbiterInputStream:
+    """The Arbiter's inputs one bar at a time, equal to :func:`arbiter_inputs` bar for bar.
+
+    Parameters
+    ----------
+    config : ArbiterInputConfig, optional
+        Indicator parameters; the live engine's by default.
+    interval : str or Timedelta
+        Bar interval of the bars that will be fed (e.g. ``"1h"``), for the momentum lag.
+
+    Examples
+    --------
+    >>> stream = ArbiterInputStream(interval="1h")
+    >>> values = stream.update(timestamp, open_, high, low, close, volume)  # doctest: +SKIP
+    >>> values["rsi"], values["momentum"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, config: ArbiterInputConfig | None = None, *, interval: str | pd.Timedelta = "1h"
+    ) -> None:
+        from qt_backtest.indicators import streaming
+
+        self.config = ArbiterInputConfig() if config is None else config
+        self._bar = parse_interval(interval)
+        self._lag = self.config.momentum_lag(self._bar)
+        self._rsi = streaming.RSI(self.config.rsi_period)
+        self._macd = streaming.MACD(
+            self.config.macd_fast, self.config.macd_slow, self.config.macd_signal
+        )
+        self._bands = streaming.BollingerBands(
+            self.config.bb_period, self.config.bb_nbdev, self.config.bb_nbdev
+        )
+        self._volume = streaming.VolumeTrend(self.config.volume_period)
+        self._momentum = streaming.ROC(self._lag)
+        self._stamps: list[int] = []
+
+    def update(
+        self,
+        timestamp: pd.Timestamp,
+        open: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> dict[str, float]:
+        """Feed one bar (in time order) and return its six inputs (NaN during warm-up)."""
+        stamp = pd.Timestamp(timestamp)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        nanoseconds = stamp.as_unit("ns").value
+        if self._stamps and nanoseconds <= self._stamps[-1]:
+            raise ValueError(
+                f"bars must arrive in time order: {stamp} is not after "
+                f"{pd.Timestamp(self._stamps[-1], tz='UTC')}"
+            )
+        self._stamps = [*self._stamps[-self._lag :], nanoseconds]
+        line, signal, _ = self._macd.update(close)
+        if self.config.macd_scale == "percent":
+            line = line / close * 100.0
+            signal = signal / close * 100.0
+        momentum = self._momentum.update(close)
+        if (
+            len(self._stamps) <= self._lag
+            or nanoseconds - self._stamps[0] != self._lag * self._bar.value
+        ):
+            momentum = np.nan
+        return {
+            "rsi": self._rsi.update(close),
+            "macd": line,
+            "macd_signal": signal,
+            "bb_position": self._bands.update(close).position,
+            "volume_trend": self._volume.update(volume),
+            "momentum": momentum,
+        }

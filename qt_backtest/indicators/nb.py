@@ -43,8 +43,8 @@ MOMENTS_TOLERANCE = 1e-12
 # sums = (anchor, s1, s2, err)
 #   anchor   the shift K: the sums run over deviations from it
 #   s1, s2   sum of (x - K) and of (x - K)**2 over the window
-#   err      sum of the s2 values since the sums were last computed from the window; scaled by
-#            eps it bounds the rounding error the sliding updates put into s2 - s1**2 / period
+#   err      sum of the s2 values since the sums were last computed from the window; times
+#            3 eps it bounds the rounding error the sliding updates put into s2 - s1**2 / period
 #
 # A plain running sum of squares of the prices loses every digit after a large level change.
 # Sums of deviations from an anchor near the data cancel far less, and the error bound makes

@@ -180,13 +180,17 @@ def _moments_into(x, period, ddof, kind, nbdev_up, nbdev_dn, out1, out2, out3):
         if i == n:
             break
         sums = _moments_start(x, i, period)
-        while True:
-            mean, std = _moments_values(sums, period, ddof)
-            _moments_emit(kind, i, x[i], mean, std, nbdev_up, nbdev_dn, out1, out2, out3)
-            i += 1
-            if i == n or not math.isfinite(x[i]):
+        mean, std = _moments_values(sums, period, ddof)
+        _moments_emit(kind, i, x[i], mean, std, nbdev_up, nbdev_dn, out1, out2, out3)
+        run_end = n
+        for k in range(i + 1, n):
+            if not math.isfinite(x[k]):
+                run_end = k
                 break
-            sums = _moments_slide(sums, x, i, period)
+            sums = _moments_slide(sums, x, k, period)
+            mean, std = _moments_values(sums, period, ddof)
+            _moments_emit(kind, k, x[k], mean, std, nbdev_up, nbdev_dn, out1, out2, out3)
+        i = run_end
 
 
 @njit(cache=True)

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qt_backtest import indicators as ind
 from tests.conftest import random_walk_ohlcv
@@ -264,3 +266,26 @@ def test_bad_arguments_are_named(call, message):
 def test_macd_swaps_fast_and_slow_like_talib(btc_1h):
     close = btc_1h["close"].to_numpy()[:500]
     assert_matches(ind.macd(close, 26, 12, 9).macd, talib.MACD(close, 26, 12, 9)[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    runs=st.lists(st.tuples(st.integers(0, 599), st.integers(1, 50)), max_size=6),
+    case=st.sampled_from([case for case in CASES if not case[0].startswith(("atr", "volume"))]),
+)
+def test_random_missing_runs_match_talib_per_segment(seed, runs, case):
+    name, ours, reference, atol = case
+    data = random_walk_ohlcv(600, seed=seed % 10_000)
+    close = data["close"].copy()
+    for start, length in runs:
+        close[start : start + length] = np.nan
+    if name.startswith("realized_vol"):
+        expected = _segmented(lambda cc: talib.STDDEV(_log_returns(cc), 20, 1), close)
+    else:
+        expected = _segmented(lambda cc: reference(cc, cc, cc, cc), close)
+    result = np.asarray(ours(close, close, close, close), dtype=float)
+    if np.isnan(expected).all():
+        assert np.isnan(result).all()
+    else:
+        assert_matches(result, expected, atol=atol)

@@ -1,0 +1,33 @@
+"""The decision hierarchy: configuration, reference agents and (later) the vectorised replay."""
+
+from qt_backtest.hierarchy.actions import ACTION_CODES, ACTION_NAMES, BUY, HOLD, SELL
+from qt_backtest.hierarchy.config import (
+    DEFAULT_MODELS,
+    DEFAULT_WEIGHTS,
+    ArbiterConfig,
+    EnsembleConfig,
+    HierarchyConfig,
+    MetaConfig,
+)
+from qt_backtest.hierarchy.reference import Arbiter, EnsembleVoter, HierarchyEngine, MetaPolicy
+from qt_backtest.hierarchy.uncertainty import MetaUncertaintyModel, meta_features
+
+__all__ = [
+    "ACTION_CODES",
+    "ACTION_NAMES",
+    "BUY",
+    "DEFAULT_MODELS",
+    "DEFAULT_WEIGHTS",
+    "HOLD",
+    "SELL",
+    "Arbiter",
+    "ArbiterConfig",
+    "EnsembleConfig",
+    "EnsembleVoter",
+    "HierarchyConfig",
+    "HierarchyEngine",
+    "MetaConfig",
+    "MetaPolicy",
+    "MetaUncertaintyModel",
+    "meta_features",
+]

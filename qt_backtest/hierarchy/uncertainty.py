@@ -1,0 +1,119 @@
+"""Meta-V2's optional uncertainty model (SPEC §2, rule 6).
+
+A multinomial logistic regression over a fixed feature vector of the models' votes; Meta
+escalates when the normalised entropy of its predicted class probabilities is high. With the
+four live models the vector has the 26 features of the specification:
+
+* per model, in model order: one-hot SELL, HOLD, BUY and the confidence (a model Meta does not
+  see: 0, 1, 0, 0.5);
+* mean, max, min and population standard deviation of the confidences Meta sees;
+* BUY, SELL and HOLD vote shares; disagreement (1 - top share);
+* regime volatility and trend strength (defaults 0.5 and 0.0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from qt_backtest.hierarchy.actions import BUY, HOLD, SELL
+from qt_backtest.hierarchy.config import MetaConfig
+
+ENTROPY_EPSILON = 1e-10
+CLASSES = (SELL, HOLD, BUY)
+
+
+def feature_count(models: int) -> int:
+    """Length of the feature vector for ``models`` models (26 for four)."""
+    return 4 * models + 10
+
+
+def meta_features(
+    inputs: Sequence[tuple[str, int, float]],
+    models: Sequence[str],
+    config: MetaConfig,
+    regime_volatility: float | None = None,
+    trend_strength: float | None = None,
+) -> np.ndarray:
+    """The feature vector of one bar from Meta's inputs ``(model, action, confidence)``."""
+    seen = {model: (action, confidence) for model, action, confidence in inputs}
+    features: list[float] = []
+    for model in models:
+        action, confidence = seen.get(model, (HOLD, 0.5))
+        features += [float(action == SELL), float(action == HOLD), float(action == BUY)]
+        features.append(confidence)
+    confidences = np.array([confidence for _, _, confidence in inputs], dtype=float)
+    n = len(inputs)
+    if n:
+        features += [
+            float(confidences.mean()),
+            float(confidences.max()),
+            float(confidences.min()),
+            float(confidences.std()),
+        ]
+        counts = {action: sum(1 for _, a, _ in inputs if a == action) for action in CLASSES}
+        shares = [counts[BUY] / n, counts[SELL] / n, counts[HOLD] / n]
+        features += shares
+        features.append(1.0 - max(shares))
+    else:
+        features += [0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    features.append(config.regime_volatility if regime_volatility is None else regime_volatility)
+    features.append(config.trend_strength if trend_strength is None else trend_strength)
+    return np.array(features, dtype=float)
+
+
+def normalized_entropy(probabilities: Sequence[float]) -> float:
+    """``-sum(p ln(p + 1e-10)) / ln 3`` for the three class probabilities."""
+    entropy = 0.0
+    for p in probabilities:
+        entropy -= p * math.log(p + ENTROPY_EPSILON)
+    return entropy / math.log(3.0)
+
+
+class MetaUncertaintyModel:
+    """Multinomial logistic regression from Meta features to the bar's label class.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularisation strength.
+    max_iter : int
+        Solver iterations.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.coef_: np.ndarray | None = None
+        self.intercept_: np.ndarray | None = None
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> MetaUncertaintyModel:
+        """Fit on features of shape (bars, n_features) and labels in {-1, 0, 1}."""
+        from sklearn.linear_model import LogisticRegression
+
+        features = np.asarray(features, dtype=float)
+        labels = np.asarray(labels)
+        present = set(np.unique(labels).tolist())
+        if not present <= set(CLASSES):
+            raise ValueError(
+                f"labels must be -1 (SELL), 0 (HOLD) or 1 (BUY), got {sorted(present)}"
+            )
+        if present != set(CLASSES):
+            raise ValueError("the training labels must contain all three classes")
+        model = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        model.fit(features, labels)
+        order = [list(model.classes_).index(label) for label in CLASSES]
+        self.coef_ = model.coef_[order]
+        self.intercept_ = model.intercept_[order]
+        return self
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities in the order SELL, HOLD, BUY; shape (bars, 3)."""
+        if self.coef_ is None:
+            raise RuntimeError("the uncertainty model is not fitted; call fit first")
+        logits = np.asarray(features, dtype=float) @ self.coef_.T + self.intercept_
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)

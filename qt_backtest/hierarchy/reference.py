@@ -94,6 +94,18 @@ class EnsembleVoter:
         action = _argmax(tally, ENSEMBLE_TIE_ORDER)
         agreeing = [confidence for _, vote, confidence in votes if vote == action]
         voters, k = len(votes), len(agreeing)
+        if k == 0:
+            # every active model has weight 0: the tie order picked an action nobody voted for,
+            # so the vote says nothing (the live contract's no-voter answer)
+            return {
+                "action": "HOLD",
+                "confidence": self.config.no_voter_confidence,
+                "consensus": "no_valid_models",
+                "votes": {action_name(a): weight for a, weight in tally.items()},
+                "voters": voters,
+                "agreeing": 0,
+                "active_models": [model for model, _, _ in votes],
+            }
         total = 0.0
         for confidence in agreeing:
             total += confidence

@@ -37,22 +37,31 @@ def meta_features(
     regime_volatility: float | None = None,
     trend_strength: float | None = None,
 ) -> np.ndarray:
-    """The feature vector of one bar from Meta's inputs ``(model, action, confidence)``."""
+    """The feature vector of one bar from Meta's inputs ``(model, action, confidence)``.
+
+    Sums run in input order, one term at a time, so that the vectorised replay reproduces the
+    vector bit for bit.
+    """
     seen = {model: (action, confidence) for model, action, confidence in inputs}
     features: list[float] = []
     for model in models:
         action, confidence = seen.get(model, (HOLD, 0.5))
         features += [float(action == SELL), float(action == HOLD), float(action == BUY)]
         features.append(confidence)
-    confidences = np.array([confidence for _, _, confidence in inputs], dtype=float)
     n = len(inputs)
     if n:
-        features += [
-            float(confidences.mean()),
-            float(confidences.max()),
-            float(confidences.min()),
-            float(confidences.std()),
-        ]
+        total = 0.0
+        highest = -math.inf
+        lowest = math.inf
+        for _, _, confidence in inputs:
+            total += confidence
+            highest = max(highest, confidence)
+            lowest = min(lowest, confidence)
+        mean = total / n
+        squares = 0.0
+        for _, _, confidence in inputs:
+            squares += (confidence - mean) * (confidence - mean)
+        features += [mean, highest, lowest, math.sqrt(squares / n)]
         counts = {action: sum(1 for _, a, _ in inputs if a == action) for action in CLASSES}
         shares = [counts[BUY] / n, counts[SELL] / n, counts[HOLD] / n]
         features += shares
@@ -62,6 +71,22 @@ def meta_features(
     features.append(config.regime_volatility if regime_volatility is None else regime_volatility)
     features.append(config.trend_strength if trend_strength is None else trend_strength)
     return np.array(features, dtype=float)
+
+
+def class_probabilities(coef: np.ndarray, intercept: np.ndarray, features) -> list[float]:
+    """Softmax of ``coef @ features + intercept``, sums in feature order (one bar)."""
+    logits = []
+    for row in range(coef.shape[0]):
+        logit = float(intercept[row])
+        for k in range(coef.shape[1]):
+            logit += float(coef[row, k]) * float(features[k])
+        logits.append(logit)
+    top = max(logits)
+    weights = [math.exp(logit - top) for logit in logits]
+    total = 0.0
+    for weight in weights:
+        total += weight
+    return [weight / total for weight in weights]
 
 
 def normalized_entropy(probabilities: Sequence[float]) -> float:
@@ -113,7 +138,9 @@ class MetaUncertaintyModel:
         """Class probabilities in the order SELL, HOLD, BUY; shape (bars, 3)."""
         if self.coef_ is None:
             raise RuntimeError("the uncertainty model is not fitted; call fit first")
-        logits = np.asarray(features, dtype=float) @ self.coef_.T + self.intercept_
-        logits -= logits.max(axis=1, keepdims=True)
-        weights = np.exp(logits)
-        return weights / weights.sum(axis=1, keepdims=True)
+        rows = np.atleast_2d(np.asarray(features, dtype=float))
+        if rows.shape[1] != self.coef_.shape[1]:
+            raise ValueError(
+                f"the model was fitted on {self.coef_.shape[1]} features, got {rows.shape[1]}"
+            )
+        return np.array([class_probabilities(self.coef_, self.intercept_, row) for row in rows])

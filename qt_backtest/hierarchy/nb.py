@@ -1,0 +1,523 @@
+"""Numba kernel of the vectorised hierarchy replay.
+
+Each bar is decided independently (the live hierarchy keeps no state between bars), with the
+same arithmetic, in the same order, as the reference agents in
+:mod:`qt_backtest.hierarchy.reference`; the replay tests hold the two equal decision by decision.
+Parameters arrive packed by :mod:`qt_backtest.hierarchy.params`.
+
+Codes written per bar
+---------------------
+* actions: -1 SELL, 0 HOLD, 1 BUY
+* consensus: index into ``CONSENSUS_LABELS`` + ``no_valid_models`` (4)
+* meta_decision: -1 Meta did not run, 0 DEFER, 1 ESCALATE
+* meta_reason: index into ``reasons.META_REASONS`` (-1 when Meta did not run)
+* gate: index into ``reasons.GATE_OUTCOMES`` (-1 when the Arbiter was not called)
+* source: 0 ensemble, 1 Arbiter
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from qt_backtest.hierarchy.params import (
+    P_ARBITER_CAP,
+    P_BASE_CONFIDENCE,
+    P_BB_HIGH,
+    P_BB_LOW,
+    P_CAP,
+    P_CONSENSUS,
+    P_DEPLOYED,
+    P_DISAGREEMENT,
+    P_ENTROPY,
+    P_FIDELITY,
+    P_GATE,
+    P_HOLD_BASE,
+    P_HOLD_CENTER,
+    P_HOLD_SLOPE,
+    P_INTENDED_HIGH,
+    P_INTENDED_LOW,
+    P_LOW_CONFIDENCE,
+    P_MACD_FACTOR,
+    P_MAY_OPEN,
+    P_MIN_ACTIVE,
+    P_MIN_TRADE_CONFIDENCE,
+    P_MODE,
+    P_MOMENTUM,
+    P_MOMENTUM_FACTOR,
+    P_MULTIPLIER,
+    P_NEUTRAL,
+    P_NO_VOTER_CONFIDENCE,
+    P_PADDING,
+    P_REGIME_VOLATILITY,
+    P_RSI_HIGH,
+    P_RSI_LOW,
+    P_RSI_SPAN,
+    P_SCORE,
+    P_SLOPE,
+    P_SPLIT,
+    P_STRONG,
+    P_TAG,
+    P_TREND_STRENGTH,
+    P_UNCERTAINTY,
+    P_VOLUME_OFFSET,
+    P_VOLUME_SPAN,
+    P_VOLUME_SPIKE,
+    P_WEIGHTS,
+)
+
+NAN = np.nan
+SELL, HOLD, BUY = -1, 0, 1
+NO_VALID_MODELS = 4
+MODE_ENSEMBLE, MODE_META_ARBITER = 0, 2
+INTENDED = 1
+# reason codes, in reasons.META_REASONS order
+R_SPLIT, R_DISAGREEMENT, R_LOW_CONFIDENCE = 3, 4, 5
+R_NO_MODEL, R_UNDECIDED, R_CLEAR = 6, 7, 8
+# gate outcomes, in reasons.GATE_OUTCOMES order
+G_OVERRIDE, G_LOW_CONFIDENCE, G_HOLD, G_BASE_HOLD = 0, 1, 2, 3
+TAG_RSI, TAG_MACD, TAG_MOMENTUM = 1, 2, 4
+ENTROPY_EPSILON = 1e-10
+LOG3 = math.log(3.0)
+CHUNK = 4096
+
+
+@njit(cache=True, inline="always")
+def _argmax3(first, second, third, first_value, second_value, third_value):
+    """The first of three actions with the largest value (earlier wins exact ties)."""
+    best, best_value = first, first_value
+    if second_value > best_value:
+        best, best_value = second, second_value
+    if third_value > best_value:
+        best = third
+    return best
+
+
+@njit(cache=True, inline="always")
+def _pick(action, sell, hold, buy):
+    if action == SELL:
+        return sell
+    if action == HOLD:
+        return hold
+    return buy
+
+
+@njit(cache=True)
+def _ensemble(actions, confidences, active, weights, params):
+    """Layer 1: (action, confidence, consensus code, voters)."""
+    buy = 0.0
+    sell = 0.0
+    hold = 0.0
+    voters = 0
+    for m in range(actions.shape[0]):
+        if active[m]:
+            voters += 1
+            if actions[m] == BUY:
+                buy += weights[m]
+            elif actions[m] == SELL:
+                sell += weights[m]
+            else:
+                hold += weights[m]
+    if voters == 0:
+        return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, 0
+    action = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
+    total = 0.0
+    agreeing = 0
+    for m in range(actions.shape[0]):
+        if active[m] and actions[m] == action:
+            total += confidences[m]
+            agreeing += 1
+    if agreeing == 0:
+        # every active model has weight 0 (see the reference voter)
+        return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, voters
+    if agreeing >= voters:
+        label = 0
+    elif agreeing >= params[P_STRONG] * voters:
+        label = 1
+    elif agreeing >= params[P_SPLIT] * voters:
+        label = 2
+    else:
+        label = 3
+    confidence = min(params[P_CAP], total / agreeing * params[P_MULTIPLIER + label])
+    return action, confidence, label, voters
+
+
+@njit(cache=True)
+def _meta(
+    actions,
+    confidences,
+    active,
+    base_action,
+    base_confidence,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    features,
+    params,
+):
+    """Layer 2: (escalate, reason code, action, confidence, disagreement, entropy)."""
+    models = actions.shape[0]
+    intended = params[P_FIDELITY] == INTENDED
+    padding = params[P_PADDING]
+    n = 0
+    buy = 0
+    sell = 0
+    hold = 0
+    for m in range(models):
+        if active[m] or not intended:
+            n += 1
+            action = actions[m] if active[m] else HOLD
+            if action == BUY:
+                buy += 1
+            elif action == SELL:
+                sell += 1
+            else:
+                hold += 1
+    top = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
+    top_count = _pick(top, sell, hold, buy)
+    share = top_count / n
+    disagreement = 1.0 - share
+    # Meta's fallback over its weight table, in table order
+    total_weight = 0.0
+    score_sell = 0.0
+    score_hold = 0.0
+    score_buy = 0.0
+    for k in range(meta_models.shape[0]):
+        m = meta_models[k]
+        if active[m] or not intended:
+            weight = meta_weights[k]
+            action = actions[m] if active[m] else HOLD
+            confidence = confidences[m] if active[m] else padding
+            total_weight += weight
+            if action == SELL:
+                score_sell += weight * confidence
+            elif action == HOLD:
+                score_hold += weight * confidence
+            else:
+                score_buy += weight * confidence
+    if total_weight <= 0.0:
+        fallback_action, fallback_confidence = SELL, 0.0
+    else:
+        score_sell = score_sell / total_weight
+        score_hold = score_hold / total_weight
+        score_buy = score_buy / total_weight
+        fallback_action = _argmax3(SELL, HOLD, BUY, score_sell, score_hold, score_buy)
+        fallback_confidence = _pick(fallback_action, score_sell, score_hold, score_buy)
+    if intended:
+        rule4_confidence = base_confidence
+        split = buy == sell and buy > 0 and 2 * (buy + sell) > n
+    else:
+        rule4_confidence = fallback_confidence
+        split = buy == 2 and sell == 2
+    entropy = NAN
+    if share >= params[P_CONSENSUS]:
+        return False, top + 1, top, share, disagreement, entropy
+    if split:
+        escalate, reason = True, R_SPLIT
+    elif disagreement >= params[P_DISAGREEMENT]:
+        escalate, reason = True, R_DISAGREEMENT
+    elif rule4_confidence < params[P_LOW_CONFIDENCE]:
+        escalate, reason = True, R_LOW_CONFIDENCE
+    elif params[P_UNCERTAINTY] == 0.0:
+        escalate, reason = False, R_NO_MODEL
+    else:
+        _meta_features(actions, confidences, active, intended, padding, params, features)
+        entropy = _entropy(coef, intercept, features)
+        if entropy > params[P_ENTROPY]:
+            escalate, reason = True, R_UNDECIDED
+        else:
+            escalate, reason = False, R_CLEAR
+    if intended:
+        return escalate, reason, base_action, base_confidence, disagreement, entropy
+    return escalate, reason, fallback_action, fallback_confidence, disagreement, entropy
+
+
+@njit(cache=True)
+def _meta_features(actions, confidences, active, intended, padding, params, out):
+    """The uncertainty model's feature vector (see ``uncertainty.meta_features``)."""
+    models = actions.shape[0]
+    n = 0
+    total = 0.0
+    highest = -np.inf
+    lowest = np.inf
+    buy = 0
+    sell = 0
+    hold = 0
+    for m in range(models):
+        seen = active[m] or not intended
+        action = actions[m] if active[m] else HOLD
+        confidence = confidences[m] if active[m] else padding
+        if not seen:
+            action, confidence = HOLD, 0.5
+        out[4 * m] = 1.0 if action == SELL else 0.0
+        out[4 * m + 1] = 1.0 if action == HOLD else 0.0
+        out[4 * m + 2] = 1.0 if action == BUY else 0.0
+        out[4 * m + 3] = confidence
+        if seen:
+            n += 1
+            total += confidence
+            highest = max(highest, confidence)
+            lowest = min(lowest, confidence)
+            if action == BUY:
+                buy += 1
+            elif action == SELL:
+                sell += 1
+            else:
+                hold += 1
+    base = 4 * models
+    mean = total / n
+    squares = 0.0
+    for m in range(models):
+        if active[m] or not intended:
+            confidence = confidences[m] if active[m] else padding
+            squares += (confidence - mean) * (confidence - mean)
+    out[base] = mean
+    out[base + 1] = highest
+    out[base + 2] = lowest
+    out[base + 3] = math.sqrt(squares / n)
+    out[base + 4] = buy / n
+    out[base + 5] = sell / n
+    out[base + 6] = hold / n
+    out[base + 7] = 1.0 - max(out[base + 4], max(out[base + 5], out[base + 6]))
+    out[base + 8] = params[P_REGIME_VOLATILITY]
+    out[base + 9] = params[P_TREND_STRENGTH]
+
+
+@njit(cache=True)
+def _entropy(coef, intercept, features):
+    logits = np.empty(3)
+    for row in range(3):
+        logit = intercept[row]
+        for k in range(coef.shape[1]):
+            logit += coef[row, k] * features[k]
+        logits[row] = logit
+    top = max(logits[0], max(logits[1], logits[2]))
+    weights = np.empty(3)
+    total = 0.0
+    for row in range(3):
+        weights[row] = math.exp(logits[row] - top)
+    for row in range(3):
+        total += weights[row]
+    entropy = 0.0
+    for row in range(3):
+        p = weights[row] / total
+        entropy -= p * math.log(p + ENTROPY_EPSILON)
+    return entropy / LOG3
+
+
+@njit(cache=True, inline="always")
+def _value(indicators, column, params):
+    value = indicators[column]
+    if math.isfinite(value):
+        return value
+    return params[P_NEUTRAL + column]
+
+
+@njit(cache=True)
+def _arbiter(indicators, params):
+    """Layer 3: (action, confidence, score, tag bits, analysis error)."""
+    if params[P_DEPLOYED] != 0.0:
+        return HOLD, 0.5, NAN, 0, True
+    intended = params[P_FIDELITY] == INTENDED
+    rsi = _value(indicators, 0, params)
+    difference = _value(indicators, 1, params) - _value(indicators, 2, params)
+    position = _value(indicators, 3, params)
+    volume = _value(indicators, 4, params)
+    momentum = _value(indicators, 5, params)
+
+    if rsi < params[P_RSI_LOW]:
+        rsi_signal, rsi_strength = 1, (params[P_RSI_LOW] - rsi) / params[P_RSI_SPAN]
+    elif rsi > params[P_RSI_HIGH]:
+        rsi_signal, rsi_strength = -1, (rsi - params[P_RSI_HIGH]) / params[P_RSI_SPAN]
+    else:
+        rsi_signal, rsi_strength = 0, 0.0
+    macd_signal = 1 if difference > 0 else (-1 if difference < 0 else 0)
+    macd_strength = min(params[P_MACD_FACTOR] * abs(difference), 1.0)
+    if position < params[P_BB_LOW]:
+        band_signal, band_strength = 1, params[P_BB_LOW] - position
+    elif position > params[P_BB_HIGH]:
+        band_signal, band_strength = -1, position - params[P_BB_HIGH]
+    else:
+        band_signal, band_strength = 0, 0.0
+    if volume > params[P_VOLUME_SPIKE]:
+        if intended:
+            volume_signal = macd_signal
+        else:
+            volume_signal = 1 if difference > 0 else -1
+        volume_strength = min((volume - params[P_VOLUME_OFFSET]) / params[P_VOLUME_SPAN], 1.0)
+    else:
+        volume_signal, volume_strength = 0, 0.0
+    if momentum > params[P_MOMENTUM]:
+        momentum_signal = 1
+    elif momentum < -params[P_MOMENTUM]:
+        momentum_signal = -1
+    else:
+        momentum_signal = 0
+    momentum_strength = min(params[P_MOMENTUM_FACTOR] * abs(momentum), 1.0)
+
+    score = 0.0
+    score += params[P_WEIGHTS] * rsi_signal * rsi_strength
+    score += params[P_WEIGHTS + 1] * macd_signal * macd_strength
+    score += params[P_WEIGHTS + 2] * band_signal * band_strength
+    score += params[P_WEIGHTS + 3] * volume_signal * volume_strength
+    score += params[P_WEIGHTS + 4] * momentum_signal * momentum_strength
+
+    threshold = params[P_SCORE]
+    if score >= threshold:
+        action = BUY
+    elif score <= -threshold:
+        action = SELL
+    else:
+        action = HOLD
+    tags = 0
+    if action != HOLD:
+        confidence = min(
+            params[P_BASE_CONFIDENCE] + params[P_SLOPE] * abs(score), params[P_ARBITER_CAP]
+        )
+        if rsi_signal == action and rsi_strength > params[P_TAG]:
+            tags |= TAG_RSI
+        if macd_signal == action and macd_strength > params[P_TAG]:
+            tags |= TAG_MACD
+        if momentum_signal == action:
+            tags |= TAG_MOMENTUM
+    elif intended:
+        low, high = params[P_INTENDED_LOW], params[P_INTENDED_HIGH]
+        confidence = low + (high - low) * (1.0 - abs(score) / threshold)
+        confidence = min(max(confidence, low), high)
+    else:
+        confidence = params[P_HOLD_BASE] + params[P_HOLD_SLOPE] * (
+            params[P_HOLD_CENTER] - abs(score)
+        )
+    return action, confidence, score, tags, False
+
+
+@njit(cache=True)
+def _gate(action, confidence, base_action, params):
+    if confidence < params[P_GATE]:
+        return G_LOW_CONFIDENCE
+    if action == HOLD:
+        return G_HOLD
+    if params[P_MAY_OPEN] == 0.0 and base_action == HOLD:
+        return G_BASE_HOLD
+    return G_OVERRIDE
+
+
+@njit(cache=True, parallel=True)
+def replay_nb(
+    actions,
+    confidences,
+    active,
+    indicators,
+    params,
+    weights,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    base_action,
+    base_confidence,
+    consensus,
+    voters,
+    meta_decision,
+    meta_reason,
+    meta_action,
+    meta_confidence,
+    disagreement,
+    entropy,
+    arbiter_action,
+    arbiter_confidence,
+    arbiter_score,
+    arbiter_tags,
+    arbiter_error,
+    gate,
+    final_action,
+    final_confidence,
+    source,
+    risk_veto,
+):
+    """Replay the hierarchy over ``bars`` rows, chunks of rows in parallel.
+
+    Parameters
+    ----------
+    actions : ndarray of int8, shape (bars, models)
+        -1 SELL, 0 HOLD, 1 BUY (ignored where not active).
+    confidences : ndarray of float64, shape (bars, models)
+    active : ndarray of bool, shape (bars, models)
+    indicators : ndarray of float64, shape (bars, 6)
+        rsi, macd, macd_signal, bb_position, volume_trend, momentum (NaN = neutral default).
+    params, weights, meta_models, meta_weights, coef, intercept
+        From :func:`qt_backtest.hierarchy.params.pack`.
+    base_action ... risk_veto : ndarray, shape (bars,)
+        Outputs, written in place (see the module docstring for codes).
+    """
+    bars = actions.shape[0]
+    mode = params[P_MODE]
+    min_active = params[P_MIN_ACTIVE]
+    min_trade = params[P_MIN_TRADE_CONFIDENCE]
+    chunks = (bars + CHUNK - 1) // CHUNK
+    for chunk in prange(chunks):
+        features = np.empty(coef.shape[1])
+        for i in range(chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)):
+            action, confidence, label, count = _ensemble(
+                actions[i], confidences[i], active[i], weights, params
+            )
+            base_action[i] = action
+            base_confidence[i] = confidence
+            consensus[i] = label
+            voters[i] = count
+            meta_decision[i] = -1
+            meta_reason[i] = -1
+            meta_action[i] = 0
+            meta_confidence[i] = NAN
+            disagreement[i] = NAN
+            entropy[i] = NAN
+            gate[i] = -1
+            arbiter_action[i] = 0
+            arbiter_confidence[i] = NAN
+            arbiter_score[i] = NAN
+            arbiter_tags[i] = 0
+            arbiter_error[i] = False
+            final = action
+            final_conf = confidence
+            final_source = 0
+            if mode != MODE_ENSEMBLE and count >= min_active:
+                escalate, reason, m_action, m_conf, m_dis, m_entropy = _meta(
+                    actions[i],
+                    confidences[i],
+                    active[i],
+                    action,
+                    confidence,
+                    meta_models,
+                    meta_weights,
+                    coef,
+                    intercept,
+                    features,
+                    params,
+                )
+                meta_decision[i] = 1 if escalate else 0
+                meta_reason[i] = reason
+                meta_action[i] = m_action
+                meta_confidence[i] = m_conf
+                disagreement[i] = m_dis
+                entropy[i] = m_entropy
+                if escalate and mode == MODE_META_ARBITER:
+                    a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators[i], params)
+                    outcome = _gate(a_action, a_conf, action, params)
+                    arbiter_action[i] = a_action
+                    arbiter_confidence[i] = a_conf
+                    arbiter_score[i] = a_score
+                    arbiter_tags[i] = a_tags
+                    arbiter_error[i] = a_error
+                    gate[i] = outcome
+                    if outcome == G_OVERRIDE:
+                        final = a_action
+                        final_conf = a_conf
+                        final_source = 1
+            vetoed = final != HOLD and final_conf < min_trade  # False when min_trade is NaN
+            risk_veto[i] = vetoed
+            final_action[i] = HOLD if vetoed else final
+            final_confidence[i] = final_conf
+            source[i] = final_source

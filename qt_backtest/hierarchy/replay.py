@@ -1,0 +1,247 @@
+"""Vectorised replay of the hierarchy over many bars (and symbols), returning a tidy frame.
+
+Predictions come as a frame with one row per bar and, per model, the columns
+``<model>_action`` (BUY / SELL / HOLD, any case, or -1 / 0 / 1; empty when the model has no
+prediction) and ``<model>_confidence`` (in [0, 1]); optionally ``<model>_version`` (a tag
+containing "insufficient" makes the model inactive). A model is active on a bar when it has both
+an action and a finite confidence. Rows are independent bars: several symbols can be stacked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.hierarchy import nb, reasons
+from qt_backtest.hierarchy.actions import ACTION_CODES
+from qt_backtest.hierarchy.config import CONSENSUS_LABELS, HierarchyConfig
+from qt_backtest.hierarchy.params import pack
+from qt_backtest.indicators.arbiter_inputs import ARBITER_INPUT_COLUMNS
+
+ACTION_CATEGORIES = ("SELL", "HOLD", "BUY")
+CONSENSUS_CATEGORIES = (*CONSENSUS_LABELS, "no_valid_models")
+DECISION_CATEGORIES = ("DEFER", "ESCALATE")
+SOURCE_CATEGORIES = ("ensemble", "arbiter")
+
+# every output column of the kernel: name -> dtype
+OUTPUTS = {
+    "base_action": np.int8,
+    "base_confidence": np.float64,
+    "consensus": np.int8,
+    "voters": np.int8,
+    "meta_decision": np.int8,
+    "meta_reason": np.int8,
+    "meta_action": np.int8,
+    "meta_confidence": np.float64,
+    "disagreement": np.float64,
+    "entropy": np.float64,
+    "arbiter_action": np.int8,
+    "arbiter_confidence": np.float64,
+    "arbiter_score": np.float64,
+    "arbiter_tags": np.int8,
+    "arbiter_error": np.bool_,
+    "gate": np.int8,
+    "final_action": np.int8,
+    "final_confidence": np.float64,
+    "source": np.int8,
+    "risk_veto": np.bool_,
+}
+
+
+def _action_codes(column: pd.Series, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """int8 codes and a presence mask; raises on anything that is not an action."""
+    present = column.notna().to_numpy()
+    codes = np.zeros(len(column), dtype=np.int8)
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = present & ~np.isin(values, (-1.0, 0.0, 1.0))
+        codes[present & ~bad] = values[present & ~bad].astype(np.int8)
+    else:
+        text = column.astype("string").str.strip().str.upper()
+        mapped = text.map(ACTION_CODES)
+        bad = present & mapped.isna().to_numpy()
+        good = present & ~bad
+        codes[good] = mapped[good].astype(np.int8).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{model}_action: unknown action {column.iloc[row]!r} at row {row} "
+            f"({column.index[row]}); expected BUY, SELL, HOLD or -1, 0, 1"
+        )
+    return codes, present
+
+
+def prediction_arrays(
+    predictions: pd.DataFrame, models: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(actions int8, confidences float64, active bool)``, each of shape (bars, models)."""
+    suffixes = ("_action", "_confidence", "_version")
+    named = {
+        column.rsplit("_", 1)[0]
+        for column in predictions.columns
+        if isinstance(column, str) and column.endswith(suffixes)
+    }
+    unknown = sorted(named - set(models))
+    if unknown:
+        raise ValueError(f"predictions for unknown model(s) {unknown}; models are {list(models)}")
+    bars = len(predictions)
+    actions = np.zeros((bars, len(models)), dtype=np.int8)
+    confidences = np.full((bars, len(models)), np.nan)
+    active = np.zeros((bars, len(models)), dtype=bool)
+    for m, model in enumerate(models):
+        if f"{model}_action" not in predictions or f"{model}_confidence" not in predictions:
+            continue  # the model never predicted: inactive on every bar
+        codes, present = _action_codes(predictions[f"{model}_action"], model)
+        confidence = pd.to_numeric(predictions[f"{model}_confidence"], errors="coerce")
+        confidence = confidence.to_numpy(dtype=np.float64, na_value=np.nan)
+        outside = np.isfinite(confidence) & ((confidence < 0.0) | (confidence > 1.0))
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"{model}_confidence must be in [0, 1]: {confidence[row]} at row {row} "
+                f"({predictions.index[row]})"
+            )
+        usable = present & np.isfinite(confidence)
+        version = predictions.get(f"{model}_version")
+        if version is not None:
+            insufficient = version.astype("string").str.contains("insufficient", case=False)
+            usable &= ~insufficient.fillna(False).to_numpy(dtype=bool)
+        actions[:, m] = codes
+        confidences[:, m] = confidence
+        active[:, m] = usable
+    return actions, confidences, active
+
+
+def indicator_array(indicators: pd.DataFrame | None, index: pd.Index) -> np.ndarray:
+    """Arbiter inputs aligned to ``index``, shape (bars, 6); NaN reads as the neutral value."""
+    if indicators is None:
+        return np.full((len(index), len(ARBITER_INPUT_COLUMNS)), np.nan)
+    missing = [column for column in ARBITER_INPUT_COLUMNS if column not in indicators.columns]
+    if missing:
+        raise ValueError(f"indicators miss column(s) {missing}")
+    if not indicators.index.equals(index):
+        absent = index.difference(indicators.index)
+        if len(absent):
+            raise ValueError(
+                f"indicators have no row for {len(absent)} prediction bar(s), first {absent[0]}"
+            )
+        indicators = indicators.reindex(index)
+    return np.ascontiguousarray(
+        indicators[list(ARBITER_INPUT_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+    )
+
+
+def replay_arrays(
+    actions: np.ndarray,
+    confidences: np.ndarray,
+    active: np.ndarray,
+    indicators: np.ndarray,
+    config: HierarchyConfig | None = None,
+    uncertainty_model: Any = None,
+) -> dict[str, np.ndarray]:
+    """Run the kernel on arrays; returns the raw per-bar outputs by name (see ``nb``)."""
+    config = config or HierarchyConfig()
+    bars, models = actions.shape
+    if models != len(config.models):
+        raise ValueError(f"{models} model columns, but the configuration has {len(config.models)}")
+    packed = pack(config, uncertainty_model)
+    outputs = {name: np.empty(bars, dtype=dtype) for name, dtype in OUTPUTS.items()}
+    nb.replay_nb(
+        np.ascontiguousarray(actions, dtype=np.int8),
+        np.ascontiguousarray(np.nan_to_num(confidences, nan=0.0), dtype=np.float64),
+        np.ascontiguousarray(active, dtype=np.bool_),
+        np.ascontiguousarray(indicators, dtype=np.float64),
+        packed.scalars,
+        packed.weights,
+        packed.meta_models,
+        packed.meta_weights,
+        packed.coef,
+        packed.intercept,
+        *outputs.values(),
+    )
+    return outputs
+
+
+def _categorical(codes: np.ndarray, categories: tuple[str, ...], offset: int = 0):
+    return pd.Categorical.from_codes(codes.astype(np.int64) + offset, categories=categories)
+
+
+def decode(outputs: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+    """Readable frame from raw kernel outputs: categories and reason texts."""
+    ran = outputs["meta_decision"] >= 0
+    called = outputs["gate"] >= 0
+    arbiter_reason = np.full(len(index), None, dtype=object)
+    for i in np.flatnonzero(called):
+        if outputs["arbiter_error"][i]:
+            arbiter_reason[i] = reasons.ANALYSIS_ERROR
+        else:
+            arbiter_reason[i] = reasons.arbiter_reason(
+                int(outputs["arbiter_action"][i]),
+                int(outputs["arbiter_tags"][i]),
+                float(outputs["arbiter_score"][i]),
+            )
+    meta_action = np.where(ran, outputs["meta_action"] + 1, -1)
+    arbiter_action = np.where(called, outputs["arbiter_action"] + 1, -1)
+    frame = pd.DataFrame(
+        {
+            "base_action": _categorical(outputs["base_action"], ACTION_CATEGORIES, 1),
+            "base_confidence": outputs["base_confidence"],
+            "consensus": _categorical(outputs["consensus"], CONSENSUS_CATEGORIES),
+            "voters": outputs["voters"],
+            "meta_decision": _categorical(outputs["meta_decision"], DECISION_CATEGORIES),
+            "meta_reason": _categorical(outputs["meta_reason"], reasons.META_REASONS),
+            "meta_action": _categorical(meta_action, ACTION_CATEGORIES),
+            "meta_confidence": outputs["meta_confidence"],
+            "disagreement": outputs["disagreement"],
+            "entropy": outputs["entropy"],
+            "arbiter_action": _categorical(arbiter_action, ACTION_CATEGORIES),
+            "arbiter_confidence": outputs["arbiter_confidence"],
+            "arbiter_score": outputs["arbiter_score"],
+            "arbiter_reason": pd.array(arbiter_reason, dtype="string"),
+            "gate": _categorical(outputs["gate"], reasons.GATE_OUTCOMES),
+            "final_action": _categorical(outputs["final_action"], ACTION_CATEGORIES, 1),
+            "final_confidence": outputs["final_confidence"],
+            "source": _categorical(outputs["source"], SOURCE_CATEGORIES),
+            "risk_veto": outputs["risk_veto"],
+        },
+        index=index,
+    )
+    return frame
+
+
+def replay(
+    predictions: pd.DataFrame,
+    indicators: pd.DataFrame | None = None,
+    config: HierarchyConfig | None = None,
+    *,
+    uncertainty_model: Any = None,
+) -> pd.DataFrame:
+    """Replay the hierarchy on every bar of ``predictions``.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        One row per bar (see the module docstring for the columns).
+    indicators : DataFrame, optional
+        The Arbiter's inputs (:func:`qt_backtest.indicators.arbiter_inputs`) with a row for
+        every prediction bar; without it every input takes its neutral value.
+    config : HierarchyConfig, optional
+        Mode, fidelity and thresholds; the live engine's defaults otherwise.
+    uncertainty_model : fitted MetaUncertaintyModel, optional
+        Enables Meta's rule 6.
+
+    Returns
+    -------
+    DataFrame indexed like ``predictions``: ``base_action``, ``base_confidence``, ``consensus``,
+    ``voters``, ``meta_decision``, ``meta_reason``, ``meta_action``, ``meta_confidence``,
+    ``disagreement``, ``entropy``, ``arbiter_action``, ``arbiter_confidence``,
+    ``arbiter_score``, ``arbiter_reason``, ``gate``, ``final_action``, ``final_confidence``,
+    ``source``, ``risk_veto``. Layers that did not run on a bar are NaN there.
+    """
+    config = config or HierarchyConfig()
+    actions, confidences, active = prediction_arrays(predictions, config.models)
+    inputs = indicator_array(indicators, predictions.index)
+    outputs = replay_arrays(actions, confidences, active, inputs, config, uncertainty_model)
+    return decode(outputs, predictions.index)

@@ -84,18 +84,16 @@ LOG3 = math.log(3.0)
 CHUNK = 4096
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _argmax3(first, second, third, first_value, second_value, third_value):
     """The first of three actions with the largest value (earlier wins exact ties)."""
-    best, best_value = first, first_value
-    if second_value > best_value:
-        best, best_value = second, second_value
-    if third_value > best_value:
-        best = third
-    return best
+    second_wins = second_value > first_value
+    best = second if second_wins else first
+    best_value = second_value if second_wins else first_value
+    return third if third_value > best_value else best
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _pick(action, sell, hold, buy):
     if action == SELL:
         return sell
@@ -104,51 +102,52 @@ def _pick(action, sell, hold, buy):
     return buy
 
 
-@njit(cache=True)
-def _ensemble(actions, confidences, active, weights, params):
-    """Layer 1: (action, confidence, consensus code, voters)."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _ensemble(actions, confidences, active, i, weights, params):
+    """Layer 1 on bar ``i``: (action, confidence, consensus code, voters)."""
+    # Votes are random from bar to bar, so the loops select instead of branching; adding 0.0
+    # leaves a sum exactly as the reference agent's sum over the voters only.
     buy = 0.0
     sell = 0.0
     hold = 0.0
     voters = 0
-    for m in range(actions.shape[0]):
-        if active[m]:
-            voters += 1
-            if actions[m] == BUY:
-                buy += weights[m]
-            elif actions[m] == SELL:
-                sell += weights[m]
-            else:
-                hold += weights[m]
+    for m in range(actions.shape[1]):
+        is_active = active[i, m]
+        vote = actions[i, m]
+        weight = weights[m] if is_active else 0.0
+        voters += 1 if is_active else 0
+        buy += weight if vote == BUY else 0.0
+        sell += weight if vote == SELL else 0.0
+        hold += weight if (vote != BUY and vote != SELL) else 0.0
     if voters == 0:
         return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, 0
     action = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
     total = 0.0
     agreeing = 0
-    for m in range(actions.shape[0]):
-        if active[m] and actions[m] == action:
-            total += confidences[m]
-            agreeing += 1
+    for m in range(actions.shape[1]):
+        agrees = active[i, m] and actions[i, m] == action
+        total += confidences[i, m] if agrees else 0.0
+        agreeing += 1 if agrees else 0
     if agreeing == 0:
         # every active model has weight 0 (see the reference voter)
         return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, voters
-    if agreeing >= voters:
-        label = 0
-    elif agreeing >= params[P_STRONG] * voters:
-        label = 1
-    elif agreeing >= params[P_SPLIT] * voters:
-        label = 2
-    else:
-        label = 3
+    # labels nest (split <= strong <= 1), so counting the levels reached equals the if-chain
+    label = (
+        3
+        - (1 if agreeing >= voters else 0)
+        - (1 if agreeing >= params[P_STRONG] * voters else 0)
+        - (1 if agreeing >= params[P_SPLIT] * voters else 0)
+    )
     confidence = min(params[P_CAP], total / agreeing * params[P_MULTIPLIER + label])
     return action, confidence, label, voters
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
 def _meta(
     actions,
     confidences,
     active,
+    i,
     base_action,
     base_confidence,
     meta_models,
@@ -158,8 +157,9 @@ def _meta(
     features,
     params,
 ):
-    """Layer 2: (escalate, reason code, action, confidence, disagreement, entropy)."""
-    models = actions.shape[0]
+    """Layer 2 on bar ``i``: (escalate, reason code, action, confidence, disagreement,
+    entropy)."""
+    models = actions.shape[1]
     intended = params[P_FIDELITY] == INTENDED
     padding = params[P_PADDING]
     n = 0
@@ -167,9 +167,9 @@ def _meta(
     sell = 0
     hold = 0
     for m in range(models):
-        if active[m] or not intended:
+        if active[i, m] or not intended:
             n += 1
-            action = actions[m] if active[m] else HOLD
+            action = actions[i, m] if active[i, m] else HOLD
             if action == BUY:
                 buy += 1
             elif action == SELL:
@@ -187,10 +187,10 @@ def _meta(
     score_buy = 0.0
     for k in range(meta_models.shape[0]):
         m = meta_models[k]
-        if active[m] or not intended:
+        if active[i, m] or not intended:
             weight = meta_weights[k]
-            action = actions[m] if active[m] else HOLD
-            confidence = confidences[m] if active[m] else padding
+            action = actions[i, m] if active[i, m] else HOLD
+            confidence = confidences[i, m] if active[i, m] else padding
             total_weight += weight
             if action == SELL:
                 score_sell += weight * confidence
@@ -224,7 +224,7 @@ def _meta(
     elif params[P_UNCERTAINTY] == 0.0:
         escalate, reason = False, R_NO_MODEL
     else:
-        _meta_features(actions, confidences, active, intended, padding, params, features)
+        _meta_features(actions, confidences, active, i, intended, padding, params, features)
         entropy = _entropy(coef, intercept, features)
         if entropy > params[P_ENTROPY]:
             escalate, reason = True, R_UNDECIDED
@@ -235,10 +235,10 @@ def _meta(
     return escalate, reason, fallback_action, fallback_confidence, disagreement, entropy
 
 
-@njit(cache=True)
-def _meta_features(actions, confidences, active, intended, padding, params, out):
-    """The uncertainty model's feature vector (see ``uncertainty.meta_features``)."""
-    models = actions.shape[0]
+@njit(cache=True, error_model="numpy")
+def _meta_features(actions, confidences, active, i, intended, padding, params, out):
+    """The uncertainty model's feature vector of bar ``i`` (see ``uncertainty.meta_features``)."""
+    models = actions.shape[1]
     n = 0
     total = 0.0
     highest = -np.inf
@@ -247,9 +247,9 @@ def _meta_features(actions, confidences, active, intended, padding, params, out)
     sell = 0
     hold = 0
     for m in range(models):
-        seen = active[m] or not intended
-        action = actions[m] if active[m] else HOLD
-        confidence = confidences[m] if active[m] else padding
+        seen = active[i, m] or not intended
+        action = actions[i, m] if active[i, m] else HOLD
+        confidence = confidences[i, m] if active[i, m] else padding
         if not seen:
             action, confidence = HOLD, 0.5
         out[4 * m] = 1.0 if action == SELL else 0.0
@@ -271,8 +271,8 @@ def _meta_features(actions, confidences, active, intended, padding, params, out)
     mean = total / n
     squares = 0.0
     for m in range(models):
-        if active[m] or not intended:
-            confidence = confidences[m] if active[m] else padding
+        if active[i, m] or not intended:
+            confidence = confidences[i, m] if active[i, m] else padding
             squares += (confidence - mean) * (confidence - mean)
     out[base] = mean
     out[base + 1] = highest
@@ -286,7 +286,7 @@ def _meta_features(actions, confidences, active, intended, padding, params, out)
     out[base + 9] = params[P_TREND_STRENGTH]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _entropy(coef, intercept, features):
     logits = np.empty(3)
     for row in range(3):
@@ -308,25 +308,25 @@ def _entropy(coef, intercept, features):
     return entropy / LOG3
 
 
-@njit(cache=True, inline="always")
-def _value(indicators, column, params):
-    value = indicators[column]
+@njit(cache=True, inline="always", error_model="numpy")
+def _value(indicators, i, column, params):
+    value = indicators[i, column]
     if math.isfinite(value):
         return value
     return params[P_NEUTRAL + column]
 
 
-@njit(cache=True)
-def _arbiter(indicators, params):
-    """Layer 3: (action, confidence, score, tag bits, analysis error)."""
+@njit(cache=True, inline="always", error_model="numpy")
+def _arbiter(indicators, i, params):
+    """Layer 3 on bar ``i``: (action, confidence, score, tag bits, analysis error)."""
     if params[P_DEPLOYED] != 0.0:
         return HOLD, 0.5, NAN, 0, True
     intended = params[P_FIDELITY] == INTENDED
-    rsi = _value(indicators, 0, params)
-    difference = _value(indicators, 1, params) - _value(indicators, 2, params)
-    position = _value(indicators, 3, params)
-    volume = _value(indicators, 4, params)
-    momentum = _value(indicators, 5, params)
+    rsi = _value(indicators, i, 0, params)
+    difference = _value(indicators, i, 1, params) - _value(indicators, i, 2, params)
+    position = _value(indicators, i, 3, params)
+    volume = _value(indicators, i, 4, params)
+    momentum = _value(indicators, i, 5, params)
 
     if rsi < params[P_RSI_LOW]:
         rsi_signal, rsi_strength = 1, (params[P_RSI_LOW] - rsi) / params[P_RSI_SPAN]
@@ -394,7 +394,7 @@ def _arbiter(indicators, params):
     return action, confidence, score, tags, False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
 def _gate(action, confidence, base_action, params):
     if confidence < params[P_GATE]:
         return G_LOW_CONFIDENCE
@@ -405,7 +405,7 @@ def _gate(action, confidence, base_action, params):
     return G_OVERRIDE
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def replay_nb(
     actions,
     confidences,
@@ -462,7 +462,7 @@ def replay_nb(
         features = np.empty(coef.shape[1])
         for i in range(chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)):
             action, confidence, label, count = _ensemble(
-                actions[i], confidences[i], active[i], weights, params
+                actions, confidences, active, i, weights, params
             )
             base_action[i] = action
             base_confidence[i] = confidence
@@ -485,9 +485,10 @@ def replay_nb(
             final_source = 0
             if mode != MODE_ENSEMBLE and count >= min_active:
                 escalate, reason, m_action, m_conf, m_dis, m_entropy = _meta(
-                    actions[i],
-                    confidences[i],
-                    active[i],
+                    actions,
+                    confidences,
+                    active,
+                    i,
                     action,
                     confidence,
                     meta_models,
@@ -504,7 +505,7 @@ def replay_nb(
                 disagreement[i] = m_dis
                 entropy[i] = m_entropy
                 if escalate and mode == MODE_META_ARBITER:
-                    a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators[i], params)
+                    a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators, i, params)
                     outcome = _gate(a_action, a_conf, action, params)
                     arbiter_action[i] = a_action
                     arbiter_confidence[i] = a_conf

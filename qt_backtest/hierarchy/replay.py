@@ -140,18 +140,49 @@ def replay_arrays(
     indicators: np.ndarray,
     config: HierarchyConfig | None = None,
     uncertainty_model: Any = None,
+    out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run the kernel on arrays; returns the raw per-bar outputs by name (see ``nb``)."""
+    """Run the kernel on arrays; returns the raw per-bar outputs by name (see ``nb``).
+
+    Parameters
+    ----------
+    actions : ndarray, shape (bars, models)
+        -1 / 0 / 1 per model (read only where ``active``).
+    confidences : ndarray, shape (bars, models)
+        In [0, 1] where ``active``.
+    active : ndarray of bool, shape (bars, models)
+    indicators : ndarray, shape (bars, 6)
+        Arbiter inputs in ``ARBITER_INPUT_COLUMNS`` order; NaN reads as neutral.
+    config, uncertainty_model
+        As for :func:`replay`.
+    out : dict of ndarray, optional
+        Output buffers from a previous call with the same number of bars, reused.
+    """
     config = config or HierarchyConfig()
     bars, models = actions.shape
     if models != len(config.models):
         raise ValueError(f"{models} model columns, but the configuration has {len(config.models)}")
+    if confidences.shape != actions.shape or active.shape != actions.shape:
+        raise ValueError("actions, confidences and active must have the same shape")
+    if indicators.shape != (bars, len(ARBITER_INPUT_COLUMNS)):
+        raise ValueError(f"indicators must have shape ({bars}, {len(ARBITER_INPUT_COLUMNS)})")
+    confidences = np.ascontiguousarray(confidences, dtype=np.float64)
+    active = np.ascontiguousarray(active, dtype=np.bool_)
+    usable = (confidences >= 0.0) & (confidences <= 1.0)  # False for NaN
+    if not usable[active].all():
+        raise ValueError("an active model has a confidence outside [0, 1] (or NaN)")
     packed = pack(config, uncertainty_model)
-    outputs = {name: np.empty(bars, dtype=dtype) for name, dtype in OUTPUTS.items()}
+    if out is None:
+        out = {name: np.empty(bars, dtype=dtype) for name, dtype in OUTPUTS.items()}
+    elif any(
+        out[name].shape != (bars,) or out[name].dtype != dtype for name, dtype in OUTPUTS.items()
+    ):
+        raise ValueError("out must hold the buffers of a replay over the same number of bars")
+    outputs = out
     nb.replay_nb(
         np.ascontiguousarray(actions, dtype=np.int8),
-        np.ascontiguousarray(np.nan_to_num(confidences, nan=0.0), dtype=np.float64),
-        np.ascontiguousarray(active, dtype=np.bool_),
+        confidences,
+        active,
         np.ascontiguousarray(indicators, dtype=np.float64),
         packed.scalars,
         packed.weights,

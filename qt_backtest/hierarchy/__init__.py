@@ -1,4 +1,4 @@
-"""The decision hierarchy: configuration, reference agents and (later) the vectorised replay."""
+"""The decision hierarchy: configuration, reference agents, the vectorised replay and rates."""
 
 from qt_backtest.hierarchy.actions import ACTION_CODES, ACTION_NAMES, BUY, HOLD, SELL
 from qt_backtest.hierarchy.config import (
@@ -9,7 +9,9 @@ from qt_backtest.hierarchy.config import (
     HierarchyConfig,
     MetaConfig,
 )
+from qt_backtest.hierarchy.rates import RateTargets, decision_rates, rolling_rates
 from qt_backtest.hierarchy.reference import Arbiter, EnsembleVoter, HierarchyEngine, MetaPolicy
+from qt_backtest.hierarchy.replay import replay, replay_arrays
 from qt_backtest.hierarchy.uncertainty import MetaUncertaintyModel, meta_features
 
 __all__ = [
@@ -29,5 +31,10 @@ __all__ = [
     "MetaConfig",
     "MetaPolicy",
     "MetaUncertaintyModel",
+    "RateTargets",
+    "decision_rates",
     "meta_features",
+    "replay",
+    "replay_arrays",
+    "rolling_rates",
 ]

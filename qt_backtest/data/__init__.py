@@ -18,6 +18,7 @@ from qt_backtest.data.loaders import (
     load_folder,
     load_many,
     load_ohlcv,
+    parse_timestamps,
     symbol_from_name,
     to_wide,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "load_ohlcv",
     "load_sample",
     "parse_interval",
+    "parse_timestamps",
     "resample_ohlcv",
     "sample_dir",
     "symbol_from_name",

@@ -81,8 +81,16 @@ def _epoch_to_index(values: np.ndarray, source: str, lines: np.ndarray) -> pd.Da
     return pd.DatetimeIndex(pd.to_datetime(values.astype(np.int64), unit=unit, utc=True))
 
 
-def _parse_timestamps(raw: pd.Series, source: str, lines: np.ndarray) -> pd.DatetimeIndex:
-    """Parse a timestamp column: ISO-8601 text (naive = UTC) or epoch numbers of any unit."""
+def parse_timestamps(
+    raw: pd.Series, source: str | None, lines: np.ndarray | None = None
+) -> pd.DatetimeIndex:
+    """Parse a timestamp column: ISO-8601 text (naive = UTC) or epoch numbers of any unit.
+
+    ``lines`` gives each row's file line for error messages (default: row + 2, a CSV with a
+    header). Raises :class:`DataValidationError` naming the first bad row.
+    """
+    if lines is None:
+        lines = np.arange(len(raw)) + 2
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
         numbers = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.flatnonzero(~np.isfinite(numbers))
@@ -110,7 +118,7 @@ def _parse_timestamps(raw: pd.Series, source: str, lines: np.ndarray) -> pd.Date
     else:
         text = raw.astype("string").str.strip()
         if text.notna().all() and text.str.fullmatch(r"-?\d+").all():
-            return _parse_timestamps(text.astype(np.int64), source, lines)
+            return parse_timestamps(text.astype(np.int64), source, lines)
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if bad.size:
@@ -162,9 +170,9 @@ def _build_frame(
                 + " or a DatetimeIndex",
                 source=source,
             )
-        index = _parse_timestamps(raw.index.to_series(index=range(len(raw))), source, lines)
+        index = parse_timestamps(raw.index.to_series(index=range(len(raw))), source, lines)
     else:
-        index = _parse_timestamps(raw[timestamp_column].reset_index(drop=True), source, lines)
+        index = parse_timestamps(raw[timestamp_column].reset_index(drop=True), source, lines)
     data = {
         column: _numeric_column(raw[column].reset_index(drop=True), column, source, lines)
         for column in columns

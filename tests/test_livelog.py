@@ -1,0 +1,113 @@
+"""Live-log replay on generated journals."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from qt_backtest.hierarchy import ArbiterConfig, HierarchyConfig, HierarchyEngine, MetaConfig
+from qt_backtest.hierarchy.livelog import parse_live_log, replay_log
+from tests.livelog_fixtures import make_journal
+
+
+@pytest.fixture(scope="module")
+def journal():
+    return make_journal(10_000, seed=3)
+
+
+def test_parse_counts_and_skips(journal):
+    lines, _, inputs, noise = journal
+    parsed = parse_live_log(lines, year=2026)
+    assert len(lines) >= 10_000
+    assert parsed.skipped == noise
+    assert len(parsed.records) == len(inputs)
+    kinds = parsed.line_kinds
+    assert kinds["meta_escalate"] == kinds["arbiter_invoked"] > 100
+    assert kinds["arbiter_override"] > 10 and kinds["arbiter_defer"] > 10
+    assert kinds["ensemble"] == parsed.records["final_action"].notna().sum()
+
+
+def test_recomputed_equals_logged_with_the_live_config(journal):
+    lines, indicators, _, _ = journal
+    parsed = parse_live_log(lines, year=2026)
+    diff = replay_log(parsed, HierarchyConfig(), indicators)
+    assert diff.summary["mismatching"].sum() == 0, diff.mismatches.head()
+    assert (diff.summary["compared"] > 0).all()
+    assert diff.unreplayable == parsed.records["final_action"].isna().sum()
+
+
+@pytest.mark.parametrize(
+    ("changed", "layer"),
+    [
+        (HierarchyConfig(arbiter=ArbiterConfig(arbiter_threshold=0.80)), "arbiter"),
+        (HierarchyConfig(meta=MetaConfig(consensus_threshold=1.0)), "meta"),
+        (HierarchyConfig(mode="meta"), "arbiter"),
+    ],
+)
+def test_changed_thresholds_give_the_expected_diffs(journal, changed, layer):
+    lines, indicators, inputs, _ = journal
+    parsed = parse_live_log(lines, year=2026)
+    diff = replay_log(parsed, changed, indicators)
+    # expected: where the reference engine under the changed config decides differently
+    live, other = HierarchyEngine(HierarchyConfig()), HierarchyEngine(changed)
+    expected = {"meta": 0, "arbiter": 0, "final": 0}
+    logged = {(r.symbol, r.time) for r in parsed.records.itertuples() if pd.notna(r.final_action)}
+    for item in inputs:
+        if (item["symbol"], item["time"]) not in logged:
+            continue
+        a = live.step(item["bar"], item["indicators"])
+        b = other.step(item["bar"], item["indicators"])
+        meta_a = a["meta"] and (a["meta"]["decision"], a["meta"]["reason"])
+        meta_b = b["meta"] and (b["meta"]["decision"], b["meta"]["reason"])
+        expected["meta"] += meta_a != meta_b
+        if a["meta"] and a["meta"]["decision"] == "ESCALATE":
+            gate_a = a["gate"] or "not_available"
+            gate_b = b["gate"] or "not_available"
+            expected["arbiter"] += gate_a != gate_b
+        expected["final"] += a["final"]["action"] != b["final"]["action"] or (
+            a["final"]["source"] != b["final"]["source"]
+        )
+    assert diff.summary.loc[layer, "mismatching"] == expected[layer] > 0
+    assert diff.summary.loc["meta", "mismatching"] == expected["meta"]
+    mismatching = diff.mismatches[diff.mismatches["layer"] == layer]
+    assert len(mismatching) == expected[layer]
+
+
+def test_garbage_never_crashes():
+    text = "\n".join(
+        [
+            "",
+            "[Arbiter]",
+            "ENSEMBLE : BUY",
+            "[Meta-V2-Policy] BTCUSDT DEFER:",
+            "\ufffd" * 50,
+            "[ENSEMBLE] BTCUSDT: BUY 0.72 | XGB:BUY/0.7 FOO:BUY/0.5",
+        ]
+    )
+    parsed = parse_live_log(text)
+    assert parsed.skipped == 5 and parsed.records.empty
+
+
+def test_spec_example_lines():
+    lines = [
+        "Feb 06 12:00:03 vps python[812]: 2026-02-06 12:00:03,114 - ai_engine.ensemble_manager - "
+        "INFO - [Meta-V2-Policy] BTCUSDT ⬆️ ESCALATE: split_vote → Calling Arbiter for market "
+        "understanding",
+        "[Arbiter] BTCUSDT ⚖️  INVOKED (escalated from Meta-V2)",
+        "[Arbiter]BTCUSDT ✅ OVERRIDE: SELL@0.680 → SELL@0.760 | Reason: sell_signal: overbought_rsi",
+        "[CHART] ENSEMBLE BTCUSDT: SELL 76.00% | XGB:BUY/0.72 LGBM:SELL/0.70 NH:BUY/0.68 PT:SELL/0.71",
+        "[Meta-V2-Policy] ETHUSDT DEFER: using base ensemble BUY@0.720 | Reason: strong_consensus_buy",
+        "[ENSEMBLE] ETHUSDT: BUY 0.72 | XGB:BUY/0.75 LGBM:BUY/0.70 NH:HOLD/0.65 PT:BUY/0.72",
+        "[Arbiter] SOLUSDT ⏸️  DEFER: keeping base ensemble BUY@0.700 | Arbiter: HOLD@0.500 | "
+        "Reason: low_confidence (0.500 < 0.70)",
+        "[Arbiter] SOLUSDT NOT AVAILABLE (disabled or not loaded) - using base ensemble BUY@0.700",
+    ]
+    parsed = parse_live_log(lines)
+    assert parsed.skipped == 0
+    records = parsed.records.set_index("symbol")
+    assert records.loc["BTCUSDT", "arbiter_outcome"] == "override"
+    assert records.loc["BTCUSDT", "final_confidence"] == pytest.approx(0.76)
+    assert records.loc["BTCUSDT", "time"] == pd.Timestamp("2026-02-06 12:00:03.114", tz="UTC")
+    assert records.loc["ETHUSDT", "meta_reason"] == "strong_consensus_buy"
+    assert records.loc["ETHUSDT", "nhits_action"] == "HOLD"
+    assert records.loc["SOLUSDT", "arbiter_outcome"] == "not_available"

@@ -36,10 +36,13 @@ FALLBACK_TAG = "technical_alignment"
 ANALYSIS_ERROR = "analysis_error: 'NoneType' object has no attribute 'get'"
 
 
+HOLD_REASON = "neutral_market: score={:.3f} in neutral zone"
+
+
 def arbiter_reason(action: int, tag_bits: int, score: float) -> str:
     """The Arbiter's reason text from its action, tag bits and score."""
     if action == 0:
-        return f"neutral_market: score={score:.3f} in neutral zone"
+        return HOLD_REASON.format(score)
     names = BUY_TAGS if action > 0 else SELL_TAGS
     tags = [
         name
@@ -53,3 +56,20 @@ def arbiter_reason(action: int, tag_bits: int, score: float) -> str:
 # Gate outcomes of an Arbiter call
 GATE_OUTCOMES = ("override", "defer_low_confidence", "defer_hold", "defer_base_hold")
 GATE_CODES = {outcome: code for code, outcome in enumerate(GATE_OUTCOMES)}
+
+
+def arbiter_reasons(actions, tag_bits, scores) -> list[str]:
+    """:func:`arbiter_reason` over sequences; BUY/SELL texts are built once per tag set."""
+    signal_texts: dict[tuple[int, int], str] = {}
+    texts = []
+    hold = HOLD_REASON.format
+    for action, tags, score in zip(actions, tag_bits, scores, strict=True):
+        if action == 0:
+            texts.append(hold(score))
+            continue
+        key = (int(action), int(tags))
+        text = signal_texts.get(key)
+        if text is None:
+            text = signal_texts[key] = arbiter_reason(key[0], key[1], 0.0)
+        texts.append(text)
+    return texts

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest.hierarchy import nb, reasons
-from qt_backtest.hierarchy.actions import ACTION_CODES
+from qt_backtest.hierarchy.actions import encode_actions
 from qt_backtest.hierarchy.config import CONSENSUS_LABELS, HierarchyConfig
 from qt_backtest.hierarchy.params import pack
 from qt_backtest.indicators.arbiter_inputs import ARBITER_INPUT_COLUMNS
@@ -52,18 +52,7 @@ OUTPUTS = {
 
 def _action_codes(column: pd.Series, model: str) -> tuple[np.ndarray, np.ndarray]:
     """int8 codes and a presence mask; raises on anything that is not an action."""
-    present = column.notna().to_numpy()
-    codes = np.zeros(len(column), dtype=np.int8)
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = present & ~np.isin(values, (-1.0, 0.0, 1.0))
-        codes[present & ~bad] = values[present & ~bad].astype(np.int8)
-    else:
-        text = column.astype("string").str.strip().str.upper()
-        mapped = text.map(ACTION_CODES)
-        bad = present & mapped.isna().to_numpy()
-        good = present & ~bad
-        codes[good] = mapped[good].astype(np.int8).to_numpy()
+    codes, present, bad = encode_actions(column)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
@@ -204,15 +193,15 @@ def decode(outputs: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
     ran = outputs["meta_decision"] >= 0
     called = outputs["gate"] >= 0
     arbiter_reason = np.full(len(index), None, dtype=object)
-    for i in np.flatnonzero(called):
-        if outputs["arbiter_error"][i]:
-            arbiter_reason[i] = reasons.ANALYSIS_ERROR
-        else:
-            arbiter_reason[i] = reasons.arbiter_reason(
-                int(outputs["arbiter_action"][i]),
-                int(outputs["arbiter_tags"][i]),
-                float(outputs["arbiter_score"][i]),
-            )
+    called_rows = np.flatnonzero(called)
+    failed = outputs["arbiter_error"][called_rows]
+    analysed = called_rows[~failed]
+    arbiter_reason[called_rows[failed]] = reasons.ANALYSIS_ERROR
+    arbiter_reason[analysed] = reasons.arbiter_reasons(
+        outputs["arbiter_action"][analysed].tolist(),
+        outputs["arbiter_tags"][analysed].tolist(),
+        outputs["arbiter_score"][analysed].tolist(),
+    )
     meta_action = np.where(ran, outputs["meta_action"] + 1, -1)
     arbiter_action = np.where(called, outputs["arbiter_action"] + 1, -1)
     frame = pd.DataFrame(

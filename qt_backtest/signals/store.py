@@ -20,7 +20,7 @@ import pandas as pd
 
 from qt_backtest.data.errors import DataValidationError
 from qt_backtest.data.loaders import parse_timestamps
-from qt_backtest.hierarchy.actions import ACTION_NAMES
+from qt_backtest.hierarchy.actions import encode_actions
 
 ACTION_DTYPE = pd.CategoricalDtype(["SELL", "HOLD", "BUY"])
 _SUFFIXES = ("_action", "_confidence", "_version")
@@ -44,17 +44,7 @@ def _raise(problem: str, frame: pd.DataFrame, row: int, source: str | None, coun
 
 
 def _normalise_actions(column: pd.Series, model: str, frame, source) -> pd.Series:
-    present = column.notna().to_numpy()
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = present & ~np.isin(values, (-1.0, 0.0, 1.0))
-        names = np.full(len(column), None, dtype=object)
-        good = present & ~bad
-        names[good] = [ACTION_NAMES[int(v)] for v in values[good]]
-    else:
-        text = column.astype("string").str.strip().str.upper()
-        bad = present & ~text.isin(ACTION_DTYPE.categories).fillna(False).to_numpy(dtype=bool)
-        names = text.where(~pd.Series(bad, index=column.index)).to_numpy(dtype=object)
+    codes, present, bad = encode_actions(column)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         _raise(
@@ -65,7 +55,8 @@ def _normalise_actions(column: pd.Series, model: str, frame, source) -> pd.Serie
             source,
             int(bad.sum()),
         )
-    return pd.Series(pd.Categorical(names, dtype=ACTION_DTYPE), index=column.index)
+    category = np.where(present, codes.astype(np.int64) + 1, -1)  # SELL, HOLD, BUY -> 0, 1, 2
+    return pd.Series(pd.Categorical.from_codes(category, dtype=ACTION_DTYPE), index=column.index)
 
 
 def validate_predictions(

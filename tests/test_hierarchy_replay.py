@@ -266,3 +266,38 @@ def test_insufficient_version_and_numeric_actions():
     frame["patchtst_version"] = ["v1-insufficient-data"]
     result = replay(frame, config=HierarchyConfig(mode="ensemble"))
     assert result["voters"].iloc[0] == 3
+
+
+@pytest.mark.parametrize("fidelity", ["production", "intended"])
+def test_feature_matrix_equals_reference_features(fidelity):
+    from qt_backtest.hierarchy import MetaPolicy, fit_uncertainty_model, meta_feature_matrix
+
+    rng = np.random.default_rng(5)
+    bars = [
+        {
+            m: {
+                "action": str(rng.choice(["BUY", "SELL", "HOLD"])),
+                "confidence": float(rng.uniform(0.3, 1.0)),
+            }
+            for m in MODELS
+            if rng.uniform() > 0.2
+        }
+        for _ in range(300)
+    ]
+    config = HierarchyConfig(fidelity=fidelity)
+    matrix = meta_feature_matrix(prediction_frame(bars, MODELS), config)
+    policy = MetaPolicy(config.meta, config.models, fidelity)
+    from qt_backtest.hierarchy.uncertainty import meta_features
+
+    for i, bar in enumerate(bars):
+        if len(bar) < config.min_active_models:
+            assert np.isnan(matrix[i]).all()
+            continue
+        expected = meta_features(policy.inputs(bar), MODELS, config.meta)
+        assert np.array_equal(matrix[i], expected), i
+    labels = rng.integers(-1, 2, 300).astype(float)
+    labels[-5:] = np.nan
+    model = fit_uncertainty_model(prediction_frame(bars, MODELS), labels, config)
+    assert model.coef_.shape == (3, 26)
+    decisions = replay(prediction_frame(bars, MODELS), config=config, uncertainty_model=model)
+    assert not decisions["meta_reason"].eq("clear_ensemble_no_model").any()

@@ -12,7 +12,12 @@ from qt_backtest.hierarchy.config import (
 from qt_backtest.hierarchy.rates import RateTargets, decision_rates, rolling_rates
 from qt_backtest.hierarchy.reference import Arbiter, EnsembleVoter, HierarchyEngine, MetaPolicy
 from qt_backtest.hierarchy.replay import replay, replay_arrays
-from qt_backtest.hierarchy.uncertainty import MetaUncertaintyModel, meta_features
+from qt_backtest.hierarchy.uncertainty import (
+    MetaUncertaintyModel,
+    fit_uncertainty_model,
+    meta_feature_matrix,
+    meta_features,
+)
 
 __all__ = [
     "ACTION_CODES",
@@ -33,6 +38,8 @@ __all__ = [
     "MetaUncertaintyModel",
     "RateTargets",
     "decision_rates",
+    "fit_uncertainty_model",
+    "meta_feature_matrix",
     "meta_features",
     "replay",
     "replay_arrays",

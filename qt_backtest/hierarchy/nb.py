@@ -522,3 +522,13 @@ def replay_nb(
             final_action[i] = HOLD if vetoed else final
             final_confidence[i] = final_conf
             source[i] = final_source
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def meta_feature_matrix_nb(actions, confidences, active, params, out):
+    """The uncertainty model's feature vector of every bar, shape (bars, 4 * models + 10)."""
+    intended = params[P_FIDELITY] == INTENDED
+    padding = params[P_PADDING]
+    for i in prange(actions.shape[0]):
+        _meta_features(actions, confidences, active, i, intended, padding, params, out[i])
+    return out

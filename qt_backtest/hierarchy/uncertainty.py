@@ -144,3 +144,47 @@ class MetaUncertaintyModel:
                 f"the model was fitted on {self.coef_.shape[1]} features, got {rows.shape[1]}"
             )
         return np.array([class_probabilities(self.coef_, self.intercept_, row) for row in rows])
+
+
+def meta_feature_matrix(predictions, config=None) -> np.ndarray:
+    """Features of every bar of a predictions frame (as Meta sees it under ``config``).
+
+    Returns an array of shape (bars, 4 * models + 10). Bars with fewer than
+    ``config.min_active_models`` active models have a row of NaN: Meta does not run there.
+    """
+    from qt_backtest.hierarchy import nb
+    from qt_backtest.hierarchy.config import HierarchyConfig
+    from qt_backtest.hierarchy.params import pack
+    from qt_backtest.hierarchy.replay import prediction_arrays
+
+    config = config or HierarchyConfig()
+    actions, confidences, active = prediction_arrays(predictions, config.models)
+    out = np.empty((len(predictions), feature_count(len(config.models))))
+    nb.meta_feature_matrix_nb(actions, confidences, active, pack(config).scalars, out)
+    out[active.sum(axis=1) < config.min_active_models] = np.nan
+    return out
+
+
+def fit_uncertainty_model(predictions, labels, config=None, **model_params):
+    """Fit :class:`MetaUncertaintyModel` on replay data.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        Model votes per bar (the replay's input).
+    labels : array-like of {-1, 0, 1}, shape (bars,)
+        What the market did after each bar (e.g. the base models' training labels); NaN for
+        bars without a label (the last bars), which are left out.
+    config : HierarchyConfig, optional
+        Model list and fidelity that shape the features.
+    **model_params
+        Passed to :class:`MetaUncertaintyModel` (``C``, ``max_iter``).
+    """
+    features = meta_feature_matrix(predictions, config)
+    labels = np.asarray(labels, dtype=float)
+    if labels.shape != (len(features),):
+        raise ValueError(
+            f"labels must have one value per bar ({len(features)}), got {labels.shape}"
+        )
+    usable = ~np.isnan(labels) & ~np.isnan(features).any(axis=1)
+    return MetaUncertaintyModel(**model_params).fit(features[usable], labels[usable].astype(int))

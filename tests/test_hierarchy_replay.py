@@ -301,3 +301,30 @@ def test_feature_matrix_equals_reference_features(fidelity):
     assert model.coef_.shape == (3, 26)
     decisions = replay(prediction_frame(bars, MODELS), config=config, uncertainty_model=model)
     assert not decisions["meta_reason"].eq("clear_ensemble_no_model").any()
+
+
+def test_array_inputs_are_checked():
+    actions = np.zeros((3, 4), dtype=np.int8)
+    confidences = np.full((3, 4), 0.6)
+    active = np.ones((3, 4), dtype=bool)
+    indicators = np.full((3, 6), np.nan)
+    confidences[2, 1] = np.nan
+    with pytest.raises(ValueError, match="row 2: an active model has a confidence outside"):
+        replay_arrays(actions, confidences, active, indicators)
+    active[2, 1] = False  # NaN where the model is inactive is fine
+    result = replay_arrays(actions, confidences, active, indicators)
+    assert result["voters"][2] == 3
+    with pytest.raises(ValueError, match="indicators must have shape"):
+        replay_arrays(actions, confidences, active, indicators[:, :5])
+    with pytest.raises(ValueError, match="4 model columns, but the configuration has 3"):
+        replay_arrays(
+            actions,
+            confidences,
+            active,
+            indicators,
+            HierarchyConfig(
+                ensemble=EnsembleConfig(
+                    models=MODELS[:3], weights=dict(EnsembleConfig().weights[:3])
+                )
+            ),
+        )

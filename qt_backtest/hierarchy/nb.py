@@ -84,59 +84,80 @@ LOG3 = math.log(3.0)
 CHUNK = 4096
 
 
+# Votes and indicators change at random from bar to bar, so branches on them mispredict about
+# half the time. The per-bar code below selects with arithmetic instead: multiplying a finite
+# value by 1.0 or 0.0 and adding the zeros leaves every sum exactly as the reference agents'
+# sums over the selected terms only.
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _flag(condition):
+    return np.float64(condition)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _choose(condition, if_true, if_false):
+    """Integer select without a branch."""
+    return if_false + (if_true - if_false) * np.int64(condition)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _choose_float(condition, if_true, if_false):
+    """Exact float select without a branch (both values finite)."""
+    on = np.float64(condition)
+    return if_true * on + if_false * (1.0 - on)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _argmax3(first, second, third, first_value, second_value, third_value):
     """The first of three actions with the largest value (earlier wins exact ties)."""
     second_wins = second_value > first_value
-    best = second if second_wins else first
-    best_value = second_value if second_wins else first_value
-    return third if third_value > best_value else best
+    best = _choose(second_wins, second, first)
+    best_value = _choose_float(second_wins, second_value, first_value)
+    return _choose(third_value > best_value, third, best)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _pick(action, sell, hold, buy):
-    if action == SELL:
-        return sell
-    if action == HOLD:
-        return hold
-    return buy
+def _argmax3_int(first, second, third, first_value, second_value, third_value):
+    second_wins = second_value > first_value
+    best = _choose(second_wins, second, first)
+    best_value = _choose(second_wins, second_value, first_value)
+    return _choose(third_value > best_value, third, best)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _ensemble(actions, confidences, active, i, weights, params):
     """Layer 1 on bar ``i``: (action, confidence, consensus code, voters)."""
-    # Votes are random from bar to bar, so the loops select instead of branching; adding 0.0
-    # leaves a sum exactly as the reference agent's sum over the voters only.
     buy = 0.0
     sell = 0.0
     hold = 0.0
     voters = 0
     for m in range(actions.shape[1]):
-        is_active = active[i, m]
-        vote = actions[i, m]
-        weight = weights[m] if is_active else 0.0
-        voters += 1 if is_active else 0
-        buy += weight if vote == BUY else 0.0
-        sell += weight if vote == SELL else 0.0
-        hold += weight if (vote != BUY and vote != SELL) else 0.0
+        is_active = np.int64(active[i, m])
+        vote = np.int64(actions[i, m])
+        weight = weights[m] * np.float64(is_active)
+        buy += weight * _flag(vote == BUY)
+        sell += weight * _flag(vote == SELL)
+        hold += weight * _flag(vote == HOLD)
+        voters += is_active
     if voters == 0:
         return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, 0
     action = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
     total = 0.0
     agreeing = 0
     for m in range(actions.shape[1]):
-        agrees = active[i, m] and actions[i, m] == action
-        total += confidences[i, m] if agrees else 0.0
-        agreeing += 1 if agrees else 0
+        agrees = np.int64(active[i, m]) * np.int64(actions[i, m] == action)
+        total += confidences[i, m] * np.float64(agrees)
+        agreeing += agrees
     if agreeing == 0:
         # every active model has weight 0 (see the reference voter)
         return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, voters
     # labels nest (split <= strong <= 1), so counting the levels reached equals the if-chain
     label = (
         3
-        - (1 if agreeing >= voters else 0)
-        - (1 if agreeing >= params[P_STRONG] * voters else 0)
-        - (1 if agreeing >= params[P_SPLIT] * voters else 0)
+        - np.int64(agreeing >= voters)
+        - np.int64(agreeing >= params[P_STRONG] * voters)
+        - np.int64(agreeing >= params[P_SPLIT] * voters)
     )
     confidence = min(params[P_CAP], total / agreeing * params[P_MULTIPLIER + label])
     return action, confidence, label, voters
@@ -152,33 +173,31 @@ def _meta(
     base_confidence,
     meta_models,
     meta_weights,
-    coef,
-    intercept,
-    features,
     params,
 ):
     """Layer 2 on bar ``i``: (escalate, reason code, action, confidence, disagreement,
     entropy)."""
     models = actions.shape[1]
     intended = params[P_FIDELITY] == INTENDED
+    padded = np.int64(not intended)  # production: Meta sees every model, missing ones padded
     padding = params[P_PADDING]
     n = 0
     buy = 0
     sell = 0
     hold = 0
     for m in range(models):
-        if active[i, m] or not intended:
-            n += 1
-            action = actions[i, m] if active[i, m] else HOLD
-            if action == BUY:
-                buy += 1
-            elif action == SELL:
-                sell += 1
-            else:
-                hold += 1
-    top = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
-    top_count = _pick(top, sell, hold, buy)
-    share = top_count / n
+        is_active = np.int64(active[i, m])
+        seen = max(is_active, padded)
+        vote = np.int64(actions[i, m]) * is_active  # a padded model votes HOLD (0)
+        n += seen
+        buy += seen * np.int64(vote == BUY)
+        sell += seen * np.int64(vote == SELL)
+        hold += seen * np.int64(vote == HOLD)
+    top = _argmax3_int(BUY, SELL, HOLD, buy, sell, hold)
+    top_count = (
+        sell * np.int64(top == SELL) + hold * np.int64(top == HOLD) + buy * np.int64(top == BUY)
+    )
+    share = top_count / max(n, 1)
     disagreement = 1.0 - share
     # Meta's fallback over its weight table, in table order
     total_weight = 0.0
@@ -187,17 +206,15 @@ def _meta(
     score_buy = 0.0
     for k in range(meta_models.shape[0]):
         m = meta_models[k]
-        if active[i, m] or not intended:
-            weight = meta_weights[k]
-            action = actions[i, m] if active[i, m] else HOLD
-            confidence = confidences[i, m] if active[i, m] else padding
-            total_weight += weight
-            if action == SELL:
-                score_sell += weight * confidence
-            elif action == HOLD:
-                score_hold += weight * confidence
-            else:
-                score_buy += weight * confidence
+        is_active = np.int64(active[i, m])
+        weight = meta_weights[k] * np.float64(max(is_active, padded))
+        vote = np.int64(actions[i, m]) * is_active
+        confidence = _choose_float(is_active, confidences[i, m], padding)
+        total_weight += weight
+        product = weight * confidence
+        score_sell += product * _flag(vote == SELL)
+        score_hold += product * _flag(vote == HOLD)
+        score_buy += product * _flag(vote == BUY)
     if total_weight <= 0.0:
         fallback_action, fallback_confidence = SELL, 0.0
     else:
@@ -205,34 +222,51 @@ def _meta(
         score_hold = score_hold / total_weight
         score_buy = score_buy / total_weight
         fallback_action = _argmax3(SELL, HOLD, BUY, score_sell, score_hold, score_buy)
-        fallback_confidence = _pick(fallback_action, score_sell, score_hold, score_buy)
+        fallback_confidence = (
+            score_sell * _flag(fallback_action == SELL)
+            + score_hold * _flag(fallback_action == HOLD)
+            + score_buy * _flag(fallback_action == BUY)
+        )
     if intended:
         rule4_confidence = base_confidence
-        split = buy == sell and buy > 0 and 2 * (buy + sell) > n
+        split = (buy == sell) & (buy > 0) & (2 * (buy + sell) > n)
     else:
         rule4_confidence = fallback_confidence
-        split = buy == 2 and sell == 2
+        split = (buy == 2) & (sell == 2)
+    consensus = share >= params[P_CONSENSUS]
+    # the first rule that fires decides: apply them from last to first
+    reason = R_NO_MODEL
+    reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], R_LOW_CONFIDENCE, reason)
+    reason = _choose(disagreement >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
+    reason = _choose(split, R_SPLIT, reason)
+    reason = _choose(consensus, top + 1, reason)
+    # rule 6 (the uncertainty model) is applied afterwards by ``_uncertainty_rule``: a call
+    # inside this hot, inlined function would slow every bar down
     entropy = NAN
-    if share >= params[P_CONSENSUS]:
-        return False, top + 1, top, share, disagreement, entropy
-    if split:
-        escalate, reason = True, R_SPLIT
-    elif disagreement >= params[P_DISAGREEMENT]:
-        escalate, reason = True, R_DISAGREEMENT
-    elif rule4_confidence < params[P_LOW_CONFIDENCE]:
-        escalate, reason = True, R_LOW_CONFIDENCE
-    elif params[P_UNCERTAINTY] == 0.0:
-        escalate, reason = False, R_NO_MODEL
-    else:
-        _meta_features(actions, confidences, active, i, intended, padding, params, features)
-        entropy = _entropy(coef, intercept, features)
-        if entropy > params[P_ENTROPY]:
-            escalate, reason = True, R_UNDECIDED
-        else:
-            escalate, reason = False, R_CLEAR
+    escalate = (
+        (reason == R_SPLIT)
+        | (reason == R_DISAGREEMENT)
+        | (reason == R_LOW_CONFIDENCE)
+        | (reason == R_UNDECIDED)
+    )
     if intended:
-        return escalate, reason, base_action, base_confidence, disagreement, entropy
-    return escalate, reason, fallback_action, fallback_confidence, disagreement, entropy
+        other_action, other_confidence = base_action, base_confidence
+    else:
+        other_action, other_confidence = fallback_action, fallback_confidence
+    action = _choose(consensus, top, other_action)
+    confidence = _choose_float(consensus, share, other_confidence)
+    return escalate, reason, action, confidence, disagreement, entropy
+
+
+@njit(cache=True, error_model="numpy")
+def _uncertainty_rule(actions, confidences, active, i, coef, intercept, features, params):
+    """Rule 6 for a bar that passed rules 1-4: (escalate, reason code, entropy)."""
+    intended = params[P_FIDELITY] == INTENDED
+    _meta_features(actions, confidences, active, i, intended, params[P_PADDING], params, features)
+    entropy = _entropy(coef, intercept, features)
+    if entropy > params[P_ENTROPY]:
+        return True, R_UNDECIDED, entropy
+    return False, R_CLEAR, entropy
 
 
 @njit(cache=True, error_model="numpy")
@@ -328,34 +362,32 @@ def _arbiter(indicators, i, params):
     volume = _value(indicators, i, 4, params)
     momentum = _value(indicators, i, 5, params)
 
-    if rsi < params[P_RSI_LOW]:
-        rsi_signal, rsi_strength = 1, (params[P_RSI_LOW] - rsi) / params[P_RSI_SPAN]
-    elif rsi > params[P_RSI_HIGH]:
-        rsi_signal, rsi_strength = -1, (rsi - params[P_RSI_HIGH]) / params[P_RSI_SPAN]
-    else:
-        rsi_signal, rsi_strength = 0, 0.0
-    macd_signal = 1 if difference > 0 else (-1 if difference < 0 else 0)
+    oversold = rsi < params[P_RSI_LOW]
+    overbought = rsi > params[P_RSI_HIGH]
+    rsi_signal = np.int64(oversold) - np.int64(overbought)
+    rsi_strength = ((params[P_RSI_LOW] - rsi) / params[P_RSI_SPAN]) * _flag(oversold) + (
+        (rsi - params[P_RSI_HIGH]) / params[P_RSI_SPAN]
+    ) * _flag(overbought)
+    macd_signal = np.int64(difference > 0) - np.int64(difference < 0)
     macd_strength = min(params[P_MACD_FACTOR] * abs(difference), 1.0)
-    if position < params[P_BB_LOW]:
-        band_signal, band_strength = 1, params[P_BB_LOW] - position
-    elif position > params[P_BB_HIGH]:
-        band_signal, band_strength = -1, position - params[P_BB_HIGH]
+    low_band = position < params[P_BB_LOW]
+    high_band = position > params[P_BB_HIGH]
+    band_signal = np.int64(low_band) - np.int64(high_band)
+    band_strength = (params[P_BB_LOW] - position) * _flag(low_band) + (
+        position - params[P_BB_HIGH]
+    ) * _flag(high_band)
+    spike = volume > params[P_VOLUME_SPIKE]
+    if intended:
+        confirmation = macd_signal
     else:
-        band_signal, band_strength = 0, 0.0
-    if volume > params[P_VOLUME_SPIKE]:
-        if intended:
-            volume_signal = macd_signal
-        else:
-            volume_signal = 1 if difference > 0 else -1
-        volume_strength = min((volume - params[P_VOLUME_OFFSET]) / params[P_VOLUME_SPAN], 1.0)
-    else:
-        volume_signal, volume_strength = 0, 0.0
-    if momentum > params[P_MOMENTUM]:
-        momentum_signal = 1
-    elif momentum < -params[P_MOMENTUM]:
-        momentum_signal = -1
-    else:
-        momentum_signal = 0
+        confirmation = 2 * np.int64(difference > 0) - 1  # d = 0 counts as bearish
+    volume_signal = confirmation * np.int64(spike)
+    volume_strength = min((volume - params[P_VOLUME_OFFSET]) / params[P_VOLUME_SPAN], 1.0) * _flag(
+        spike
+    )
+    momentum_signal = np.int64(momentum > params[P_MOMENTUM]) - np.int64(
+        momentum < -params[P_MOMENTUM]
+    )
     momentum_strength = min(params[P_MOMENTUM_FACTOR] * abs(momentum), 1.0)
 
     score = 0.0
@@ -366,43 +398,36 @@ def _arbiter(indicators, i, params):
     score += params[P_WEIGHTS + 4] * momentum_signal * momentum_strength
 
     threshold = params[P_SCORE]
-    if score >= threshold:
-        action = BUY
-    elif score <= -threshold:
-        action = SELL
-    else:
-        action = HOLD
-    tags = 0
-    if action != HOLD:
-        confidence = min(
-            params[P_BASE_CONFIDENCE] + params[P_SLOPE] * abs(score), params[P_ARBITER_CAP]
-        )
-        if rsi_signal == action and rsi_strength > params[P_TAG]:
-            tags |= TAG_RSI
-        if macd_signal == action and macd_strength > params[P_TAG]:
-            tags |= TAG_MACD
-        if momentum_signal == action:
-            tags |= TAG_MOMENTUM
-    elif intended:
+    action = np.int64(score >= threshold) - np.int64(score <= -threshold)
+    trade_confidence = min(
+        params[P_BASE_CONFIDENCE] + params[P_SLOPE] * abs(score), params[P_ARBITER_CAP]
+    )
+    if intended:
         low, high = params[P_INTENDED_LOW], params[P_INTENDED_HIGH]
-        confidence = low + (high - low) * (1.0 - abs(score) / threshold)
-        confidence = min(max(confidence, low), high)
+        hold_confidence = low + (high - low) * (1.0 - abs(score) / threshold)
+        hold_confidence = min(max(hold_confidence, low), high)
     else:
-        confidence = params[P_HOLD_BASE] + params[P_HOLD_SLOPE] * (
+        hold_confidence = params[P_HOLD_BASE] + params[P_HOLD_SLOPE] * (
             params[P_HOLD_CENTER] - abs(score)
         )
+    trades = action != HOLD
+    confidence = _choose_float(trades, trade_confidence, hold_confidence)
+    tag = params[P_TAG]
+    tags = (
+        TAG_RSI * (np.int64(rsi_signal == action) * np.int64(rsi_strength > tag))
+        + TAG_MACD * (np.int64(macd_signal == action) * np.int64(macd_strength > tag))
+        + TAG_MOMENTUM * np.int64(momentum_signal == action)
+    ) * np.int64(trades)
     return action, confidence, score, tags, False
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _gate(action, confidence, base_action, params):
-    if confidence < params[P_GATE]:
-        return G_LOW_CONFIDENCE
-    if action == HOLD:
-        return G_HOLD
-    if params[P_MAY_OPEN] == 0.0 and base_action == HOLD:
-        return G_BASE_HOLD
-    return G_OVERRIDE
+    # the first failing check names the outcome: apply them from last to first
+    outcome = G_OVERRIDE
+    outcome = _choose((params[P_MAY_OPEN] == 0.0) & (base_action == HOLD), G_BASE_HOLD, outcome)
+    outcome = _choose(action == HOLD, G_HOLD, outcome)
+    return _choose(confidence < params[P_GATE], G_LOW_CONFIDENCE, outcome)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -457,10 +482,13 @@ def replay_nb(
     mode = params[P_MODE]
     min_active = params[P_MIN_ACTIVE]
     min_trade = params[P_MIN_TRADE_CONFIDENCE]
+    uncertainty = params[P_UNCERTAINTY] != 0.0
     chunks = (bars + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
+        first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
         features = np.empty(coef.shape[1])
-        for i in range(chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)):
+        # pass 1: ensemble and Meta rules 1-5
+        for i in range(first, last):
             action, confidence, label, count = _ensemble(
                 actions, confidences, active, i, weights, params
             )
@@ -474,17 +502,8 @@ def replay_nb(
             meta_confidence[i] = NAN
             disagreement[i] = NAN
             entropy[i] = NAN
-            gate[i] = -1
-            arbiter_action[i] = 0
-            arbiter_confidence[i] = NAN
-            arbiter_score[i] = NAN
-            arbiter_tags[i] = 0
-            arbiter_error[i] = False
-            final = action
-            final_conf = confidence
-            final_source = 0
             if mode != MODE_ENSEMBLE and count >= min_active:
-                escalate, reason, m_action, m_conf, m_dis, m_entropy = _meta(
+                escalate, reason, m_action, m_conf, m_dis, _ = _meta(
                     actions,
                     confidences,
                     active,
@@ -493,9 +512,6 @@ def replay_nb(
                     confidence,
                     meta_models,
                     meta_weights,
-                    coef,
-                    intercept,
-                    features,
                     params,
                 )
                 meta_decision[i] = 1 if escalate else 0
@@ -503,20 +519,40 @@ def replay_nb(
                 meta_action[i] = m_action
                 meta_confidence[i] = m_conf
                 disagreement[i] = m_dis
-                entropy[i] = m_entropy
-                if escalate and mode == MODE_META_ARBITER:
-                    a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators, i, params)
-                    outcome = _gate(a_action, a_conf, action, params)
-                    arbiter_action[i] = a_action
-                    arbiter_confidence[i] = a_conf
-                    arbiter_score[i] = a_score
-                    arbiter_tags[i] = a_tags
-                    arbiter_error[i] = a_error
-                    gate[i] = outcome
-                    if outcome == G_OVERRIDE:
-                        final = a_action
-                        final_conf = a_conf
-                        final_source = 1
+        # pass 2: Meta rule 6 where rules 1-4 did not decide
+        if uncertainty:
+            for i in range(first, last):
+                if meta_reason[i] == R_NO_MODEL:
+                    escalate, reason, value = _uncertainty_rule(
+                        actions, confidences, active, i, coef, intercept, features, params
+                    )
+                    meta_decision[i] = 1 if escalate else 0
+                    meta_reason[i] = reason
+                    entropy[i] = value
+        # pass 3: Arbiter, gate, final decision and the risk governor
+        for i in range(first, last):
+            gate[i] = -1
+            arbiter_action[i] = 0
+            arbiter_confidence[i] = NAN
+            arbiter_score[i] = NAN
+            arbiter_tags[i] = 0
+            arbiter_error[i] = False
+            final = base_action[i]
+            final_conf = base_confidence[i]
+            final_source = 0
+            if meta_decision[i] == 1 and mode == MODE_META_ARBITER:
+                a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators, i, params)
+                outcome = _gate(a_action, a_conf, final, params)
+                arbiter_action[i] = a_action
+                arbiter_confidence[i] = a_conf
+                arbiter_score[i] = a_score
+                arbiter_tags[i] = a_tags
+                arbiter_error[i] = a_error
+                gate[i] = outcome
+                if outcome == G_OVERRIDE:
+                    final = a_action
+                    final_conf = a_conf
+                    final_source = 1
             vetoed = final != HOLD and final_conf < min_trade  # False when min_trade is NaN
             risk_veto[i] = vetoed
             final_action[i] = HOLD if vetoed else final
@@ -532,3 +568,19 @@ def meta_feature_matrix_nb(actions, confidences, active, params, out):
     for i in prange(actions.shape[0]):
         _meta_features(actions, confidences, active, i, intended, padding, params, out[i])
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def check_confidences_nb(confidences, active):
+    """(first row where an active model's confidence is outside [0, 1] or NaN, or -1;
+    whether any inactive slot holds a non-finite value)."""
+    nonfinite = False
+    for i in range(confidences.shape[0]):
+        for m in range(confidences.shape[1]):
+            value = confidences[i, m]
+            if active[i, m]:
+                if not (0.0 <= value <= 1.0):
+                    return i, nonfinite
+            elif not math.isfinite(value):
+                nonfinite = True
+    return -1, nonfinite

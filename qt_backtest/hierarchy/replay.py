@@ -77,7 +77,7 @@ def prediction_arrays(
         raise ValueError(f"predictions for unknown model(s) {unknown}; models are {list(models)}")
     bars = len(predictions)
     actions = np.zeros((bars, len(models)), dtype=np.int8)
-    confidences = np.full((bars, len(models)), np.nan)
+    confidences = np.zeros((bars, len(models)))
     active = np.zeros((bars, len(models)), dtype=bool)
     for m, model in enumerate(models):
         if f"{model}_action" not in predictions or f"{model}_confidence" not in predictions:
@@ -98,7 +98,7 @@ def prediction_arrays(
             insufficient = version.astype("string").str.contains("insufficient", case=False)
             usable &= ~insufficient.fillna(False).to_numpy(dtype=bool)
         actions[:, m] = codes
-        confidences[:, m] = confidence
+        confidences[:, m] = np.where(usable, confidence, 0.0)
         active[:, m] = usable
     return actions, confidences, active
 
@@ -157,9 +157,12 @@ def replay_arrays(
         raise ValueError(f"indicators must have shape ({bars}, {len(ARBITER_INPUT_COLUMNS)})")
     confidences = np.ascontiguousarray(confidences, dtype=np.float64)
     active = np.ascontiguousarray(active, dtype=np.bool_)
-    usable = (confidences >= 0.0) & (confidences <= 1.0)  # False for NaN
-    if not usable[active].all():
-        raise ValueError("an active model has a confidence outside [0, 1] (or NaN)")
+    bad_row, nonfinite = nb.check_confidences_nb(confidences, active)
+    if bad_row >= 0:
+        raise ValueError(f"row {bad_row}: an active model has a confidence outside [0, 1] (or NaN)")
+    if nonfinite:
+        # the kernel selects with arithmetic, which needs finite values everywhere
+        confidences = np.where(active, confidences, 0.0)
     packed = pack(config, uncertainty_model)
     if out is None:
         out = {name: np.empty(bars, dtype=dtype) for name, dtype in OUTPUTS.items()}

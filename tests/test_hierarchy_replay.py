@@ -328,3 +328,26 @@ def test_array_inputs_are_checked():
                 )
             ),
         )
+
+
+def test_several_symbols_with_their_own_indicators(btc_1h):
+    from qt_backtest.indicators import arbiter_inputs
+
+    frames = {"BTC": btc_1h.iloc[:300], "ETH": btc_1h.iloc[300:600] * 1.0}
+    inputs = arbiter_inputs(frames)
+    rng = np.random.default_rng(8)
+    parts = {}
+    for symbol, frame in frames.items():
+        votes = pd.DataFrame(index=frame.index)
+        for model in MODELS:
+            votes[f"{model}_action"] = rng.choice(["BUY", "SELL", "HOLD"], len(frame))
+            votes[f"{model}_confidence"] = rng.uniform(0.4, 0.9, len(frame))
+        parts[symbol] = votes
+    stacked = pd.concat(parts, names=["symbol", "timestamp"])
+    together = replay(stacked, inputs)
+    for symbol in frames:
+        alone = replay(parts[symbol], inputs[symbol])
+        pd.testing.assert_frame_equal(
+            together.loc[symbol], alone, check_exact=True, check_names=False
+        )
+    assert (together["gate"] == "override").any()

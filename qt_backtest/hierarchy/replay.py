@@ -9,6 +9,7 @@ an action and a finite confidence. Rows are independent bars: several symbols ca
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -103,10 +104,19 @@ def prediction_arrays(
     return actions, confidences, active
 
 
-def indicator_array(indicators: pd.DataFrame | None, index: pd.Index) -> np.ndarray:
-    """Arbiter inputs aligned to ``index``, shape (bars, 6); NaN reads as the neutral value."""
+def indicator_array(
+    indicators: pd.DataFrame | Mapping[str, pd.DataFrame] | None, index: pd.Index
+) -> np.ndarray:
+    """Arbiter inputs aligned to ``index``, shape (bars, 6); NaN reads as the neutral value.
+
+    ``indicators`` is a frame with the same index as the predictions, or, for predictions
+    indexed by ``(symbol, timestamp)``, a ``{symbol: frame}`` mapping (as
+    :func:`qt_backtest.indicators.arbiter_inputs` returns for several symbols).
+    """
     if indicators is None:
         return np.full((len(index), len(ARBITER_INPUT_COLUMNS)), np.nan)
+    if isinstance(indicators, Mapping):
+        indicators = pd.concat(dict(indicators), names=["symbol", "timestamp"])
     missing = [column for column in ARBITER_INPUT_COLUMNS if column not in indicators.columns]
     if missing:
         raise ValueError(f"indicators miss column(s) {missing}")
@@ -247,9 +257,10 @@ def replay(
     ----------
     predictions : DataFrame
         One row per bar (see the module docstring for the columns).
-    indicators : DataFrame, optional
+    indicators : DataFrame or mapping of symbol to DataFrame, optional
         The Arbiter's inputs (:func:`qt_backtest.indicators.arbiter_inputs`) with a row for
-        every prediction bar; without it every input takes its neutral value.
+        every prediction bar (see :func:`indicator_array`); without it every input takes its
+        neutral value.
     config : HierarchyConfig, optional
         Mode, fidelity and thresholds; the live engine's defaults otherwise.
     uncertainty_model : fitted MetaUncertaintyModel, optional

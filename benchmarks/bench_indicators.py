@@ -16,27 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 import numpy as np
 import talib
+from _timing import median_seconds
 
 from qt_backtest.indicators import nb
 from qt_backtest.indicators.api import as_kernel_input
-
-
-def _median_seconds(function: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _random_walk(bars: int, columns: int, seed: int = 1) -> np.ndarray:
@@ -157,8 +146,8 @@ def main() -> None:
     for name, shape, ours, theirs in _cases(x1, x2_c, x2_f):
         ours()  # JIT warm-up (and the cache load)
         theirs()
-        ours_s = _median_seconds(ours, args.repeat)
-        theirs_s = _median_seconds(theirs, args.repeat)
+        ours_s = median_seconds(ours, args.repeat)
+        theirs_s = median_seconds(theirs, args.repeat)
         ratio = ours_s / theirs_s
         target = TARGETS.get(name, TARGET_2D) if shape.endswith("x 1") else TARGET_2D
         verdict = "meets" if ratio <= target else "misses"

@@ -14,11 +14,11 @@ decoding to categories and reason texts) is timed too.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
 import pandas as pd
+from _timing import median_seconds
 
 from qt_backtest.hierarchy import HierarchyConfig, HierarchyEngine
 from qt_backtest.hierarchy.replay import replay, replay_arrays
@@ -47,15 +47,6 @@ def _inputs(bars: int, seed: int = 0, agreement: float | None = 0.7):
     return actions, confidences, active, indicators
 
 
-def _median(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
@@ -71,11 +62,11 @@ def _run(args, config, label, agreement) -> None:
     actions, confidences, active, indicators = _inputs(args.bars, agreement=agreement)
 
     replay_arrays(actions[:1000], confidences[:1000], active[:1000], indicators[:1000], config)
-    kernel = _median(
+    kernel = median_seconds(
         lambda: replay_arrays(actions, confidences, active, indicators, config), args.repeat
     )
     outputs = replay_arrays(actions, confidences, active, indicators, config)
-    reused = _median(
+    reused = median_seconds(
         lambda: replay_arrays(actions, confidences, active, indicators, config, out=outputs),
         args.repeat,
     )
@@ -87,7 +78,7 @@ def _run(args, config, label, agreement) -> None:
         frame[f"{model}_action"] = pd.Series(names).where(active[:, k])
         frame[f"{model}_confidence"] = np.where(active[:, k], confidences[:, k], np.nan)
     inputs = pd.DataFrame(indicators, columns=list(ARBITER_INPUT_COLUMNS))
-    full = _median(lambda: replay(frame, inputs, config), max(1, args.repeat // 2))
+    full = median_seconds(lambda: replay(frame, inputs, config), max(1, args.repeat // 2))
 
     engine = HierarchyEngine(config)
     sample = min(args.sample, args.bars)

@@ -110,18 +110,11 @@ def _choose_float(condition, if_true, if_false):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _argmax3(first, second, third, first_value, second_value, third_value):
-    """The first of three actions with the largest value (earlier wins exact ties)."""
+    """The first of three actions with the largest value (earlier wins exact ties); the values
+    may be counts or weights."""
     second_wins = second_value > first_value
     best = _choose(second_wins, second, first)
     best_value = _choose_float(second_wins, second_value, first_value)
-    return _choose(third_value > best_value, third, best)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _argmax3_int(first, second, third, first_value, second_value, third_value):
-    second_wins = second_value > first_value
-    best = _choose(second_wins, second, first)
-    best_value = _choose(second_wins, second_value, first_value)
     return _choose(third_value > best_value, third, best)
 
 
@@ -193,7 +186,7 @@ def _meta(
         buy += seen * np.int64(vote == BUY)
         sell += seen * np.int64(vote == SELL)
         hold += seen * np.int64(vote == HOLD)
-    top = _argmax3_int(BUY, SELL, HOLD, buy, sell, hold)
+    top = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
     top_count = (
         sell * np.int64(top == SELL) + hold * np.int64(top == HOLD) + buy * np.int64(top == BUY)
     )

@@ -111,3 +111,43 @@ def test_spec_example_lines():
     assert records.loc["ETHUSDT", "meta_reason"] == "strong_consensus_buy"
     assert records.loc["ETHUSDT", "nhits_action"] == "HOLD"
     assert records.loc["SOLUSDT", "arbiter_outcome"] == "not_available"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FRAGMENTS = [
+    "[Meta-V2-Policy]",
+    "[Arbiter]",
+    "ENSEMBLE",
+    "[ENSEMBLE]",
+    "BTCUSDT",
+    " DEFER:",
+    " ESCALATE:",
+    "OVERRIDE:",
+    "INVOKED",
+    "BUY@0.7",
+    "| Reason:",
+    "XGB:BUY/0.75",
+    "72.33%",
+    "→",
+    "⬆️",
+    "\x00",
+    "Feb 06 12:00:03 vps python[812]: ",
+    "2026-02-06 12:00:03,114 - a - INFO - ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=80), st.lists(st.sampled_from(FRAGMENTS), max_size=8).map("".join)
+        ),
+        max_size=30,
+    )
+)
+def test_parser_never_crashes_on_garbage(lines):
+    parsed = parse_live_log(lines, year=2026)
+    assert parsed.skipped + sum(parsed.line_kinds.values()) <= len(lines)
+    replay_log(parsed)  # replaying whatever was read must not fail either

@@ -1,0 +1,188 @@
+"""Model slots and the walk-forward runner that produces out-of-sample votes.
+
+A model slot is anything with ``fit(X, y)`` (``y`` the class index: 0 SELL, 1 HOLD, 2 BUY) and
+``predict_proba(X)`` returning three columns in that order; :func:`make_model` builds the tree
+slots ``xgb`` and ``lgbm``. Each slot trains with balanced class weights and a fixed seed. The
+runner fits one model per walk-forward fold and predicts only that fold's block, so every vote
+is out of sample; bars before the first fold have no vote (the model is inactive there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.signals.labels import CLASS_NAMES
+from qt_backtest.signals.walkforward import WalkForward
+
+CLASSES = 3
+
+
+class ModelSlot(Protocol):
+    """What the runner needs from a model."""
+
+    def fit(self, features: np.ndarray, classes: np.ndarray) -> Any: ...
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+
+def balanced_weights(classes: np.ndarray) -> np.ndarray:
+    """Per-row weights ``n / (k * count(class))`` over the k classes present."""
+    present, counts = np.unique(classes, return_counts=True)
+    per_class = dict(
+        zip(present.tolist(), (len(classes) / (len(present) * counts)).tolist(), strict=True)
+    )
+    return np.array([per_class[c] for c in classes.tolist()])
+
+
+class _EstimatorSlot:
+    """Wraps a scikit-learn-style classifier: fits on the classes present in the fold with
+    balanced weights and always answers with the three class columns."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._present: np.ndarray | None = None
+        self._estimator: Any = None
+
+    def fit(self, features: np.ndarray, classes: np.ndarray) -> _EstimatorSlot:
+        classes = np.asarray(classes, dtype=np.int64)
+        if classes.size == 0:
+            raise ValueError("cannot fit a model on an empty training set")
+        if not np.isin(classes, np.arange(CLASSES)).all():
+            raise ValueError("classes must be 0 (SELL), 1 (HOLD) or 2 (BUY)")
+        self._present = np.unique(classes)
+        self._estimator = None
+        if self._present.size > 1:
+            encoded = np.searchsorted(self._present, classes)
+            self._estimator = self._factory()
+            self._estimator.fit(features, encoded, sample_weight=balanced_weights(classes))
+        return self
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        if self._present is None:
+            raise RuntimeError("the model is not fitted")
+        probabilities = np.zeros((len(features), CLASSES))
+        if self._estimator is None:  # one class in training: it is certain
+            probabilities[:, self._present[0]] = 1.0
+        else:
+            probabilities[:, self._present] = self._estimator.predict_proba(features)
+        return probabilities
+
+
+def _xgb(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
+    from xgboost import XGBClassifier
+
+    settings = dict(
+        n_estimators=200,
+        max_depth=4,
+        learning_rate=0.05,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=n_jobs,
+        verbosity=0,
+    )
+    settings.update(params)
+    return lambda: XGBClassifier(**settings)
+
+
+def _lgbm(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
+    from lightgbm import LGBMClassifier
+
+    settings = dict(
+        n_estimators=200,
+        num_leaves=15,
+        learning_rate=0.05,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        random_state=seed,
+        n_jobs=n_jobs,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+    settings.update(params)
+    return lambda: LGBMClassifier(**settings)
+
+
+MODEL_SLOTS = {"xgb": _xgb, "lgbm": _lgbm}
+
+
+def make_model(name: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> ModelSlot:
+    """A fresh model for slot ``name`` (``"xgb"`` or ``"lgbm"``), seeded and deterministic.
+
+    ``params`` override the slot's defaults (the estimator's own parameter names).
+    """
+    if name not in MODEL_SLOTS:
+        raise ValueError(
+            f"no model slot {name!r}; available: {', '.join(MODEL_SLOTS)} (or pass any object "
+            "with fit/predict_proba to walk_forward_predict)"
+        )
+    return _EstimatorSlot(MODEL_SLOTS[name](seed, n_jobs, params))
+
+
+def walk_forward_predict(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    model: str | Callable[[], ModelSlot],
+    splitter: WalkForward,
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Out-of-sample votes of one model for every bar, fold by fold.
+
+    Parameters
+    ----------
+    features : DataFrame, shape (bars, features)
+        Features at each bar (NaN allowed: the tree models route it).
+    labels : Series of {-1, 0, 1, NaN}
+        Training targets aligned with ``features`` (see :func:`make_labels`).
+    model : str or callable
+        A slot name for :func:`make_model`, or a factory returning a fresh model per fold.
+    splitter : WalkForward
+        The folds; its purge must cover the labels' horizon.
+
+    Returns
+    -------
+    DataFrame indexed like ``features``: ``action`` (SELL / HOLD / BUY, missing before the
+    first fold), ``confidence`` (the top class probability), ``p_sell``, ``p_hold``,
+    ``p_buy`` and ``fold``.
+    """
+    if not features.index.equals(labels.index):
+        raise ValueError("features and labels must share one index")
+    factory = (lambda: make_model(model, seed, n_jobs)) if isinstance(model, str) else model
+    values = features.to_numpy(dtype=np.float64)
+    targets = labels.to_numpy(dtype=np.float64)
+    bars = len(features)
+    probabilities = np.full((bars, CLASSES), np.nan)
+    fold_of_bar = np.full(bars, -1, dtype=np.int64)
+    for fold in splitter.folds(bars):
+        rows = np.arange(fold.train_start, fold.train_stop)
+        rows = rows[~np.isnan(targets[rows])]
+        if rows.size == 0:
+            continue
+        fitted = factory()
+        fitted.fit(values[rows], targets[rows].astype(np.int64) + 1)
+        probabilities[fold.test] = fitted.predict_proba(values[fold.test])
+        fold_of_bar[fold.test] = fold.number
+    predicted = ~np.isnan(probabilities[:, 0])
+    best = np.argmax(np.where(predicted[:, None], probabilities, 0.0), axis=1)
+    action = np.where(predicted, np.array(CLASS_NAMES, dtype=object)[best], None)
+    confidence = np.where(predicted, np.max(np.nan_to_num(probabilities), axis=1), np.nan)
+    return pd.DataFrame(
+        {
+            "action": pd.Categorical(action, categories=list(CLASS_NAMES)),
+            "confidence": confidence,
+            "p_sell": probabilities[:, 0],
+            "p_hold": probabilities[:, 1],
+            "p_buy": probabilities[:, 2],
+            "fold": fold_of_bar,
+        },
+        index=features.index,
+    )

@@ -1,0 +1,106 @@
+"""Leak-free walk-forward splitting: train on the past, predict the next block, move on.
+
+Folds are anchored at the start of the series, so appending bars never moves an earlier fold.
+Between a fold's last training row and its first prediction lie ``purge`` bars (at least the
+label horizon, so no training label looks into the predicted block) plus an optional
+``embargo``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qt_backtest.indicators._validate import check_period
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward step: train on ``train`` rows, predict ``test`` rows (positions)."""
+
+    number: int
+    train_start: int
+    train_stop: int
+    test_start: int
+    test_stop: int
+
+    @property
+    def train(self) -> slice:
+        return slice(self.train_start, self.train_stop)
+
+    @property
+    def test(self) -> slice:
+        return slice(self.test_start, self.test_stop)
+
+
+@dataclass(frozen=True)
+class WalkForward:
+    """Walk-forward split over bar positions.
+
+    Parameters
+    ----------
+    step : int
+        Bars predicted by each fold, i.e. the retrain interval (720 for monthly 1h bars).
+    train_window : int or None
+        Training rows per fold (rolling window); None trains on everything before (expanding).
+    min_train : int
+        Training rows the first fold needs; it starts once that many are available.
+    purge : int
+        Bars left out between the training rows and the first predicted bar; must be at least
+        the label horizon.
+    embargo : int
+        Further bars left out after the purge (for dependence beyond the label horizon).
+    horizon : int
+        The label horizon the purge must cover.
+    """
+
+    step: int = 720
+    train_window: int | None = 8760
+    min_train: int = 8760
+    purge: int = 5
+    embargo: int = 0
+    horizon: int = 5
+
+    def __post_init__(self) -> None:
+        check_period(self.step, "step")
+        check_period(self.min_train, "min_train")
+        check_period(self.horizon, "horizon")
+        if self.train_window is not None:
+            check_period(self.train_window, "train_window")
+            if self.train_window < self.min_train:
+                raise ValueError(
+                    f"train_window ({self.train_window}) must be at least min_train "
+                    f"({self.min_train})"
+                )
+        check_period(self.purge, "purge", minimum=0)
+        check_period(self.embargo, "embargo", minimum=0)
+        if self.purge < self.horizon:
+            raise ValueError(
+                f"purge ({self.purge} bars) must be at least the label horizon "
+                f"({self.horizon} bars), or training labels would see the predicted bars"
+            )
+
+    @property
+    def gap(self) -> int:
+        """Bars between the last training row and the first predicted bar."""
+        return self.purge + self.embargo
+
+    def folds(self, bars: int) -> list[Fold]:
+        """Every fold over ``bars`` rows, in time order."""
+        folds = []
+        first_test = self.min_train + self.gap
+        for number, test_start in enumerate(range(first_test, bars, self.step)):
+            train_stop = test_start - self.gap
+            train_start = 0 if self.train_window is None else max(0, train_stop - self.train_window)
+            folds.append(
+                Fold(number, train_start, train_stop, test_start, min(test_start + self.step, bars))
+            )
+        return folds
+
+    def fold_of_bar(self, bars: int) -> np.ndarray:
+        """For every bar, the fold that predicts it (-1 before the first fold)."""
+        assignment = np.full(bars, -1, dtype=np.int64)
+        for fold in self.folds(bars):
+            assignment[fold.test] = fold.number
+        return assignment

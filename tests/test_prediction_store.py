@@ -114,3 +114,23 @@ def test_csv_with_a_bad_timestamp_names_the_row(tmp_path):
         DataValidationError, match=r"bad\.csv: row 1, line 3: unparsable timestamp 'yesterday'"
     ):
         read_predictions(path)
+
+
+def test_compact_parquet(tmp_path):
+    frame = validate_predictions(sample(200, symbols=("BTCUSDT", "ETHUSDT")))
+    full = write_predictions(frame, tmp_path / "full.parquet")
+    small = write_predictions(frame, tmp_path / "small.parquet", compact=True)
+    assert small.stat().st_size < full.stat().st_size
+    back = read_predictions(small)
+    np.testing.assert_allclose(back["xgb_confidence"], frame["xgb_confidence"], rtol=1e-7)
+    assert back["xgb_action"].equals(frame["xgb_action"])
+
+
+def test_bundled_sample_predictions():
+    from qt_backtest.data import sample_dir
+
+    votes = read_predictions(sample_dir() / "sample-predictions.parquet", ["xgb", "lgbm"])
+    assert set(votes.index.get_level_values("symbol")) == {"BTCUSDT", "ETHUSDT"}
+    assert len(votes) == 2 * 73_265
+    active = votes["xgb_action"].notna()
+    assert 0.85 < active.mean() < 0.9  # the first year trains the first fold

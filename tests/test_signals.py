@@ -230,3 +230,104 @@ def test_balanced_weights_and_missing_classes():
     assert probabilities.shape == (5, 3) and (probabilities[:, 1] == 0).all()
     with pytest.raises(ValueError, match="no model slot 'nhits'"):
         make_model("nhits")
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics
+# ---------------------------------------------------------------------------------------------
+
+
+def test_metrics_against_scikit_learn():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
+
+    from qt_backtest.signals.diagnostics import classification_metrics, reliability_table
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(-1, 2, 500)
+    probabilities = rng.dirichlet([1, 1, 1], 500)
+    metrics = classification_metrics(labels, probabilities)
+    predicted = probabilities.argmax(axis=1)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(labels + 1, predicted))
+    assert metrics["balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(labels + 1, predicted)
+    )
+    assert metrics["log_loss"] == pytest.approx(
+        log_loss(labels + 1, probabilities, labels=[0, 1, 2])
+    )
+    onehot = np.eye(3)[labels + 1]
+    assert metrics["brier"] == pytest.approx(((probabilities - onehot) ** 2).sum(axis=1).mean())
+    assert metrics["share_sell"] + metrics["share_hold"] + metrics["share_buy"] == pytest.approx(1)
+    table = reliability_table(labels, probabilities, bins=5)
+    assert table["bars"].sum() == 500
+    assert (
+        (table["mean_confidence"] >= table["low"]) & (table["mean_confidence"] <= table["high"])
+    ).all()
+
+
+def test_diagnostics_by_fold():
+    from qt_backtest.signals.diagnostics import diagnostics_by_fold
+
+    frame = bars(2400, seed=9)
+    features, labels = build_features(frame), make_labels(frame["close"])
+    votes = walk_forward_predict(
+        features, labels, lambda: make_model("xgb", n_estimators=20), SMALL
+    )
+    table = diagnostics_by_fold(votes, labels)
+    folds = SMALL.folds(len(frame))
+    assert list(table.index) == [*range(len(folds)), "all"]
+    assert table.loc["all", "bars"] == int(((votes["fold"] >= 0) & labels.notna()).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction cache
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cache_loads_instead_of_training_and_rebuilds_bad_entries(tmp_path, monkeypatch):
+    import qt_backtest.signals.models as models
+    from qt_backtest.signals.cache import cached_walk_forward
+
+    frame = bars(2000, seed=10)
+    fits = []
+    original = models.make_model
+
+    def counting(*args, **kwargs):
+        fits.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(models, "make_model", counting)
+    first = cached_walk_forward(frame, "lgbm", SMALL, tmp_path, n_estimators=10)
+    trained = len(fits)
+    assert trained == len(SMALL.folds(len(frame)))
+    second = cached_walk_forward(frame, "lgbm", SMALL, tmp_path, n_estimators=10)
+    assert len(fits) == trained  # loaded, not trained
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+    # a corrupted entry is detected and rebuilt, giving the same votes
+    (entry,) = tmp_path.glob("lgbm-*.parquet")
+    entry.write_bytes(entry.read_bytes()[:-100])
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        third = cached_walk_forward(frame, "lgbm", SMALL, tmp_path, n_estimators=10)
+    assert len(fits) == 2 * trained
+    pd.testing.assert_frame_equal(first, third, check_exact=True)
+
+    # other inputs make another entry
+    changed = frame.copy()
+    changed.iloc[-1, changed.columns.get_loc("volume")] += 1.0
+    cached_walk_forward(changed, "lgbm", SMALL, tmp_path, n_estimators=10)
+    cached_walk_forward(frame, "lgbm", SMALL, tmp_path, n_estimators=11)
+    assert len(list(tmp_path.glob("lgbm-*.parquet"))) == 3
+
+
+def test_cache_rejects_an_entry_written_for_other_inputs(tmp_path):
+    import json
+
+    from qt_backtest.signals.cache import cached_walk_forward
+
+    frame = bars(1500, seed=11)
+    cached_walk_forward(frame, "xgb", SMALL, tmp_path, n_estimators=5)
+    (sidecar,) = tmp_path.glob("xgb-*.json")
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "key": "0" * 64}))
+    with pytest.warns(UserWarning, match="written for other inputs"):
+        cached_walk_forward(frame, "xgb", SMALL, tmp_path, n_estimators=5)

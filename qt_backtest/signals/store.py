@@ -178,13 +178,23 @@ def _nanosecond_index(index: pd.Index) -> pd.Index:
     return index.as_unit("ns").rename("timestamp")
 
 
-def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Validate and write predictions to ``.parquet`` or ``.csv`` (optionally ``.csv.gz``)."""
+def write_predictions(frame: pd.DataFrame, path: str | Path, *, compact: bool = False) -> Path:
+    """Validate and write predictions to ``.parquet`` or ``.csv`` (optionally ``.csv.gz``).
+
+    With ``compact=True`` a parquet file stores confidences as float32 (about 7 significant
+    digits) with zstd compression, roughly half the size; reading gives those values back as
+    float64.
+    """
     path = Path(path)
     frame = validate_predictions(frame, source=path.name)
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
-        frame.to_parquet(path)
+        if compact:
+            confidences = [c for c in frame.columns if str(c).endswith("_confidence")]
+            frame = frame.astype(dict.fromkeys(confidences, np.float32))
+            frame.to_parquet(path, compression="zstd")
+        else:
+            frame.to_parquet(path)
     elif name.endswith((".csv", ".csv.gz")):
         flat = frame.reset_index()
         flat["timestamp"] = flat["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -6,7 +6,7 @@ from qt_backtest import demo
 
 
 def test_demo_summarises_both_samples(capsys):
-    demo.main()
+    demo.main([])
     output = capsys.readouterr().out
     for name in ("BTCUSDT-1h", "ETHUSDT-1h"):
         assert f"{name}: 73,265 1h bars, 2018-01-01 00:00 .. 2026-05-16 18:00 UTC" in output
@@ -14,3 +14,6 @@ def test_demo_summarises_both_samples(capsys):
     for column in ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum"):
         assert f"\n    {column} " in output
     assert output.count("equals the batch kernel: True") == 2
+    assert output.count("hierarchy replay (xgb, lgbm votes on") == 2
+    for rate in ("escalation_rate", "defer_rate", "override_rate_when_called"):
+        assert output.count(rate) == 2

@@ -17,3 +17,14 @@ def test_demo_summarises_both_samples(capsys):
     assert output.count("hierarchy replay (xgb, lgbm votes on") == 2
     for rate in ("escalation_rate", "defer_rate", "override_rate_when_called"):
         assert output.count(rate) == 2
+
+
+def test_demo_retrains_votes_into_its_cache(tmp_path, monkeypatch):
+    from qt_backtest.data import load_sample
+
+    monkeypatch.setattr(demo, "CACHE", tmp_path)
+    frame = load_sample("BTCUSDT-1h").iloc[:9000]
+    votes = demo._votes("BTCUSDT", frame, retrain=True)
+    assert list(votes.columns) == ["xgb_action", "xgb_confidence", "lgbm_action", "lgbm_confidence"]
+    assert votes["xgb_action"].notna().sum() == 9000 - 8765
+    assert len(list(tmp_path.glob("*.parquet"))) == 2

@@ -35,10 +35,12 @@ def eth_5m() -> pd.DataFrame:
     return load_ohlcv(shared_file("ETHUSDT-5m.csv.gz"))
 
 
-def random_walk_ohlcv(bars: int, seed: int, start_price: float = 100.0) -> dict[str, np.ndarray]:
-    """A geometric random walk with consistent OHLCV bars (log-step sd 0.2 %)."""
+def random_walk_ohlcv(
+    bars: int, seed: int, start_price: float = 100.0, volatility: float = 0.002
+) -> dict[str, np.ndarray]:
+    """A geometric random walk with consistent OHLCV bars (log-step sd ``volatility``)."""
     rng = np.random.default_rng(seed)
-    close = start_price * np.exp(np.cumsum(rng.normal(0.0, 0.002, bars)))
+    close = start_price * np.exp(np.cumsum(rng.normal(0.0, volatility, bars)))
     open_ = np.concatenate([[start_price], close[:-1]])
     spread = np.abs(rng.normal(0.0, 0.001, bars)) * close
     high = np.maximum(open_, close) + spread

@@ -25,7 +25,8 @@ from tests.test_indicators_oracle import assert_matches
 
 
 def bars(count, seed=1):
-    data = random_walk_ohlcv(count, seed)
+    # 1 % a bar, so that 5-bar moves beyond the 1.5 % label threshold are common
+    data = random_walk_ohlcv(count, seed, volatility=0.01)
     index = pd.date_range("2023-01-01", periods=count, freq="1h", tz="UTC", name="timestamp")
     return pd.DataFrame(data, index=index)
 
@@ -331,3 +332,31 @@ def test_cache_rejects_an_entry_written_for_other_inputs(tmp_path):
     sidecar.write_text(json.dumps({**meta, "key": "0" * 64}))
     with pytest.warns(UserWarning, match="written for other inputs"):
         cached_walk_forward(frame, "xgb", SMALL, tmp_path, n_estimators=5)
+
+
+def test_any_classifier_through_estimator_slot():
+    from sklearn.tree import DecisionTreeClassifier
+
+    from qt_backtest.signals import estimator_slot
+
+    frame = bars(2400, seed=12)
+    features = build_features(frame).fillna(0.0)
+    labels = make_labels(frame["close"])
+    votes = walk_forward_predict(
+        features,
+        labels,
+        lambda: estimator_slot(lambda: DecisionTreeClassifier(max_depth=3, random_state=0)),
+        SMALL,
+    )
+    assert votes["action"].iloc[805:].notna().all()
+    assert set(labels.dropna().unique()) == {-1.0, 0.0, 1.0}
+
+    class TwoColumns:
+        def fit(self, features, classes):
+            return self
+
+        def predict_proba(self, features):
+            return np.full((len(features), 2), 0.5)
+
+    with pytest.raises(ValueError, match="wrap a plain classifier with estimator_slot"):
+        walk_forward_predict(features, labels, TwoColumns, SMALL)

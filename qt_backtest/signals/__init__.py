@@ -7,6 +7,7 @@ from qt_backtest.signals.models import (
     MODEL_SLOTS,
     ModelSlot,
     balanced_weights,
+    estimator_slot,
     make_model,
     walk_forward_predict,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "WalkForward",
     "balanced_weights",
     "build_features",
+    "estimator_slot",
     "forward_return",
     "make_labels",
     "make_model",

@@ -113,6 +113,16 @@ def _lgbm(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
 MODEL_SLOTS = {"xgb": _xgb, "lgbm": _lgbm}
 
 
+def estimator_slot(factory: Callable[[], Any]) -> ModelSlot:
+    """Make a model slot of any scikit-learn-style classifier.
+
+    ``factory`` returns a fresh, unfitted estimator with ``fit(X, y, sample_weight=...)`` and
+    ``predict_proba``. The slot trains it on the classes present in each fold with balanced
+    weights and answers with all three class columns (SELL, HOLD, BUY).
+    """
+    return _EstimatorSlot(factory)
+
+
 def make_model(name: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> ModelSlot:
     """A fresh model for slot ``name`` (``"xgb"`` or ``"lgbm"``), seeded and deterministic.
 
@@ -169,7 +179,13 @@ def walk_forward_predict(
             continue
         fitted = factory()
         fitted.fit(values[rows], targets[rows].astype(np.int64) + 1)
-        probabilities[fold.test] = fitted.predict_proba(values[fold.test])
+        answer = np.asarray(fitted.predict_proba(values[fold.test]), dtype=np.float64)
+        if answer.shape != (fold.test_stop - fold.test_start, CLASSES):
+            raise ValueError(
+                f"predict_proba must return one row per bar and {CLASSES} columns (SELL, HOLD, "
+                f"BUY), got shape {answer.shape}; wrap a plain classifier with estimator_slot"
+            )
+        probabilities[fold.test] = answer
         fold_of_bar[fold.test] = fold.number
     predicted = ~np.isnan(probabilities[:, 0])
     best = np.argmax(np.where(predicted[:, None], probabilities, 0.0), axis=1)

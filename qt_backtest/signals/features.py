@@ -82,7 +82,7 @@ class FeatureConfig:
     macd_signal: int = defaults.MACD_SIGNAL
     bb_period: int = defaults.BB_PERIOD
     bb_nbdev: float = defaults.BB_NBDEV
-    volatility_period: int = 20
+    volatility_period: int = defaults.VOLATILITY_PERIOD
     momentum_lags: tuple[int, int] = (10, 20)
     volume_short: int = 5
     volume_long: int = defaults.VOLUME_PERIOD

@@ -1,0 +1,182 @@
+"""Single backtest runs: decisions -> positions -> a vectorbt portfolio -> metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.backtest import nb
+from qt_backtest.backtest.metrics import performance
+from qt_backtest.backtest.periods import periods_per_year
+from qt_backtest.backtest.rules import PositionRules
+from qt_backtest.data.validate import validate_ohlcv
+from qt_backtest.hierarchy.actions import encode_actions
+
+
+@dataclass
+class BacktestResult:
+    """One simulated run.
+
+    Attributes
+    ----------
+    value : Series
+        Equity at each bar's close.
+    target : Series
+        Exposure decided at each bar's close (signed fraction of equity).
+    position : Series
+        Exposure held at each bar's close, after that bar's fill.
+    orders : DataFrame
+        Fills: ``bar``, ``timestamp``, ``size`` (units, signed), ``price``, ``fees``.
+    trades : DataFrame
+        Trades from vectorbt: entry and exit times and prices, direction, size, fees, pnl
+        (after fees), return, and whether the trade is closed (the last one may still be open).
+    metrics : Series
+        See :func:`qt_backtest.backtest.metrics.performance`; ``periods_per_year`` states the
+        annualisation.
+    portfolio : vectorbt Portfolio
+        The simulation itself, for anything else vectorbt offers.
+    """
+
+    value: pd.Series
+    target: pd.Series
+    position: pd.Series
+    orders: pd.DataFrame
+    trades: pd.DataFrame
+    metrics: pd.Series
+    portfolio: Any = field(repr=False)
+    rules: PositionRules = field(default_factory=PositionRules)
+
+
+def target_exposure(decisions: pd.DataFrame | pd.Series, rules: PositionRules) -> pd.Series:
+    """Exposure wanted after each bar's decision (before execution), as a Series.
+
+    ``decisions`` is a replay frame (``final_action``, ``final_confidence``) or a Series of
+    actions (BUY/SELL/HOLD or -1/0/1; confidence 1).
+    """
+    if isinstance(decisions, pd.DataFrame):
+        actions, confidences = decisions["final_action"], decisions["final_confidence"]
+    else:
+        actions, confidences = decisions, pd.Series(1.0, index=decisions.index)
+    codes, present, bad = encode_actions(actions)
+    if bad.any() or not present.all():
+        row = int(np.flatnonzero(bad | ~present)[0])
+        raise ValueError(f"decision at row {row} is not BUY, SELL or HOLD: {actions.iloc[row]!r}")
+    confidence = confidences.to_numpy(dtype=np.float64, na_value=np.nan)
+    if rules.scale_by_confidence and not np.isfinite(confidence[codes != 0]).all():
+        raise ValueError("scale_by_confidence needs a confidence for every BUY and SELL")
+    out = np.empty(len(codes))
+    nb.target_exposure_nb(
+        codes,
+        np.nan_to_num(confidence),
+        rules.long_only,
+        1 if rules.hold == "flat" else 0,
+        rules.max_hold_bars or 0,
+        float(rules.size),
+        rules.scale_by_confidence,
+        out,
+    )
+    return pd.Series(out, index=actions.index, name="target")
+
+
+def order_sizes(target: np.ndarray, lag: int) -> np.ndarray:
+    """Target-percent orders: a new target decided at bar t is sent for bar t + lag; NaN means
+    no order (the position is left to drift with the price)."""
+    sizes = np.full(target.shape[0], np.nan)
+    previous = np.concatenate([[0.0], target[:-1]])
+    changes = np.flatnonzero(target != previous)
+    fills = changes + lag
+    keep = fills < target.shape[0]
+    sizes[fills[keep]] = target[changes[keep]]
+    return sizes
+
+
+def simulate(
+    bars: pd.DataFrame,
+    decisions: pd.DataFrame | pd.Series,
+    rules: PositionRules | None = None,
+    *,
+    interval: str | pd.Timedelta | None = None,
+) -> BacktestResult:
+    """Simulate one symbol's decisions on its bars through vectorbt (numba engine).
+
+    Parameters
+    ----------
+    bars : DataFrame
+        Validated OHLCV bars.
+    decisions : DataFrame or Series
+        Per-bar final decisions indexed like ``bars`` (a :func:`replay` frame, or actions).
+    rules : PositionRules, optional
+        Position model and costs; the defaults otherwise (next-bar open, 0.04 % a side).
+    interval : str or Timedelta, optional
+        Bar interval for annualisation; inferred from the index when omitted.
+    """
+    import vectorbt as vbt
+
+    rules = rules or PositionRules()
+    validate_ohlcv(bars, source=bars.attrs.get("source"), check_interval=False)
+    if not decisions.index.equals(bars.index):
+        raise ValueError("decisions must be indexed like the bars (one decision per bar)")
+    target = target_exposure(decisions, rules)
+    sizes = order_sizes(target.to_numpy(), rules.execution_lag)
+    close = bars["close"].astype(np.float64)
+    price = bars[rules.fill_price].astype(np.float64)
+    ppy = periods_per_year(bars.index, interval)
+    portfolio = vbt.Portfolio.from_orders(
+        close=close,
+        size=sizes,
+        size_type="targetpercent",
+        direction="both",
+        price=price,
+        fees=rules.fee,
+        slippage=rules.slippage_bps / 10_000.0,
+        init_cash=rules.init_cash,
+        freq=pd.Timedelta(days=365) / ppy,
+        engine="numba",
+    )
+    value = portfolio.value()
+    value.name = "value"
+    records = portfolio.orders.records
+    orders = pd.DataFrame(
+        {
+            "bar": records["idx"].to_numpy(),
+            "timestamp": bars.index[records["idx"].to_numpy()],
+            "size": np.where(records["side"].to_numpy() == 0, 1.0, -1.0)
+            * records["size"].to_numpy(),
+            "price": records["price"].to_numpy(),
+            "fees": records["fees"].to_numpy(),
+        }
+    )
+    raw = portfolio.trades.records
+    trades = pd.DataFrame(
+        {
+            "entry_timestamp": bars.index[raw["entry_idx"].to_numpy()],
+            "exit_timestamp": bars.index[raw["exit_idx"].to_numpy()],
+            "direction": np.where(raw["direction"].to_numpy() == 0, "long", "short"),
+            "size": raw["size"].to_numpy(),
+            "entry_price": raw["entry_price"].to_numpy(),
+            "exit_price": raw["exit_price"].to_numpy(),
+            "fees": (raw["entry_fees"] + raw["exit_fees"]).to_numpy(),
+            "pnl": raw["pnl"].to_numpy(),
+            "return": raw["return"].to_numpy(),
+            "closed": raw["status"].to_numpy() == 1,
+        }
+    )
+    closed = portfolio.trades.closed
+    trade_pnl = closed.pnl.values if closed.count() else np.array([])
+    asset_value = portfolio.asset_value()
+    position = (asset_value / value).fillna(0.0).rename("position")
+    metrics = performance(
+        value,
+        np.asarray(trade_pnl, dtype=np.float64),
+        position.to_numpy(),
+        float((orders["size"].abs() * orders["price"]).sum()),
+        float(orders["fees"].sum()),
+        rules.init_cash,
+        ppy,
+    )
+    return BacktestResult(
+        value, target, position, orders, trades, pd.Series(metrics), portfolio, rules
+    )

@@ -351,3 +351,28 @@ def test_several_symbols_with_their_own_indicators(btc_1h):
             together.loc[symbol], alone, check_exact=True, check_names=False
         )
     assert (together["gate"] == "override").any()
+
+
+def test_arbiter_decisions_equal_the_reference_arbiter():
+    from qt_backtest.hierarchy import Arbiter
+    from qt_backtest.hierarchy.replay import arbiter_decisions
+
+    rng = np.random.default_rng(13)
+    rows = [
+        {
+            "rsi": float(rng.uniform(0, 100)),
+            "macd": float(rng.normal(0, 0.05)),
+            "macd_signal": float(rng.normal(0, 0.05)),
+            "bb_position": float(rng.uniform(-0.3, 1.3)),
+            "volume_trend": float(rng.lognormal(0, 0.5)),
+            "momentum": float(rng.normal(0, 0.02)),
+        }
+        for _ in range(500)
+    ]
+    frame = arbiter_decisions(pd.DataFrame(rows), HierarchyConfig(min_trade_confidence=None))
+    arbiter = Arbiter()
+    for i, row in enumerate(rows):
+        expected = arbiter.analyze(row)
+        assert frame["final_action"].iloc[i] == expected["action"]
+        assert frame["final_confidence"].iloc[i] == expected["confidence"]
+        assert frame["arbiter_reason"].iloc[i] == expected["reason"]

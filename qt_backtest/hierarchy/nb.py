@@ -577,3 +577,14 @@ def check_confidences_nb(confidences, active):
             elif not math.isfinite(value):
                 nonfinite = True
     return -1, nonfinite
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def arbiter_nb(indicators, params, action, confidence, score, tags):
+    """The Arbiter's own decision on every bar (called or not), for reference strategies."""
+    for i in prange(indicators.shape[0]):
+        a_action, a_conf, a_score, a_tags, _ = _arbiter(indicators, i, params)
+        action[i] = a_action
+        confidence[i] = a_conf
+        score[i] = a_score
+        tags[i] = a_tags

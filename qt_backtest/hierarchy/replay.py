@@ -279,3 +279,39 @@ def replay(
     inputs = indicator_array(indicators, predictions.index)
     outputs = replay_arrays(actions, confidences, active, inputs, config, uncertainty_model)
     return decode(outputs, predictions.index)
+
+
+def arbiter_decisions(
+    indicators: pd.DataFrame, config: HierarchyConfig | None = None
+) -> pd.DataFrame:
+    """The Arbiter's own decision on every bar, as if it were asked each time.
+
+    Returns a frame indexed like ``indicators`` with ``final_action``, ``final_confidence``,
+    ``arbiter_score`` and ``arbiter_reason`` -- usable wherever replay decisions are (the
+    ``arbiter_only`` reference strategy). The live risk governor applies to it as well.
+    """
+    config = config or HierarchyConfig()
+    values = indicator_array(indicators, indicators.index)
+    bars = len(values)
+    action = np.empty(bars, dtype=np.int8)
+    confidence = np.empty(bars)
+    score = np.empty(bars)
+    tags = np.empty(bars, dtype=np.int8)
+    nb.arbiter_nb(values, pack(config).scalars, action, confidence, score, tags)
+    if config.arbiter.wiring == "deployed":
+        texts = [reasons.ANALYSIS_ERROR] * bars
+    else:
+        texts = reasons.arbiter_reasons(action.tolist(), tags.tolist(), score.tolist())
+    minimum = config.min_trade_confidence
+    vetoed = (action != 0) & (confidence < minimum) if minimum is not None else np.zeros(bars, bool)
+    final = np.where(vetoed, 0, action)
+    return pd.DataFrame(
+        {
+            "final_action": _categorical(final, ACTION_CATEGORIES, 1),
+            "final_confidence": confidence,
+            "arbiter_score": score,
+            "arbiter_reason": pd.array(texts, dtype="string"),
+            "risk_veto": vetoed,
+        },
+        index=indicators.index,
+    )

@@ -1,0 +1,170 @@
+"""Does each layer add value? The rollout modes side by side on the same bars, costs and rules,
+and the rollout check of their rates and results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.backtest.metrics import performance
+from qt_backtest.backtest.periods import periods_per_year
+from qt_backtest.backtest.rules import PositionRules
+from qt_backtest.backtest.simulate import BacktestResult, simulate
+from qt_backtest.hierarchy.config import HierarchyConfig
+from qt_backtest.hierarchy.rates import RateTargets, decision_rates
+from qt_backtest.hierarchy.replay import arbiter_decisions, replay
+
+#: Runs of a comparison: the three rollout stages and the Arbiter alone as a reference.
+RUNS = ("ensemble", "meta", "meta_arbiter", "arbiter_only")
+AGGREGATE = "equal_weight"
+METRIC_COLUMNS = (
+    "total_return",
+    "cagr",
+    "annualized_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+    "turnover",
+    "fees_paid",
+)
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare_modes`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        Metrics per (symbol, run); symbol ``equal_weight`` is the aggregate of all symbols.
+    equity : DataFrame
+        Equity curves, columns (symbol, run), aligned on the union of timestamps.
+    decisions : dict
+        Replay frames by (symbol, run).
+    results : dict
+        :class:`BacktestResult` by (symbol, run).
+    """
+
+    table: pd.DataFrame
+    equity: pd.DataFrame
+    decisions: dict = field(repr=False)
+    results: dict = field(repr=False)
+
+
+def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: float) -> dict:
+    """Equal weights at the start, no rebalancing: the mean of the normalised equity curves."""
+    curves = pd.concat([r.value / rules.init_cash for r in results], axis=1).ffill().bfill()
+    value = curves.mean(axis=1) * rules.init_cash
+    share = 1.0 / len(results)
+    pnl = np.concatenate(
+        [r.trades.loc[r.trades["closed"], "pnl"].to_numpy() * share for r in results]
+    )
+    exposure = pd.concat([r.position for r in results], axis=1).fillna(0.0).abs().mean(axis=1)
+    traded = sum(float((r.orders["size"].abs() * r.orders["price"]).sum()) for r in results)
+    fees = sum(float(r.orders["fees"].sum()) for r in results)
+    return performance(
+        value, pnl, exposure.to_numpy(), traded * share, fees * share, rules.init_cash, per_year
+    )
+
+
+def compare_modes(
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
+    votes: pd.DataFrame | Mapping[str, pd.DataFrame],
+    indicators: pd.DataFrame | Mapping[str, pd.DataFrame],
+    rules: PositionRules | None = None,
+    config: HierarchyConfig | None = None,
+    *,
+    uncertainty_model=None,
+) -> Comparison:
+    """Run ``ensemble``, ``meta``, ``meta_arbiter`` and ``arbiter_only`` on the same bars.
+
+    Parameters
+    ----------
+    bars, votes, indicators : DataFrame or mapping of symbol to DataFrame
+        OHLCV bars, model votes (prediction columns, indexed like the bars) and the Arbiter's
+        inputs, for one symbol or several (same keys).
+    rules : PositionRules, optional
+        Position model and costs shared by every run.
+    config : HierarchyConfig, optional
+        Thresholds and fidelity; its ``mode`` is replaced run by run.
+    """
+    rules = rules or PositionRules()
+    config = config or HierarchyConfig()
+    if not isinstance(bars, Mapping):
+        bars, votes, indicators = {"": bars}, {"": votes}, {"": indicators}
+    if not (set(bars) == set(votes) == set(indicators)):
+        raise ValueError("bars, votes and indicators must name the same symbols")
+    decisions, results, rows = {}, {}, {}
+    for symbol, frame in bars.items():
+        for run in RUNS:
+            if run == "arbiter_only":
+                made = arbiter_decisions(indicators[symbol], config)
+            else:
+                made = replay(
+                    votes[symbol],
+                    indicators[symbol],
+                    config.replace(mode=run),
+                    uncertainty_model=uncertainty_model,
+                )
+            result = simulate(frame, made, rules)
+            decisions[symbol, run] = made
+            results[symbol, run] = result
+            rows[symbol, run] = result.metrics
+    if len(bars) > 1:
+        per_year = min(periods_per_year(frame.index) for frame in bars.values())
+        for run in RUNS:
+            members = [results[symbol, run] for symbol in bars]
+            rows[AGGREGATE, run] = pd.Series(_aggregate(members, rules, per_year))
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["symbol", "run"])
+    equity = pd.concat({key: result.value for key, result in results.items()}, axis=1)
+    equity.columns.names = ["symbol", "run"]
+    return Comparison(table, equity, decisions, results)
+
+
+def rollout_check(comparison: Comparison, targets: RateTargets | None = None) -> pd.DataFrame:
+    """The rollout's success criteria per symbol for the full hierarchy (``meta_arbiter``).
+
+    Criteria: escalation, defer, Arbiter invocation and override-when-called rates and the
+    ensemble/Arbiter source shares within their target bands (SPEC §5), and no degradation
+    against ensemble-only: a Sharpe ratio at least as high. Bars where no model voted are left
+    out of the rates.
+
+    Returns one row per (symbol, criterion): ``value``, ``target`` (text) and ``passes``.
+    """
+    targets = targets or RateTargets()
+    rows = []
+    symbols = sorted({symbol for symbol, _ in comparison.decisions})
+    for symbol in symbols:
+        decisions = comparison.decisions[symbol, "meta_arbiter"]
+        voted = decisions[decisions["voters"] > 0]
+        for rate, row in decision_rates(voted, targets).iterrows():
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "criterion": rate,
+                    "value": row["value"],
+                    "target": f"{row['target_low']:.0%} to {row['target_high']:.0%}",
+                    "passes": bool(row["passes"]),
+                }
+            )
+        full = comparison.table.loc[(symbol, "meta_arbiter"), "sharpe"]
+        base = comparison.table.loc[(symbol, "ensemble"), "sharpe"]
+        rows.append(
+            {
+                "symbol": symbol,
+                "criterion": "sharpe_vs_ensemble",
+                "value": full - base,
+                "target": ">= 0 (Sharpe of meta_arbiter minus ensemble)",
+                "passes": bool(full >= base),
+            }
+        )
+    return pd.DataFrame(rows).set_index(["symbol", "criterion"])

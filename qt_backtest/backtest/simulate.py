@@ -93,6 +93,27 @@ def order_sizes(target: np.ndarray, lag: int) -> np.ndarray:
     return sizes
 
 
+def run_portfolio(
+    bars: pd.DataFrame, target: pd.Series, rules: PositionRules, per_year: float
+) -> Any:
+    """The vectorbt portfolio (numba engine) that trades ``target`` under ``rules``; inputs
+    are taken as valid (see :func:`simulate`)."""
+    import vectorbt as vbt
+
+    return vbt.Portfolio.from_orders(
+        close=bars["close"].astype(np.float64),
+        size=order_sizes(target.to_numpy(), rules.execution_lag),
+        size_type="targetpercent",
+        direction="both",
+        price=bars[rules.fill_price].astype(np.float64),
+        fees=rules.fee,
+        slippage=rules.slippage_bps / 10_000.0,
+        init_cash=rules.init_cash,
+        freq=pd.Timedelta(days=365) / per_year,
+        engine="numba",
+    )
+
+
 def simulate(
     bars: pd.DataFrame,
     decisions: pd.DataFrame | pd.Series,
@@ -113,29 +134,13 @@ def simulate(
     interval : str or Timedelta, optional
         Bar interval for annualisation; inferred from the index when omitted.
     """
-    import vectorbt as vbt
-
     rules = rules or PositionRules()
     validate_ohlcv(bars, source=bars.attrs.get("source"), check_interval=False)
     if not decisions.index.equals(bars.index):
         raise ValueError("decisions must be indexed like the bars (one decision per bar)")
-    target = target_exposure(decisions, rules)
-    sizes = order_sizes(target.to_numpy(), rules.execution_lag)
-    close = bars["close"].astype(np.float64)
-    price = bars[rules.fill_price].astype(np.float64)
     ppy = periods_per_year(bars.index, interval)
-    portfolio = vbt.Portfolio.from_orders(
-        close=close,
-        size=sizes,
-        size_type="targetpercent",
-        direction="both",
-        price=price,
-        fees=rules.fee,
-        slippage=rules.slippage_bps / 10_000.0,
-        init_cash=rules.init_cash,
-        freq=pd.Timedelta(days=365) / ppy,
-        engine="numba",
-    )
+    target = target_exposure(decisions, rules)
+    portfolio = run_portfolio(bars, target, rules, ppy)
     value = portfolio.value()
     value.name = "value"
     records = portfolio.orders.records

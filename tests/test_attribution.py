@@ -61,6 +61,9 @@ def test_override_values_settle_when_positions_agree(run):
         # from the agreement bar on, both runs want the same exposure; before it they differ
         mine = target_exposure(decisions, rules).to_numpy()
         other = target_exposure(counterfactual_decisions(decisions, row.bar), rules).to_numpy()
+        if mine[-1] != other[-1]:  # never agree before the data ends
+            assert row.agree_bar == len(bars) - 1
+            continue
         assert np.array_equal(mine[row.agree_bar :], other[row.agree_bar :])
         if row.agree_bar > row.bar:
             assert mine[row.agree_bar - 1] != other[row.agree_bar - 1]

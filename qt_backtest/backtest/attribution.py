@@ -89,7 +89,8 @@ def override_values(
     min_trade_confidence : float or None
         The risk governor used by the replay (applied to the counterfactual decision too).
     limit : int, optional
-        Evaluate only the first ``limit`` overrides (each costs one simulation).
+        Evaluate at most ``limit`` overrides, evenly spread over the run (each costs one
+        simulation of the bars up to where the paths agree again).
 
     Returns
     -------
@@ -104,8 +105,8 @@ def override_values(
     actual = simulate(bars, decisions, rules)
     actual_target = actual.target.to_numpy()
     overrides = np.flatnonzero((decisions["gate"] == "override").to_numpy())
-    if limit is not None:
-        overrides = overrides[:limit]
+    if limit is not None and overrides.size > limit:
+        overrides = overrides[np.unique(np.linspace(0, overrides.size - 1, limit).astype(int))]
     volatility = realized_volatility(bars["close"], 20)
     edges = volatility.quantile([1 / 3, 2 / 3]).to_numpy()
     regime = np.where(volatility < edges[0], 0, np.where(volatility < edges[1], 1, 2))

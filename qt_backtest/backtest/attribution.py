@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qt_backtest.backtest import nb
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.backtest.simulate import BacktestResult, run_portfolio, simulate, target_exposure
@@ -34,6 +35,43 @@ def counterfactual_decisions(decisions: pd.DataFrame, bar: int, minimum: float |
         changed["final_action"], categories=["SELL", "HOLD", "BUY"]
     )
     return changed
+
+
+def _codes(decisions: pd.DataFrame, column: str) -> np.ndarray:
+    from qt_backtest.hierarchy.actions import encode_actions
+
+    return encode_actions(decisions[column])[0]
+
+
+def _counterfactual_targets(
+    decisions: pd.DataFrame, bars_at: np.ndarray, rules: PositionRules, minimum: float | None
+) -> np.ndarray:
+    """Target exposures of the counterfactual of each override in ``bars_at``, shape
+    (bars, len(bars_at)): the same kernel as the actual run, with one decision replaced."""
+    actions = _codes(decisions, "final_action")
+    confidences = np.nan_to_num(decisions["final_confidence"].to_numpy(dtype=np.float64))
+    base_actions = _codes(decisions, "base_action")
+    base_confidences = decisions["base_confidence"].to_numpy(dtype=np.float64)
+    targets = np.empty((len(actions), len(bars_at)))
+    for column, bar in enumerate(bars_at):
+        changed = actions.copy()
+        changed_confidence = confidences.copy()
+        action, confidence = base_actions[bar], base_confidences[bar]
+        if minimum is not None and action != 0 and confidence < minimum:
+            action = 0  # the live risk governor
+        changed[bar] = action
+        changed_confidence[bar] = confidence
+        nb.target_exposure_nb(
+            changed,
+            changed_confidence,
+            rules.long_only,
+            1 if rules.hold == "flat" else 0,
+            rules.max_hold_bars or 0,
+            float(rules.size),
+            rules.scale_by_confidence,
+            targets[:, column],
+        )
+    return targets
 
 
 def counterfactual_path(
@@ -72,6 +110,7 @@ def override_values(
     votes: pd.DataFrame | None = None,
     min_trade_confidence: float | None = 0.65,
     limit: int | None = None,
+    batch: int = 100,
 ) -> pd.DataFrame:
     """Value of every Arbiter override of a ``meta_arbiter`` replay.
 
@@ -91,6 +130,8 @@ def override_values(
     limit : int, optional
         Evaluate at most ``limit`` overrides, evenly spread over the run (each costs one
         simulation of the bars up to where the paths agree again).
+    batch : int
+        Counterfactuals simulated together (memory grows with batch x bars).
 
     Returns
     -------
@@ -117,42 +158,46 @@ def override_values(
             votes, [c[: -len("_action")] for c in votes.columns if str(c).endswith("_action")]
         )
     )
-    rows = []
     last = len(bars) - 1
-    for bar in overrides:
-        changed = counterfactual_decisions(decisions, bar, min_trade_confidence)
-        other_target = target_exposure(changed, rules).to_numpy()
-        differs = np.flatnonzero(actual_target[bar:] != other_target[bar:])
-        # from the bar after the last difference on, both runs want the same exposure
-        agree = bar if differs.size == 0 else min(bar + int(differs[-1]) + 1, last)
-        settled = min(agree + rules.execution_lag, last)
-        other = counterfactual_path(
-            bars,
-            decisions,
-            int(bar),
-            rules,
-            min_trade_confidence=min_trade_confidence,
-            stop=settled,
-        )
-        actual_value = actual.value.iloc[settled]
-        other_value = other.iloc[-1]
-        rows.append(
-            {
-                "timestamp": bars.index[bar],
-                "bar": int(bar),
-                "arbiter_action": str(decisions["arbiter_action"].iloc[bar]),
-                "base_action": str(decisions["base_action"].iloc[bar]),
-                "arbiter_reason": str(decisions["arbiter_reason"].iloc[bar]),
-                "meta_reason": str(decisions["meta_reason"].iloc[bar]),
-                "vote_pattern": None if pattern is None else pattern.iloc[bar],
-                "volatility_regime": REGIMES[int(regime[bar])]
-                if np.isfinite(volatility.iloc[bar])
-                else None,
-                "agree_bar": int(agree),
-                "value": actual_value - other_value,
-                "relative_value": actual_value / other_value - 1.0,
-            }
-        )
+    per_year = periods_per_year(bars.index)
+    rows = []
+    # counterfactuals run side by side as columns of one vectorbt simulation per batch; each
+    # column is simulated on its own, exactly as a single run would be
+    for first in range(0, overrides.size, batch):
+        chunk = overrides[first : first + batch]
+        targets = _counterfactual_targets(decisions, chunk, rules, min_trade_confidence)
+        settled_bars = []
+        agree_bars = []
+        for column, bar in enumerate(chunk):
+            differs = np.flatnonzero(actual_target[bar:] != targets[bar:, column])
+            # from the bar after the last difference on, both runs want the same exposure
+            agree = bar if differs.size == 0 else min(bar + int(differs[-1]) + 1, last)
+            agree_bars.append(agree)
+            settled_bars.append(min(agree + rules.execution_lag, last))
+        stop = max(settled_bars) + 1
+        frame = pd.DataFrame(targets[:stop], index=bars.index[:stop])
+        values = run_portfolio(bars.iloc[:stop], frame, rules, per_year).value().to_numpy()
+        for column, bar in enumerate(chunk):
+            settled = settled_bars[column]
+            actual_value = actual.value.iloc[settled]
+            other_value = values[settled, column]
+            rows.append(
+                {
+                    "timestamp": bars.index[bar],
+                    "bar": int(bar),
+                    "arbiter_action": str(decisions["arbiter_action"].iloc[bar]),
+                    "base_action": str(decisions["base_action"].iloc[bar]),
+                    "arbiter_reason": str(decisions["arbiter_reason"].iloc[bar]),
+                    "meta_reason": str(decisions["meta_reason"].iloc[bar]),
+                    "vote_pattern": None if pattern is None else pattern.iloc[bar],
+                    "volatility_regime": REGIMES[int(regime[bar])]
+                    if np.isfinite(volatility.iloc[bar])
+                    else None,
+                    "agree_bar": int(agree_bars[column]),
+                    "value": actual_value - other_value,
+                    "relative_value": actual_value / other_value - 1.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 

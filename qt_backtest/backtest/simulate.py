@@ -94,15 +94,24 @@ def order_sizes(target: np.ndarray, lag: int) -> np.ndarray:
 
 
 def run_portfolio(
-    bars: pd.DataFrame, target: pd.Series, rules: PositionRules, per_year: float
+    bars: pd.DataFrame, target: pd.Series | pd.DataFrame, rules: PositionRules, per_year: float
 ) -> Any:
     """The vectorbt portfolio (numba engine) that trades ``target`` under ``rules``; inputs
-    are taken as valid (see :func:`simulate`)."""
+    are taken as valid (see :func:`simulate`). A frame of targets runs one independent
+    portfolio per column."""
     import vectorbt as vbt
 
+    values = target.to_numpy()
+    if values.ndim == 1:
+        sizes = order_sizes(values, rules.execution_lag)
+    else:
+        sizes = np.column_stack(
+            [order_sizes(values[:, j], rules.execution_lag) for j in range(values.shape[1])]
+        )
+        sizes = pd.DataFrame(sizes, index=target.index, columns=target.columns)
     return vbt.Portfolio.from_orders(
         close=bars["close"].astype(np.float64),
-        size=order_sizes(target.to_numpy(), rules.execution_lag),
+        size=sizes,
         size_type="targetpercent",
         direction="both",
         price=bars[rules.fill_price].astype(np.float64),

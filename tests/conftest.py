@@ -11,8 +11,15 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1]
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from qt_backtest.data import load_ohlcv
+
+# CI explores the same examples on every run, so that a result never depends on the draw;
+# locally every run draws new ones.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -192,6 +192,10 @@ def _meta(
     )
     share = top_count / max(n, 1)
     disagreement = 1.0 - share
+    consensus = share >= params[P_CONSENSUS]
+    if consensus:
+        # rule 1 decides and Meta records the top share: the fallback is not needed
+        return False, top + 1, top, share, disagreement, NAN
     # Meta's fallback over its weight table, in table order
     total_weight = 0.0
     score_sell = 0.0
@@ -226,13 +230,11 @@ def _meta(
     else:
         rule4_confidence = fallback_confidence
         split = (buy == 2) & (sell == 2)
-    consensus = share >= params[P_CONSENSUS]
     # the first rule that fires decides: apply them from last to first
     reason = R_NO_MODEL
     reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], R_LOW_CONFIDENCE, reason)
     reason = _choose(disagreement >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
     reason = _choose(split, R_SPLIT, reason)
-    reason = _choose(consensus, top + 1, reason)
     # rule 6 (the uncertainty model) is applied afterwards by ``_uncertainty_rule``: a call
     # inside this hot, inlined function would slow every bar down
     entropy = NAN
@@ -246,9 +248,7 @@ def _meta(
         other_action, other_confidence = base_action, base_confidence
     else:
         other_action, other_confidence = fallback_action, fallback_confidence
-    action = _choose(consensus, top, other_action)
-    confidence = _choose_float(consensus, share, other_confidence)
-    return escalate, reason, action, confidence, disagreement, entropy
+    return escalate, reason, other_action, other_confidence, disagreement, entropy
 
 
 @njit(cache=True, error_model="numpy")

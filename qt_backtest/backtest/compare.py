@@ -20,21 +20,6 @@ from qt_backtest.hierarchy.replay import arbiter_decisions, replay
 #: Runs of a comparison: the three rollout stages and the Arbiter alone as a reference.
 RUNS = ("ensemble", "meta", "meta_arbiter", "arbiter_only")
 AGGREGATE = "equal_weight"
-METRIC_COLUMNS = (
-    "total_return",
-    "cagr",
-    "annualized_volatility",
-    "sharpe",
-    "sortino",
-    "max_drawdown",
-    "calmar",
-    "trades",
-    "win_rate",
-    "profit_factor",
-    "exposure",
-    "turnover",
-    "fees_paid",
-)
 
 
 @dataclass

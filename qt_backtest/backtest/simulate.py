@@ -178,13 +178,12 @@ def simulate(
             "closed": raw["status"].to_numpy() == 1,
         }
     )
-    closed = portfolio.trades.closed
-    trade_pnl = closed.pnl.values if closed.count() else np.array([])
+    trade_pnl = trades.loc[trades["closed"], "pnl"].to_numpy(dtype=np.float64)
     asset_value = portfolio.asset_value()
     position = (asset_value / value).fillna(0.0).rename("position")
     metrics = performance(
         value,
-        np.asarray(trade_pnl, dtype=np.float64),
+        trade_pnl,
         position.to_numpy(),
         float((orders["size"].abs() * orders["price"]).sum()),
         float(orders["fees"].sum()),

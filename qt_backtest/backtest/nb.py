@@ -1,11 +1,52 @@
-"""Numba kernel of the position model: decisions at bar close -> target exposure."""
+"""Numba kernels of the position model (decisions at bar close -> target exposure) and of
+streaming fills and trades."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from numba import njit
 
 HOLD_KEEP = 0
 HOLD_FLAT = 1
+
+
+@njit(cache=True, inline="always")
+def exposure_step_nb(
+    action,
+    confidence,
+    direction,
+    exposure,
+    held,
+    long_only,
+    hold_policy,
+    max_hold_bars,
+    size,
+    scale_by_confidence,
+):
+    """One bar of the position model: the new (direction, exposure, held) after ``action``."""
+    wanted = direction
+    if action == 1:
+        wanted = 1
+    elif action == -1:
+        wanted = 0 if long_only else -1
+    elif hold_policy == HOLD_FLAT:
+        wanted = 0
+    if action != 0:
+        held = 0  # a signal opens or renews the position
+    else:
+        held += 1
+    if wanted != direction:
+        direction = wanted
+        if direction == 0:
+            exposure = 0.0
+        else:
+            exposure = size * (confidence if scale_by_confidence else 1.0)
+    if max_hold_bars > 0 and direction != 0 and held >= max_hold_bars:
+        direction = 0
+        exposure = 0.0
+    return direction, exposure, held
 
 
 @njit(cache=True)
@@ -35,26 +76,167 @@ def target_exposure_nb(
     exposure = 0.0
     held = 0
     for t in range(actions.shape[0]):
-        action = actions[t]
-        wanted = direction
-        if action == 1:
-            wanted = 1
-        elif action == -1:
-            wanted = 0 if long_only else -1
-        elif hold_policy == HOLD_FLAT:
-            wanted = 0
-        if action != 0:
-            held = 0  # a signal opens or renews the position
-        else:
-            held += 1
-        if wanted != direction:
-            direction = wanted
-            if direction == 0:
-                exposure = 0.0
-            else:
-                exposure = size * (confidences[t] if scale_by_confidence else 1.0)
-        if max_hold_bars > 0 and direction != 0 and held >= max_hold_bars:
-            direction = 0
-            exposure = 0.0
+        direction, exposure, held = exposure_step_nb(
+            actions[t],
+            confidences[t],
+            direction,
+            exposure,
+            held,
+            long_only,
+            hold_policy,
+            max_hold_bars,
+            size,
+            scale_by_confidence,
+        )
         out[t] = direction * exposure
     return out
+
+
+# Fills and trades below follow vectorbt's ``from_orders`` accounting (target-percent orders,
+# both directions, proportional fees and slippage, partial fills when cash runs short, exit
+# trades), so that a streaming simulation can stand in for a vectorbt run. Its float
+# comparisons treat values within 1e-9 relative or 1e-12 absolute as equal.
+REL_TOL = 1e-9
+ABS_TOL = 1e-12
+SIDE_BUY = 1
+SIDE_SELL = -1
+
+
+@njit(cache=True, inline="always")
+def is_close_nb(a, b):
+    """Equal within ``REL_TOL`` relative or ``ABS_TOL`` absolute (NaN and inf never are)."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
+    if a == b:
+        return True
+    return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
+
+
+@njit(cache=True, inline="always")
+def add_nb(a, b):
+    """``a + b``, snapped to 0.0 when the two cancel within the tolerance."""
+    if np.sign(a) != np.sign(b):
+        if is_close_nb(abs(a), abs(b)):
+            return 0.0
+    elif is_close_nb(a + b, 0.0):
+        return 0.0
+    return a + b
+
+
+@njit(cache=True)
+def fill_target_percent_nb(cash, position, target, price, fees, slippage):
+    """Fill an order for ``target`` (signed fraction of equity valued at ``price``).
+
+    Returns
+    -------
+    (cash, position, size, fill price, fees paid, side)
+        ``size`` is the absolute quantity filled (0.0 when nothing was filled) and ``side``
+        ``SIDE_BUY`` or ``SIDE_SELL``.
+    """
+    value = cash
+    if position != 0.0:
+        value += position * price
+    if is_close_nb(cash, 0.0):
+        cash = 0.0
+    if is_close_nb(position, 0.0):
+        position = 0.0
+    if is_close_nb(value, 0.0):
+        value = 0.0
+    if not (value > 0.0):
+        return cash, position, 0.0, price, 0.0, SIDE_BUY  # nothing left to size from
+    wanted = target * value / price - position
+    if wanted > 0.0:
+        fill_price = price * (1.0 + slippage)
+        if cash == 0.0:
+            return cash, position, 0.0, fill_price, 0.0, SIDE_BUY
+        cost = wanted * fill_price
+        fee = cost * fees
+        total = cost + fee
+        if is_close_nb(total, cash) or total < cash:
+            size = wanted
+            paid = fee
+            spent = total
+        else:
+            affordable = cash / (1.0 + fees)
+            if affordable <= 0.0:
+                return cash, position, 0.0, fill_price, 0.0, SIDE_BUY
+            size = affordable / fill_price
+            paid = cash - affordable
+            spent = cash
+        if is_close_nb(wanted, 0.0):
+            return cash, position, 0.0, fill_price, 0.0, SIDE_BUY
+        return add_nb(cash, -spent), add_nb(position, size), size, fill_price, paid, SIDE_BUY
+    size = -wanted
+    fill_price = price * (1.0 - slippage)
+    if is_close_nb(size, 0.0):
+        return cash, position, 0.0, fill_price, 0.0, SIDE_SELL
+    proceeds = size * fill_price
+    paid = proceeds * fees
+    received = add_nb(proceeds, -paid)
+    if received < 0.0:
+        return cash, position, 0.0, fill_price, 0.0, SIDE_SELL
+    return cash + received, add_nb(position, -size), size, fill_price, paid, SIDE_SELL
+
+
+@njit(cache=True, inline="always")
+def trade_pnl_nb(size, entry_price, entry_fees, exit_price, exit_fees, direction):
+    """Profit of a closed trade after fees (``direction`` +1 long, -1 short)."""
+    difference = add_nb(size * exit_price, -(size * entry_price))
+    if difference != 0.0 and direction < 0:
+        difference *= -1.0
+    return difference - entry_fees - exit_fees
+
+
+@njit(cache=True, inline="always")
+def book_fill_nb(size, price, fee, side, direction, entry_size, entry_gross, entry_fees):
+    """Book a fill into the open trade.
+
+    Parameters
+    ----------
+    size, price, fee, side
+        The fill (``size`` > 0).
+    direction, entry_size, entry_gross, entry_fees
+        The open trade: +1 long, -1 short, 0 none; quantity, quantity x price and fees of its
+        entries.
+
+    Returns
+    -------
+    (direction, entry_size, entry_gross, entry_fees, closed, pnl)
+        ``closed`` and ``pnl`` describe the trade the fill closed, if any; a reversal closes
+        the trade and opens the opposite one with the rest of the fill.
+    """
+    closed = False
+    pnl = 0.0
+    if direction == 0:
+        direction = side
+        entry_size = 0.0
+        entry_gross = 0.0
+        entry_fees = 0.0
+    if side == direction:
+        entry_size += size
+        entry_gross += size * price
+        entry_fees += fee
+    elif is_close_nb(size, entry_size) or size < entry_size:
+        exit_size = entry_size if is_close_nb(size, entry_size) else size
+        entry_price = entry_gross / entry_size
+        part_fees = exit_size / entry_size * entry_fees
+        pnl = trade_pnl_nb(exit_size, entry_price, part_fees, price, fee, direction)
+        closed = True
+        if is_close_nb(size, entry_size):
+            direction = 0
+        else:
+            remaining = (entry_size - size) / entry_size
+            entry_size *= remaining
+            entry_gross *= remaining
+            entry_fees *= remaining
+    else:
+        # reversal: close the whole trade, open the opposite one with the rest of the fill
+        closing_fee = entry_size / size * fee
+        entry_price = entry_gross / entry_size
+        pnl = trade_pnl_nb(entry_size, entry_price, entry_fees, price, closing_fee, direction)
+        closed = True
+        entry_size = size - entry_size
+        entry_gross = entry_size * price
+        entry_fees = fee - closing_fee
+        direction = -direction
+    return direction, entry_size, entry_gross, entry_fees, closed, pnl

@@ -119,8 +119,10 @@ def _argmax3(first, second, third, first_value, second_value, third_value):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _ensemble(actions, confidences, active, i, weights, params):
-    """Layer 1 on bar ``i``: (action, confidence, consensus code, voters)."""
+def _votes(actions, confidences, active, i, weights):
+    """Layer 1's vote on bar ``i``: (action, mean confidence of the models voting it, how many
+    vote it, voters). No usable vote (no voter, or only weight-0 voters) gives HOLD with 0
+    agreeing models."""
     buy = 0.0
     sell = 0.0
     hold = 0.0
@@ -134,7 +136,7 @@ def _ensemble(actions, confidences, active, i, weights, params):
         hold += weight * _flag(vote == HOLD)
         voters += is_active
     if voters == 0:
-        return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, 0
+        return HOLD, 0.0, 0, 0
     action = _argmax3(BUY, SELL, HOLD, buy, sell, hold)
     total = 0.0
     agreeing = 0
@@ -144,7 +146,15 @@ def _ensemble(actions, confidences, active, i, weights, params):
         agreeing += agrees
     if agreeing == 0:
         # every active model has weight 0 (see the reference voter)
-        return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS, voters
+        return HOLD, 0.0, 0, voters
+    return action, total / agreeing, agreeing, voters
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _base(action, mean, agreeing, voters, params):
+    """Layer 1's decision from its vote: (action, confidence, consensus code)."""
+    if agreeing == 0:
+        return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS
     # labels nest (split <= strong <= 1), so counting the levels reached equals the if-chain
     label = (
         3
@@ -152,28 +162,14 @@ def _ensemble(actions, confidences, active, i, weights, params):
         - np.int64(agreeing >= params[P_STRONG] * voters)
         - np.int64(agreeing >= params[P_SPLIT] * voters)
     )
-    confidence = min(params[P_CAP], total / agreeing * params[P_MULTIPLIER + label])
-    return action, confidence, label, voters
+    return action, min(params[P_CAP], mean * params[P_MULTIPLIER + label]), label
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _meta(
-    actions,
-    confidences,
-    active,
-    i,
-    base_action,
-    base_confidence,
-    meta_models,
-    meta_weights,
-    params,
-):
-    """Layer 2 on bar ``i``: (escalate, reason code, action, confidence, disagreement,
-    entropy)."""
+def _meta_votes(actions, active, i, intended):
+    """Meta's vote count on bar ``i``: (top action, its share, split vote)."""
     models = actions.shape[1]
-    intended = params[P_FIDELITY] == INTENDED
     padded = np.int64(not intended)  # production: Meta sees every model, missing ones padded
-    padding = params[P_PADDING]
     n = 0
     buy = 0
     sell = 0
@@ -190,13 +186,18 @@ def _meta(
     top_count = (
         sell * np.int64(top == SELL) + hold * np.int64(top == HOLD) + buy * np.int64(top == BUY)
     )
-    share = top_count / max(n, 1)
-    disagreement = 1.0 - share
-    consensus = share >= params[P_CONSENSUS]
-    if consensus:
-        # rule 1 decides and Meta records the top share: the fallback is not needed
-        return False, top + 1, top, share, disagreement, NAN
-    # Meta's fallback over its weight table, in table order
+    if intended:
+        split = (buy == sell) & (buy > 0) & (2 * (buy + sell) > n)
+    else:
+        split = (buy == 2) & (sell == 2)
+    return top, top_count / max(n, 1), split
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _meta_fallback(actions, confidences, active, i, intended, meta_models, meta_weights, params):
+    """Meta's weighted fallback over its weight table, in table order: (action, confidence)."""
+    padded = np.int64(not intended)
+    padding = params[P_PADDING]
     total_weight = 0.0
     score_sell = 0.0
     score_hold = 0.0
@@ -213,42 +214,38 @@ def _meta(
         score_hold += product * _flag(vote == HOLD)
         score_buy += product * _flag(vote == BUY)
     if total_weight <= 0.0:
-        fallback_action, fallback_confidence = SELL, 0.0
-    else:
-        score_sell = score_sell / total_weight
-        score_hold = score_hold / total_weight
-        score_buy = score_buy / total_weight
-        fallback_action = _argmax3(SELL, HOLD, BUY, score_sell, score_hold, score_buy)
-        fallback_confidence = (
-            score_sell * _flag(fallback_action == SELL)
-            + score_hold * _flag(fallback_action == HOLD)
-            + score_buy * _flag(fallback_action == BUY)
-        )
-    if intended:
-        rule4_confidence = base_confidence
-        split = (buy == sell) & (buy > 0) & (2 * (buy + sell) > n)
-    else:
-        rule4_confidence = fallback_confidence
-        split = (buy == 2) & (sell == 2)
+        return SELL, 0.0
+    score_sell = score_sell / total_weight
+    score_hold = score_hold / total_weight
+    score_buy = score_buy / total_weight
+    action = _argmax3(SELL, HOLD, BUY, score_sell, score_hold, score_buy)
+    confidence = (
+        score_sell * _flag(action == SELL)
+        + score_hold * _flag(action == HOLD)
+        + score_buy * _flag(action == BUY)
+    )
+    return action, confidence
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _meta_rules(share, split, rule4_confidence, params):
+    """Meta's rules 2-5 for a bar that rule 1 did not decide: reason code. Rule 6 (the
+    uncertainty model) is applied afterwards to ``R_NO_MODEL`` by ``_uncertainty_rule``."""
     # the first rule that fires decides: apply them from last to first
     reason = R_NO_MODEL
     reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], R_LOW_CONFIDENCE, reason)
-    reason = _choose(disagreement >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
-    reason = _choose(split, R_SPLIT, reason)
-    # rule 6 (the uncertainty model) is applied afterwards by ``_uncertainty_rule``: a call
-    # inside this hot, inlined function would slow every bar down
-    entropy = NAN
-    escalate = (
+    reason = _choose(1.0 - share >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
+    return _choose(split, R_SPLIT, reason)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _escalates(reason):
+    return (
         (reason == R_SPLIT)
         | (reason == R_DISAGREEMENT)
         | (reason == R_LOW_CONFIDENCE)
         | (reason == R_UNDECIDED)
     )
-    if intended:
-        other_action, other_confidence = base_action, base_confidence
-    else:
-        other_action, other_confidence = fallback_action, fallback_confidence
-    return escalate, reason, other_action, other_confidence, disagreement, entropy
 
 
 @njit(cache=True, error_model="numpy")
@@ -344,10 +341,9 @@ def _value(indicators, i, column, params):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _arbiter(indicators, i, params):
-    """Layer 3 on bar ``i``: (action, confidence, score, tag bits, analysis error)."""
-    if params[P_DEPLOYED] != 0.0:
-        return HOLD, 0.5, NAN, 0, True
+def _arbiter_score(indicators, i, params):
+    """The Arbiter's score on bar ``i`` and the tag bits of each direction:
+    (score, tags if it buys, tags if it sells)."""
     intended = params[P_FIDELITY] == INTENDED
     rsi = _value(indicators, i, 0, params)
     difference = _value(indicators, i, 1, params) - _value(indicators, i, 2, params)
@@ -390,12 +386,34 @@ def _arbiter(indicators, i, params):
     score += params[P_WEIGHTS + 3] * volume_signal * volume_strength
     score += params[P_WEIGHTS + 4] * momentum_signal * momentum_strength
 
+    tag = params[P_TAG]
+    rsi_tag = np.int64(rsi_strength > tag)
+    macd_tag = np.int64(macd_strength > tag)
+    buy_tags = (
+        TAG_RSI * np.int64(rsi_signal == BUY) * rsi_tag
+        + TAG_MACD * np.int64(macd_signal == BUY) * macd_tag
+        + TAG_MOMENTUM * np.int64(momentum_signal == BUY)
+    )
+    sell_tags = (
+        TAG_RSI * np.int64(rsi_signal == SELL) * rsi_tag
+        + TAG_MACD * np.int64(macd_signal == SELL) * macd_tag
+        + TAG_MOMENTUM * np.int64(momentum_signal == SELL)
+    )
+    return score, buy_tags, sell_tags
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _arbiter_verdict(score, params):
+    """The Arbiter's (action, confidence) for a score; the deployed wiring's analysis error
+    gives HOLD 0.50 whatever the score."""
+    if params[P_DEPLOYED] != 0.0:
+        return HOLD, 0.5
     threshold = params[P_SCORE]
     action = np.int64(score >= threshold) - np.int64(score <= -threshold)
     trade_confidence = min(
         params[P_BASE_CONFIDENCE] + params[P_SLOPE] * abs(score), params[P_ARBITER_CAP]
     )
-    if intended:
+    if params[P_FIDELITY] == INTENDED:
         low, high = params[P_INTENDED_LOW], params[P_INTENDED_HIGH]
         hold_confidence = low + (high - low) * (1.0 - abs(score) / threshold)
         hold_confidence = min(max(hold_confidence, low), high)
@@ -403,14 +421,17 @@ def _arbiter(indicators, i, params):
         hold_confidence = params[P_HOLD_BASE] + params[P_HOLD_SLOPE] * (
             params[P_HOLD_CENTER] - abs(score)
         )
-    trades = action != HOLD
-    confidence = _choose_float(trades, trade_confidence, hold_confidence)
-    tag = params[P_TAG]
-    tags = (
-        TAG_RSI * (np.int64(rsi_signal == action) * np.int64(rsi_strength > tag))
-        + TAG_MACD * (np.int64(macd_signal == action) * np.int64(macd_strength > tag))
-        + TAG_MOMENTUM * np.int64(momentum_signal == action)
-    ) * np.int64(trades)
+    return action, _choose_float(action != HOLD, trade_confidence, hold_confidence)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _arbiter(indicators, i, params):
+    """Layer 3 on bar ``i``: (action, confidence, score, tag bits, analysis error)."""
+    if params[P_DEPLOYED] != 0.0:
+        return HOLD, 0.5, NAN, 0, True
+    score, buy_tags, sell_tags = _arbiter_score(indicators, i, params)
+    action, confidence = _arbiter_verdict(score, params)
+    tags = buy_tags * np.int64(action == BUY) + sell_tags * np.int64(action == SELL)
     return action, confidence, score, tags, False
 
 
@@ -476,15 +497,15 @@ def replay_nb(
     min_active = params[P_MIN_ACTIVE]
     min_trade = params[P_MIN_TRADE_CONFIDENCE]
     uncertainty = params[P_UNCERTAINTY] != 0.0
+    intended = params[P_FIDELITY] == INTENDED
     chunks = (bars + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
         first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
         features = np.empty(coef.shape[1])
         # pass 1: ensemble and Meta rules 1-5
         for i in range(first, last):
-            action, confidence, label, count = _ensemble(
-                actions, confidences, active, i, weights, params
-            )
+            vote, mean, agreeing, count = _votes(actions, confidences, active, i, weights)
+            action, confidence, label = _base(vote, mean, agreeing, count, params)
             base_action[i] = action
             base_confidence[i] = confidence
             consensus[i] = label
@@ -496,22 +517,28 @@ def replay_nb(
             disagreement[i] = NAN
             entropy[i] = NAN
             if mode != MODE_ENSEMBLE and count >= min_active:
-                escalate, reason, m_action, m_conf, m_dis, _ = _meta(
-                    actions,
-                    confidences,
-                    active,
-                    i,
-                    action,
-                    confidence,
-                    meta_models,
-                    meta_weights,
-                    params,
+                top, share, split = _meta_votes(actions, active, i, intended)
+                disagreement[i] = 1.0 - share
+                if share >= params[P_CONSENSUS]:
+                    # rule 1 decides and Meta records the top share: no fallback needed
+                    meta_decision[i] = 0
+                    meta_reason[i] = top + 1
+                    meta_action[i] = top
+                    meta_confidence[i] = share
+                    continue
+                fallback, fallback_confidence = _meta_fallback(
+                    actions, confidences, active, i, intended, meta_models, meta_weights, params
                 )
-                meta_decision[i] = 1 if escalate else 0
+                if intended:
+                    reason = _meta_rules(share, split, confidence, params)
+                    meta_action[i] = action
+                    meta_confidence[i] = confidence
+                else:
+                    reason = _meta_rules(share, split, fallback_confidence, params)
+                    meta_action[i] = fallback
+                    meta_confidence[i] = fallback_confidence
+                meta_decision[i] = 1 if _escalates(reason) else 0
                 meta_reason[i] = reason
-                meta_action[i] = m_action
-                meta_confidence[i] = m_conf
-                disagreement[i] = m_dis
         # pass 2: Meta rule 6 where rules 1-4 did not decide
         if uncertainty:
             for i in range(first, last):

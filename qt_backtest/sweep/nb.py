@@ -1,0 +1,592 @@
+"""Fused sweep kernel: decide (all three layers), trade and score many parameter combinations
+while streaming over the bars once.
+
+Nothing of size bars x combinations is ever built. Per combination the kernel keeps running
+state only -- cash, position, the open trade, the position model, metric accumulators -- and
+writes one row of statistics plus a few moments per time block (for overfitting controls).
+Bars are processed in tiles small enough for the per-bar inputs to stay in cache while every
+combination of the chunk passes over them, in parallel over combinations.
+
+The decision arithmetic is the replay kernel's (:mod:`qt_backtest.hierarchy.nb`), and fills and
+trades follow :mod:`qt_backtest.backtest.nb`, so each combination's metrics equal a single
+replay + vectorbt simulation of it.
+
+Per-bar inputs that no swept parameter changes arrive precomputed (``bar_inputs``); a layer
+whose own parameters vary between combinations is recomputed per combination from the raw votes
+and indicators instead. Which layers are recomputed is told by passing ``True`` or ``None`` for
+``vote_inputs``, ``meta_inputs`` and ``score_inputs``: Numba compiles a separate kernel for each
+pattern and drops the code of the layers passed ``None``, which keeps the common kernel lean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from qt_backtest.backtest.nb import book_fill_nb, exposure_step_nb, fill_target_percent_nb
+from qt_backtest.hierarchy.nb import (
+    G_OVERRIDE,
+    HOLD,
+    INTENDED,
+    MODE_ENSEMBLE,
+    MODE_META_ARBITER,
+    R_CLEAR,
+    R_NO_MODEL,
+    R_UNDECIDED,
+    _arbiter_score,
+    _arbiter_verdict,
+    _base,
+    _escalates,
+    _gate,
+    _meta_fallback,
+    _meta_rules,
+    _meta_votes,
+    _uncertainty_rule,
+    _votes,
+)
+from qt_backtest.hierarchy.params import (
+    P_CONSENSUS,
+    P_ENTROPY,
+    P_FIDELITY,
+    P_MIN_ACTIVE,
+    P_MIN_TRADE_CONFIDENCE,
+    P_MODE,
+    P_UNCERTAINTY,
+)
+
+# columns of ``bar_inputs``
+B_ACTION = 0  # Layer 1 vote (-1, 0, 1)
+B_MEAN = 1  # mean confidence of the models voting it
+B_AGREEING = 2  # models voting it (0: no usable vote)
+B_VOTERS = 3  # active models
+B_SHARE = 4  # Meta's top vote share
+B_SPLIT = 5  # Meta's split-vote flag (0/1)
+B_FALLBACK = 6  # Meta's fallback confidence
+B_ENTROPY = 7  # uncertainty model's normalised entropy (NaN without a model)
+B_SCORE = 8  # Arbiter score
+B_FILL = 9  # fill price of the bar
+B_CLOSE = 10  # close of the bar
+BAR_COLUMNS = 11
+
+# columns of ``rules`` (one row per combination)
+R_LONG_ONLY = 0
+R_HOLD_FLAT = 1
+R_MAX_HOLD = 2  # 0: never
+R_SIZE = 3
+R_SCALE = 4
+R_LAG = 5
+R_FEE = 6
+R_SLIPPAGE = 7  # fraction
+RULE_COLUMNS = 8
+
+# columns of ``stats`` (one row per combination)
+S_FINAL_VALUE = 0
+S_SUM = 1  # sum of bar returns
+S_SUMSQ = 2
+S_SUM3 = 3
+S_SUM4 = 4
+S_DOWNSIDE = 5  # sum of min(r, 0) ** 2
+S_VALUE_SUM = 6
+S_MAX_DRAWDOWN = 7  # most negative value / running peak - 1 (init cash included)
+S_DRAWDOWN_BARS = 8  # longest stretch below a previous peak
+S_DRAWDOWN_START = 9
+S_DRAWDOWN_STOP = 10
+S_EXPOSED = 11  # bars ending with a position
+S_TRADED = 12  # notional filled
+S_FEES = 13
+S_TRADES = 14  # closed trades
+S_WINS = 15
+S_WIN_SUM = 16
+S_LOSSES = 17
+S_LOSS_SUM = 18
+S_PNL_SUM = 19
+S_META_RAN = 20
+S_ESCALATIONS = 21
+S_ARBITER_CALLS = 22
+S_OVERRIDES = 23
+S_VETOES = 24
+S_ORDERS = 25
+STAT_COLUMNS = 26
+
+# columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS)
+K_SUM = 0
+K_SUMSQ = 1
+K_GROWTH = 2  # value at the block's end / value before it
+BLOCK_COLUMNS = 3
+
+# running state between tiles
+T_CASH = 0
+T_POSITION = 1
+T_PREVIOUS_VALUE = 2
+T_DIRECTION = 3
+T_EXPOSURE = 4
+T_HELD = 5
+T_LAST_TARGET = 6
+T_TRADE_DIRECTION = 7
+T_ENTRY_SIZE = 8
+T_ENTRY_GROSS = 9
+T_ENTRY_FEES = 10
+T_PEAK = 11  # running peak including init cash
+T_PEAK_VALUE = 12  # running peak of bar values only
+T_RUN_START = 13  # first bar of the current stretch below the peak, -1 when at a peak
+T_BLOCK = 14
+T_BLOCK_SUM = 15
+T_BLOCK_SUMSQ = 16
+T_BLOCK_START = 17  # value before the current block
+STATE_COLUMNS = 18
+
+TILE = 8192
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _decide(
+    c,
+    t,
+    bar_inputs,
+    actions,
+    confidences,
+    active,
+    indicators,
+    params,
+    weights,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    features,
+    vote_inputs,
+    meta_inputs,
+    score_inputs,
+):
+    """Final decision of combination ``c`` on bar ``t``: (action, confidence, Meta ran,
+    escalated, Arbiter called, overridden, vetoed), the last five as 0/1 counts."""
+    if vote_inputs is not None:
+        vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights[c])
+    else:
+        vote = np.int64(bar_inputs[t, B_ACTION])
+        mean = bar_inputs[t, B_MEAN]
+        agreeing = np.int64(bar_inputs[t, B_AGREEING])
+        voters = np.int64(bar_inputs[t, B_VOTERS])
+    action, confidence, _ = _base(vote, mean, agreeing, voters, params)
+    final = action
+    final_confidence = confidence
+    ran = 0
+    escalated = 0
+    called = 0
+    overridden = 0
+    mode = params[P_MODE]
+    if mode != MODE_ENSEMBLE and voters >= params[P_MIN_ACTIVE]:
+        ran = 1
+        intended = params[P_FIDELITY] == INTENDED
+        if meta_inputs is not None:
+            _, share, split = _meta_votes(actions, active, t, intended)
+        else:
+            share = bar_inputs[t, B_SHARE]
+            split = bar_inputs[t, B_SPLIT] != 0.0
+        if share < params[P_CONSENSUS]:
+            if intended:
+                rule4_confidence = confidence
+            elif meta_inputs is not None:
+                _, rule4_confidence = _meta_fallback(
+                    actions, confidences, active, t, intended, meta_models, meta_weights[c], params
+                )
+            else:
+                rule4_confidence = bar_inputs[t, B_FALLBACK]
+            reason = _meta_rules(share, split, rule4_confidence, params)
+            if reason == R_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
+                if meta_inputs is not None:
+                    _, reason, _ = _uncertainty_rule(
+                        actions, confidences, active, t, coef, intercept, features, params
+                    )
+                elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
+                    reason = R_UNDECIDED
+                else:
+                    reason = R_CLEAR
+            if _escalates(reason):
+                escalated = 1
+                if mode == MODE_META_ARBITER:
+                    called = 1
+                    if score_inputs is not None:
+                        score, _, _ = _arbiter_score(indicators, t, params)
+                    else:
+                        score = bar_inputs[t, B_SCORE]
+                    verdict, verdict_confidence = _arbiter_verdict(score, params)
+                    if _gate(verdict, verdict_confidence, action, params) == G_OVERRIDE:
+                        overridden = 1
+                        final = verdict
+                        final_confidence = verdict_confidence
+    # the risk governor: never true when min_trade_confidence is NaN (disabled)
+    vetoed = np.int64(final != HOLD and final_confidence < params[P_MIN_TRADE_CONFIDENCE])
+    if vetoed:
+        final = HOLD
+    return final, final_confidence, ran, escalated, called, overridden, vetoed
+
+
+@njit(cache=True, error_model="numpy")
+def _tile(
+    c,
+    first,
+    last,
+    bar_inputs,
+    actions,
+    confidences,
+    active,
+    indicators,
+    params,
+    weights,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    rules,
+    vote_inputs,
+    meta_inputs,
+    score_inputs,
+    block_edges,
+    state,
+    pending,
+    stats,
+    blocks,
+):
+    """Advance combination ``c`` over bars ``first`` to ``last`` (exclusive)."""
+    bars = bar_inputs.shape[0]
+    combo_params = params[c]
+    features = np.empty(coef.shape[1])
+    ran_count = 0
+    escalation_count = 0
+    call_count = 0
+    override_count = 0
+    veto_count = 0
+    long_only = rules[c, R_LONG_ONLY] != 0.0
+    hold_policy = np.int64(rules[c, R_HOLD_FLAT])
+    max_hold = np.int64(rules[c, R_MAX_HOLD])
+    size = rules[c, R_SIZE]
+    scale = rules[c, R_SCALE] != 0.0
+    lag = np.int64(rules[c, R_LAG])
+    fees = rules[c, R_FEE]
+    slippage = rules[c, R_SLIPPAGE]
+    queue = pending[c]
+    slot = first % (lag + 1)  # the ring position of bar t is t % (lag + 1)
+    row = stats[c]
+
+    cash = state[c, T_CASH]
+    position = state[c, T_POSITION]
+    previous_value = state[c, T_PREVIOUS_VALUE]
+    direction = np.int64(state[c, T_DIRECTION])
+    exposure = state[c, T_EXPOSURE]
+    held = np.int64(state[c, T_HELD])
+    last_target = state[c, T_LAST_TARGET]
+    trade_direction = np.int64(state[c, T_TRADE_DIRECTION])
+    entry_size = state[c, T_ENTRY_SIZE]
+    entry_gross = state[c, T_ENTRY_GROSS]
+    entry_fees = state[c, T_ENTRY_FEES]
+    peak = state[c, T_PEAK]
+    peak_value = state[c, T_PEAK_VALUE]
+    run_start = np.int64(state[c, T_RUN_START])
+    block = np.int64(state[c, T_BLOCK])
+    block_sum = state[c, T_BLOCK_SUM]
+    block_sumsq = state[c, T_BLOCK_SUMSQ]
+    block_start = state[c, T_BLOCK_START]
+    total = row[S_SUM]
+    total_sq = row[S_SUMSQ]
+    total_3 = row[S_SUM3]
+    total_4 = row[S_SUM4]
+    downside = row[S_DOWNSIDE]
+    value_sum = row[S_VALUE_SUM]
+    max_drawdown = row[S_MAX_DRAWDOWN]
+    exposed = row[S_EXPOSED]
+    next_edge = block_edges[block + 1]
+
+    for t in range(first, last):
+        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
+            c,
+            t,
+            bar_inputs,
+            actions,
+            confidences,
+            active,
+            indicators,
+            combo_params,
+            weights,
+            meta_models,
+            meta_weights,
+            coef,
+            intercept,
+            features,
+            vote_inputs,
+            meta_inputs,
+            score_inputs,
+        )
+        ran_count += ran
+        escalation_count += escalated
+        call_count += called
+        override_count += overridden
+        veto_count += vetoed
+        direction, exposure, held = exposure_step_nb(
+            final,
+            final_confidence,
+            direction,
+            exposure,
+            held,
+            long_only,
+            hold_policy,
+            max_hold,
+            size,
+            scale,
+        )
+        target = direction * exposure
+        if target != last_target:
+            last_target = target
+            if t + lag < bars:
+                # slot of bar t + lag: one before this bar's slot, around the ring
+                queue[slot - 1 if slot > 0 else lag] = target
+        order = queue[slot]
+        if order == order:  # not NaN: an order fills on this bar
+            queue[slot] = np.nan
+            cash, position, filled, price, paid, side = fill_target_percent_nb(
+                cash, position, order, bar_inputs[t, B_FILL], fees, slippage
+            )
+            if filled > 0.0:
+                row[S_ORDERS] += 1.0
+                row[S_TRADED] += filled * price
+                row[S_FEES] += paid
+                trade_direction, entry_size, entry_gross, entry_fees, closed, pnl = book_fill_nb(
+                    filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+                )
+                if closed:
+                    row[S_TRADES] += 1.0
+                    row[S_PNL_SUM] += pnl
+                    if pnl > 0.0:
+                        row[S_WINS] += 1.0
+                        row[S_WIN_SUM] += pnl
+                    elif pnl < 0.0:
+                        row[S_LOSSES] += 1.0
+                        row[S_LOSS_SUM] += pnl
+        value = cash
+        if position != 0.0:
+            value = cash + position * bar_inputs[t, B_CLOSE]
+            exposed += 1.0
+        r = value / previous_value - 1.0
+        previous_value = value
+        r2 = r * r
+        total += r
+        total_sq += r2
+        total_3 += r2 * r
+        total_4 += r2 * r2
+        loss = min(r, 0.0)
+        downside += loss * loss
+        value_sum += value
+        peak = max(peak, value)
+        max_drawdown = min(max_drawdown, value / peak - 1.0)
+        if value < peak_value:
+            if run_start < 0:
+                run_start = t
+        else:
+            if run_start >= 0 and t - run_start > row[S_DRAWDOWN_BARS]:
+                row[S_DRAWDOWN_BARS] = t - run_start
+                row[S_DRAWDOWN_START] = run_start
+                row[S_DRAWDOWN_STOP] = t
+            run_start = -1
+            peak_value = value
+        block_sum += r
+        block_sumsq += r2
+        slot = slot + 1 if slot < lag else 0
+        if t + 1 == next_edge:
+            blocks[c, block, K_SUM] = block_sum
+            blocks[c, block, K_SUMSQ] = block_sumsq
+            blocks[c, block, K_GROWTH] = value / block_start
+            block += 1
+            block_sum = 0.0
+            block_sumsq = 0.0
+            block_start = value
+            if block + 1 < block_edges.shape[0]:
+                next_edge = block_edges[block + 1]
+
+    if last == bars and run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
+        # a stretch still below the peak at the end counts up to the end
+        row[S_DRAWDOWN_BARS] = bars - run_start
+        row[S_DRAWDOWN_START] = run_start
+        row[S_DRAWDOWN_STOP] = bars
+    state[c, T_CASH] = cash
+    state[c, T_POSITION] = position
+    state[c, T_PREVIOUS_VALUE] = previous_value
+    state[c, T_DIRECTION] = direction
+    state[c, T_EXPOSURE] = exposure
+    state[c, T_HELD] = held
+    state[c, T_LAST_TARGET] = last_target
+    state[c, T_TRADE_DIRECTION] = trade_direction
+    state[c, T_ENTRY_SIZE] = entry_size
+    state[c, T_ENTRY_GROSS] = entry_gross
+    state[c, T_ENTRY_FEES] = entry_fees
+    state[c, T_PEAK] = peak
+    state[c, T_PEAK_VALUE] = peak_value
+    state[c, T_RUN_START] = run_start
+    state[c, T_BLOCK] = block
+    state[c, T_BLOCK_SUM] = block_sum
+    state[c, T_BLOCK_SUMSQ] = block_sumsq
+    state[c, T_BLOCK_START] = block_start
+    row[S_SUM] = total
+    row[S_SUMSQ] = total_sq
+    row[S_SUM3] = total_3
+    row[S_SUM4] = total_4
+    row[S_DOWNSIDE] = downside
+    row[S_VALUE_SUM] = value_sum
+    row[S_MAX_DRAWDOWN] = max_drawdown
+    row[S_EXPOSED] = exposed
+    row[S_FINAL_VALUE] = previous_value
+    row[S_META_RAN] += ran_count
+    row[S_ESCALATIONS] += escalation_count
+    row[S_ARBITER_CALLS] += call_count
+    row[S_OVERRIDES] += override_count
+    row[S_VETOES] += veto_count
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def sweep_nb(
+    bar_inputs,
+    actions,
+    confidences,
+    active,
+    indicators,
+    params,
+    weights,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    rules,
+    vote_inputs,
+    meta_inputs,
+    score_inputs,
+    init_cash,
+    block_edges,
+    stats,
+    blocks,
+):
+    """Run every combination over every bar.
+
+    Parameters
+    ----------
+    bar_inputs : ndarray of float64, shape (bars, BAR_COLUMNS)
+        Per-bar inputs (see the ``B_*`` columns); a layer's columns are read only when it is
+        not recomputed per combination.
+    actions, confidences, active : ndarray, shape (bars, models)
+        Raw votes, read by the layers recomputed per combination.
+    indicators : ndarray of float64, shape (bars, 6)
+        Arbiter inputs, read when ``score_inputs`` is True.
+    params : ndarray of float64, shape (combinations, len(SCALARS))
+        Packed hierarchy parameters, one row per combination.
+    weights : ndarray of float64, shape (combinations, models)
+    meta_models : ndarray of int64, shape (k,)
+    meta_weights : ndarray of float64, shape (combinations, k)
+    coef, intercept
+        Uncertainty model (shared by every combination).
+    rules : ndarray of float64, shape (combinations, RULE_COLUMNS)
+        Position model and costs (see the ``R_*`` columns).
+    vote_inputs, meta_inputs, score_inputs : True or None
+        True recomputes Layer 1's vote, Meta's vote statistics, the Arbiter's score per
+        combination; None reads them from ``bar_inputs``.
+    init_cash : float
+    block_edges : ndarray of int64, shape (blocks + 1,)
+        Bar boundaries of the time blocks: 0, ..., bars.
+    stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
+        Output, zeroed by the caller.
+    blocks : ndarray of float64, shape (combinations, blocks, BLOCK_COLUMNS)
+        Output.
+    """
+    bars = bar_inputs.shape[0]
+    combos = params.shape[0]
+    max_lag = 0
+    for c in range(combos):
+        max_lag = max(max_lag, np.int64(rules[c, R_LAG]))
+    pending = np.full((combos, max_lag + 1), np.nan)
+    state = np.zeros((combos, STATE_COLUMNS))
+    for c in range(combos):
+        state[c, T_CASH] = init_cash
+        state[c, T_PREVIOUS_VALUE] = init_cash
+        state[c, T_PEAK] = init_cash
+        state[c, T_PEAK_VALUE] = -np.inf
+        state[c, T_RUN_START] = -1
+        state[c, T_BLOCK_START] = init_cash
+        stats[c, S_FINAL_VALUE] = init_cash
+    for first in range(0, bars, TILE):
+        last = min(bars, first + TILE)
+        for c in prange(combos):
+            _tile(
+                c,
+                first,
+                last,
+                bar_inputs,
+                actions,
+                confidences,
+                active,
+                indicators,
+                params,
+                weights,
+                meta_models,
+                meta_weights,
+                coef,
+                intercept,
+                rules,
+                vote_inputs,
+                meta_inputs,
+                score_inputs,
+                block_edges,
+                state,
+                pending,
+                stats,
+                blocks,
+            )
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def bar_inputs_nb(
+    actions,
+    confidences,
+    active,
+    indicators,
+    params,
+    weights,
+    meta_models,
+    meta_weights,
+    coef,
+    intercept,
+    fill,
+    close,
+    out,
+):
+    """Per-bar inputs shared by every combination whose layers use ``params``' values.
+
+    Meta's columns are written for every bar (whether or not Meta runs there), with the fidelity
+    in ``params``; the entropy only when ``params`` enables the uncertainty model.
+    """
+    intended = params[P_FIDELITY] == INTENDED
+    uncertainty = params[P_UNCERTAINTY] != 0.0
+    bars = actions.shape[0]
+    chunks = (bars + TILE - 1) // TILE
+    for chunk in prange(chunks):
+        features = np.empty(coef.shape[1])
+        for t in range(chunk * TILE, min(bars, (chunk + 1) * TILE)):
+            vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights)
+            out[t, B_ACTION] = vote
+            out[t, B_MEAN] = mean
+            out[t, B_AGREEING] = agreeing
+            out[t, B_VOTERS] = voters
+            _, share, split = _meta_votes(actions, active, t, intended)
+            out[t, B_SHARE] = share
+            out[t, B_SPLIT] = 1.0 if split else 0.0
+            _, fallback = _meta_fallback(
+                actions, confidences, active, t, intended, meta_models, meta_weights, params
+            )
+            out[t, B_FALLBACK] = fallback
+            out[t, B_ENTROPY] = np.nan
+            if uncertainty:
+                _, _, entropy = _uncertainty_rule(
+                    actions, confidences, active, t, coef, intercept, features, params
+                )
+                out[t, B_ENTROPY] = entropy
+            score, _, _ = _arbiter_score(indicators, t, params)
+            out[t, B_SCORE] = score
+            out[t, B_FILL] = fill[t]
+            out[t, B_CLOSE] = close[t]
+    return out

@@ -1,0 +1,756 @@
+"""Threshold sweeps: every combination of a grid decided, traded and scored by the fused kernel.
+
+>>> grid = Grid.product({"arbiter.arbiter_threshold": [0.6, 0.7, 0.8],
+...                      "meta.consensus_threshold": [0.5, 0.75]})
+>>> result = sweep(bars, votes, indicators, grid, modes=["meta", "meta_arbiter"])
+>>> result.frame.sort_values("sharpe").tail()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest.backtest.periods import periods_per_year
+from qt_backtest.backtest.rules import PositionRules
+from qt_backtest.data.validate import validate_ohlcv
+from qt_backtest.hierarchy.config import MODES, HierarchyConfig
+from qt_backtest.hierarchy.params import INDEX, PackedConfig, pack
+from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
+from qt_backtest.sweep import nb
+from qt_backtest.sweep.grid import Grid, apply_parameters
+from qt_backtest.sweep.overfitting import (
+    PBOResult,
+    WalkForwardSelection,
+    expected_max_sharpe,
+    plateau_selection,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    walk_forward_selection,
+)
+
+# packed scalars each precomputed layer depends on (weights travel separately)
+META_SCALARS = ("fidelity", "padding_confidence", "regime_volatility", "trend_strength")
+SCORE_SCALARS = (
+    "fidelity",
+    "rsi_weight",
+    "macd_weight",
+    "bollinger_weight",
+    "volume_weight",
+    "momentum_weight",
+    "rsi_oversold",
+    "rsi_overbought",
+    "rsi_strength_span",
+    "bollinger_lower",
+    "bollinger_upper",
+    "volume_spike",
+    "volume_strength_offset",
+    "volume_strength_span",
+    "momentum_threshold",
+    "macd_scale_factor",
+    "momentum_scale_factor",
+    "neutral_rsi",
+    "neutral_macd",
+    "neutral_macd_signal",
+    "neutral_bb_position",
+    "neutral_volume_trend",
+    "neutral_momentum",
+)
+METRICS = (
+    "total_return",
+    "cagr",
+    "annualized_volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_bars",
+    "max_drawdown_duration",
+    "calmar",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "average_trade",
+    "exposure",
+    "turnover",
+    "fees_paid",
+    "periods_per_year",
+)
+RATES = (
+    "escalation_rate",
+    "defer_rate",
+    "arbiter_invocation_rate",
+    "override_rate_when_called",
+    "arbiter_source_share",
+    "risk_veto_rate",
+)
+
+
+@dataclass(frozen=True)
+class Combinations:
+    """A grid packed for the kernel (one row per combination)."""
+
+    grid: Grid
+    configs: tuple[HierarchyConfig, ...]
+    rules: tuple[PositionRules, ...]
+    params: np.ndarray
+    weights: np.ndarray
+    meta_models: np.ndarray
+    meta_weights: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    rule_matrix: np.ndarray
+    inline_votes: bool
+    inline_meta: bool
+    inline_score: bool
+
+    def chunk(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {
+            "params": self.params[start:stop],
+            "weights": self.weights[start:stop],
+            "meta_weights": self.meta_weights[start:stop],
+            "rules": self.rule_matrix[start:stop],
+        }
+
+
+def _rule_row(rules: PositionRules) -> list[float]:
+    row = [0.0] * nb.RULE_COLUMNS
+    row[nb.R_LONG_ONLY] = float(rules.long_only)
+    row[nb.R_HOLD_FLAT] = 1.0 if rules.hold == "flat" else 0.0
+    row[nb.R_MAX_HOLD] = float(rules.max_hold_bars or 0)
+    row[nb.R_SIZE] = float(rules.size)
+    row[nb.R_SCALE] = float(rules.scale_by_confidence)
+    row[nb.R_LAG] = float(rules.execution_lag)
+    row[nb.R_FEE] = float(rules.fee)
+    row[nb.R_SLIPPAGE] = rules.slippage_bps / 10_000.0
+    return row
+
+
+def _varies(matrix: np.ndarray) -> bool:
+    return bool((matrix != matrix[:1]).any()) if len(matrix) else False
+
+
+def pack_grid(
+    grid: Grid,
+    config: HierarchyConfig | None = None,
+    rules: PositionRules | None = None,
+    uncertainty_model: Any = None,
+) -> Combinations:
+    """Configurations of every combination, validated and packed for the kernel."""
+    config = config or HierarchyConfig()
+    rules = rules or PositionRules()
+    configs, rule_sets, packed = [], [], []
+    for position, combination in enumerate(grid.combinations):
+        try:
+            combo_config, combo_rules = apply_parameters(config, rules, combination)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"combination {position} {combination}: {error}") from None
+        configs.append(combo_config)
+        rule_sets.append(combo_rules)
+        packed.append(pack(combo_config, uncertainty_model))
+    fixed = {(r.fill_price, r.init_cash) for r in rule_sets}
+    if len(fixed) > 1:
+        raise ValueError("fill_price and init_cash must be the same for every combination")
+    first: PackedConfig = packed[0]
+    if any(not np.array_equal(p.meta_models, first.meta_models) for p in packed):
+        raise ValueError("every combination must give Meta's weight table the same models")
+    params = np.stack([p.scalars for p in packed])
+    weights = np.stack([p.weights for p in packed])
+    meta_weights = np.stack([p.meta_weights for p in packed])
+    meta_columns = [INDEX[name] for name in META_SCALARS]
+    score_columns = [INDEX[name] for name in SCORE_SCALARS]
+    return Combinations(
+        grid=grid,
+        configs=tuple(configs),
+        rules=tuple(rule_sets),
+        params=params,
+        weights=weights,
+        meta_models=first.meta_models,
+        meta_weights=meta_weights,
+        coef=first.coef,
+        intercept=first.intercept,
+        rule_matrix=np.array([_rule_row(r) for r in rule_sets], dtype=np.float64),
+        inline_votes=_varies(weights),
+        inline_meta=_varies(params[:, meta_columns]) or _varies(meta_weights),
+        inline_score=_varies(params[:, score_columns]),
+    )
+
+
+@dataclass(frozen=True)
+class SymbolInputs:
+    """One symbol's arrays for the kernel."""
+
+    symbol: str
+    index: pd.DatetimeIndex
+    bar_inputs: np.ndarray
+    actions: np.ndarray
+    confidences: np.ndarray
+    active: np.ndarray
+    indicators: np.ndarray
+    periods_per_year: float
+
+    def digest(self) -> str:
+        hasher = hashlib.sha256()
+        for array in (
+            self.bar_inputs,
+            self.actions,
+            self.confidences,
+            self.active,
+            self.indicators,
+        ):
+            hasher.update(np.ascontiguousarray(array).tobytes())
+        return hasher.hexdigest()
+
+
+def symbol_inputs(
+    symbol: str,
+    bars: pd.DataFrame,
+    votes: pd.DataFrame,
+    indicators: pd.DataFrame | None,
+    combinations: Combinations,
+    interval: str | pd.Timedelta | None = None,
+) -> SymbolInputs:
+    """Validate one symbol's bars, votes and indicators and precompute its per-bar inputs."""
+    validate_ohlcv(bars, source=bars.attrs.get("source") or symbol or None, check_interval=False)
+    if not votes.index.equals(bars.index):
+        raise ValueError(
+            f"{symbol or 'votes'}: votes must be indexed like the bars (one row per bar)"
+        )
+    config = combinations.configs[0]
+    actions, confidences, active = prediction_arrays(votes, config.models)
+    inputs = indicator_array(indicators, votes.index)
+    bar_inputs = np.empty((len(bars), nb.BAR_COLUMNS))
+    nb.bar_inputs_nb(
+        actions,
+        confidences,
+        active,
+        inputs,
+        combinations.params[0],
+        combinations.weights[0],
+        combinations.meta_models,
+        combinations.meta_weights[0],
+        combinations.coef,
+        combinations.intercept,
+        bars[combinations.rules[0].fill_price].to_numpy(dtype=np.float64),
+        bars["close"].to_numpy(dtype=np.float64),
+        bar_inputs,
+    )
+    return SymbolInputs(
+        symbol,
+        bars.index,
+        bar_inputs,
+        actions,
+        confidences,
+        active,
+        inputs,
+        periods_per_year(bars.index, interval),
+    )
+
+
+def block_edges(bars: int, blocks: int) -> np.ndarray:
+    """Bar boundaries of ``blocks`` contiguous, nearly equal time blocks."""
+    if not (isinstance(blocks, int) and blocks >= 1):
+        raise ValueError(f"blocks must be an integer >= 1, got {blocks!r}")
+    if bars < blocks:
+        raise ValueError(f"{bars} bars cannot be split into {blocks} time blocks")
+    return np.linspace(0, bars, blocks + 1).round().astype(np.int64)
+
+
+def run_chunk(
+    inputs: SymbolInputs,
+    chunk: Mapping[str, np.ndarray],
+    combinations_flags: tuple[bool, bool, bool],
+    meta_models: np.ndarray,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    init_cash: float,
+    edges: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the kernel on one chunk of combinations: ``(stats, blocks)``."""
+    count = chunk["params"].shape[0]
+    stats = np.zeros((count, nb.STAT_COLUMNS))
+    blocks = np.zeros((count, len(edges) - 1, nb.BLOCK_COLUMNS))
+    # None lets Numba compile the layer's per-combination code out of the kernel
+    vote_inputs, meta_inputs, score_inputs = (True if flag else None for flag in combinations_flags)
+    nb.sweep_nb(
+        inputs.bar_inputs,
+        inputs.actions,
+        inputs.confidences,
+        inputs.active,
+        inputs.indicators,
+        np.ascontiguousarray(chunk["params"]),
+        np.ascontiguousarray(chunk["weights"]),
+        meta_models,
+        np.ascontiguousarray(chunk["meta_weights"]),
+        coef,
+        intercept,
+        np.ascontiguousarray(chunk["rules"]),
+        vote_inputs,
+        meta_inputs,
+        score_inputs,
+        float(init_cash),
+        edges,
+        stats,
+        blocks,
+    )
+    return stats, blocks
+
+
+def metrics_from_stats(
+    stats: np.ndarray, bars: int, init_cash: float, per_year: float, index: pd.Index
+) -> pd.DataFrame:
+    """The metrics of :func:`qt_backtest.backtest.metrics.performance` and the rollout rates,
+    one row per combination, from the kernel's statistics."""
+    s = stats
+    n = float(bars)
+    mean = s[:, nb.S_SUM] / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = (s[:, nb.S_SUMSQ] - s[:, nb.S_SUM] * mean) / (n - 1.0) if bars > 1 else np.nan
+        std = np.sqrt(np.maximum(variance, 0.0))
+        annual = np.sqrt(per_year)
+        downside = np.sqrt(s[:, nb.S_DOWNSIDE] / n)
+        growth = s[:, nb.S_FINAL_VALUE] / init_cash
+        years = n / per_year
+        cagr = np.where(growth > 0, np.abs(growth) ** (1.0 / years) - 1.0, np.nan)
+        max_drawdown = s[:, nb.S_MAX_DRAWDOWN]
+        trades = s[:, nb.S_TRADES]
+        start = s[:, nb.S_DRAWDOWN_START].astype(np.int64)
+        stop = np.minimum(s[:, nb.S_DRAWDOWN_STOP].astype(np.int64), bars - 1)
+        has_drawdown = s[:, nb.S_DRAWDOWN_BARS] > 0
+        duration = pd.to_timedelta(
+            np.where(
+                has_drawdown,
+                (index[stop] - index[np.maximum(start - 1, 0)]).to_numpy(),
+                np.timedelta64(0, "ns"),
+            )
+        )
+        meta_ran = s[:, nb.S_META_RAN]
+        calls = s[:, nb.S_ARBITER_CALLS]
+        frame = pd.DataFrame(
+            {
+                "total_return": growth - 1.0,
+                "cagr": cagr,
+                "annualized_volatility": std * annual,
+                "sharpe": np.where(std > 0, mean / std * annual, np.nan),
+                "sortino": np.where(downside > 0, mean / downside * annual, np.nan),
+                "max_drawdown": max_drawdown,
+                "max_drawdown_bars": s[:, nb.S_DRAWDOWN_BARS].astype(np.int64),
+                "max_drawdown_duration": duration,
+                "calmar": np.where(max_drawdown < 0, cagr / np.abs(max_drawdown), np.nan),
+                "trades": trades.astype(np.int64),
+                "win_rate": np.where(trades > 0, s[:, nb.S_WINS] / trades, np.nan),
+                "profit_factor": np.where(
+                    s[:, nb.S_LOSSES] > 0, s[:, nb.S_WIN_SUM] / -s[:, nb.S_LOSS_SUM], np.nan
+                ),
+                "average_trade": np.where(trades > 0, s[:, nb.S_PNL_SUM] / trades, np.nan),
+                "exposure": s[:, nb.S_EXPOSED] / n,
+                "turnover": s[:, nb.S_TRADED] / (s[:, nb.S_VALUE_SUM] / n),
+                "fees_paid": s[:, nb.S_FEES],
+                "periods_per_year": per_year,
+                "escalation_rate": np.where(
+                    meta_ran > 0, s[:, nb.S_ESCALATIONS] / meta_ran, np.nan
+                ),
+                "defer_rate": np.where(
+                    meta_ran > 0, (meta_ran - s[:, nb.S_ESCALATIONS]) / meta_ran, np.nan
+                ),
+                "arbiter_invocation_rate": np.where(meta_ran > 0, calls / meta_ran, np.nan),
+                "override_rate_when_called": np.where(
+                    calls > 0, s[:, nb.S_OVERRIDES] / calls, np.nan
+                ),
+                "arbiter_source_share": s[:, nb.S_OVERRIDES] / n,
+                "risk_veto_rate": s[:, nb.S_VETOES] / n,
+                "skewness": _skewness(s, n),
+                "kurtosis": _kurtosis(s, n),
+                "bars": bars,
+            }
+        )
+    return frame
+
+
+def _central_moments(s: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = s[:, nb.S_SUM] / n
+    raw2 = s[:, nb.S_SUMSQ] / n
+    raw3 = s[:, nb.S_SUM3] / n
+    raw4 = s[:, nb.S_SUM4] / n
+    m2 = raw2 - mean**2
+    m3 = raw3 - 3 * mean * raw2 + 2 * mean**3
+    m4 = raw4 - 4 * mean * raw3 + 6 * mean**2 * raw2 - 3 * mean**4
+    return m2, m3, m4
+
+
+def _skewness(s: np.ndarray, n: float) -> np.ndarray:
+    """Skewness of bar returns (population moments)."""
+    m2, m3, _ = _central_moments(s, n)
+    return np.where(m2 > 0, m3 / np.maximum(m2, 1e-300) ** 1.5, np.nan)
+
+
+def _kurtosis(s: np.ndarray, n: float) -> np.ndarray:
+    """Kurtosis of bar returns (not excess: 3 for a normal distribution)."""
+    m2, _, m4 = _central_moments(s, n)
+    return np.where(m2 > 0, m4 / np.maximum(m2, 1e-300) ** 2, np.nan)
+
+
+@dataclass
+class SweepResult:
+    """Results of a sweep.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per combination x symbol: ``symbol``, ``combination`` (position in the grid),
+        the grid's parameters, every backtest metric, the rollout rates, and the skewness and
+        kurtosis of bar returns.
+    blocks : dict of symbol to ndarray, shape (combinations, blocks, 3)
+        Per time block: sum and sum of squares of bar returns, and growth of equity.
+    block_edges : dict of symbol to ndarray
+        Bar boundaries of the blocks.
+    grid : Grid
+    computed_chunks, loaded_chunks : int
+        Chunks run by the kernel and chunks read back from ``cache_dir``.
+    """
+
+    frame: pd.DataFrame
+    blocks: dict[str, np.ndarray]
+    block_edges: dict[str, np.ndarray]
+    index: dict[str, pd.DatetimeIndex]
+    grid: Grid
+    computed_chunks: int = 0
+    loaded_chunks: int = 0
+    configs: tuple[HierarchyConfig, ...] = field(default=(), repr=False)
+
+    def counts(self, symbol: str) -> np.ndarray:
+        """Bars per time block of ``symbol``."""
+        return np.diff(self.block_edges[symbol])
+
+    def overfitting(
+        self,
+        metric: str = "sharpe",
+        *,
+        train_blocks: int = 4,
+        anchored: bool = False,
+        radius: int = 1,
+        max_splits: int | None = None,
+    ) -> dict[str, OverfittingReport]:
+        """Overfitting controls per symbol: PBO (CSCV over the sweep's time blocks), the
+        deflated Sharpe ratio of the best combination, plateau selection and walk-forward
+        selection. See :mod:`qt_backtest.sweep.overfitting`."""
+        return {
+            symbol: overfitting_report(
+                self, symbol, metric, train_blocks, anchored, radius, max_splits
+            )
+            for symbol in self.blocks
+        }
+
+
+@dataclass(frozen=True)
+class OverfittingReport:
+    """Overfitting controls of one symbol's sweep.
+
+    Attributes
+    ----------
+    metric : str
+        What "best" means (``sharpe`` or ``total_return``).
+    trials : int
+        Combinations tried.
+    best : Series
+        The best combination's row of the sweep frame (by ``metric`` on the whole sample).
+    pbo : PBOResult
+        CSCV over the time blocks.
+    deflated_sharpe : float
+        Probability that the Sharpe-best combination's skill is real after ``trials`` trials.
+    best_sharpe_per_bar, expected_max_sharpe_per_bar : float
+        Its per-bar Sharpe and the largest one expected from ``trials`` skill-less trials.
+    plateau : DataFrame
+        Neighbourhood medians, best first (see :func:`plateau_selection`).
+    plateau_choice : Series
+        The sweep row of the best plateau.
+    walk_forward : WalkForwardSelection
+    """
+
+    symbol: str
+    metric: str
+    trials: int
+    best: pd.Series
+    pbo: PBOResult
+    deflated_sharpe: float
+    best_sharpe_per_bar: float
+    expected_max_sharpe_per_bar: float
+    plateau: pd.DataFrame
+    plateau_choice: pd.Series
+    walk_forward: WalkForwardSelection
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers, for tables and reports."""
+        return {
+            "symbol": self.symbol,
+            "metric": self.metric,
+            "trials": self.trials,
+            "best_combination": int(self.best["combination"]),
+            f"best_{self.metric}": float(self.best[self.metric]),
+            "pbo": self.pbo.pbo,
+            "cscv_splits": self.pbo.splits,
+            "deflated_sharpe": self.deflated_sharpe,
+            "plateau_combination": int(self.plateau_choice["combination"]),
+            f"plateau_{self.metric}": float(self.plateau_choice[self.metric]),
+            "walk_forward_oos_sharpe_per_bar": self.walk_forward.out_of_sample_sharpe,
+            "walk_forward_is_sharpe_per_bar": self.walk_forward.in_sample_sharpe,
+            "walk_forward_oos_return": self.walk_forward.out_of_sample_return,
+        }
+
+
+def overfitting_report(
+    result: SweepResult,
+    symbol: str,
+    metric: str = "sharpe",
+    train_blocks: int = 4,
+    anchored: bool = False,
+    radius: int = 1,
+    max_splits: int | None = None,
+) -> OverfittingReport:
+    """See :meth:`SweepResult.overfitting`."""
+    frame = result.frame[result.frame["symbol"] == symbol].reset_index(drop=True)
+    moments = result.blocks[symbol]
+    counts = result.counts(symbol)
+    values = frame[metric].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).any():
+        raise ValueError(f"{symbol}: no combination has a finite {metric}")
+    best = frame.iloc[int(np.nanargmax(values))]
+    per_bar = frame["sharpe"].to_numpy(dtype=np.float64) / np.sqrt(frame["periods_per_year"])
+    sharpe_best = frame.iloc[int(np.nanargmax(np.where(np.isfinite(per_bar), per_bar, -np.inf)))]
+    finite = per_bar[np.isfinite(per_bar)]
+    variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
+    best_per_bar = float(sharpe_best["sharpe"] / np.sqrt(sharpe_best["periods_per_year"]))
+    benchmark = expected_max_sharpe(len(frame), variance)
+    kurtosis = float(sharpe_best["kurtosis"]) if np.isfinite(sharpe_best["kurtosis"]) else 3.0
+    skewness = float(sharpe_best["skewness"]) if np.isfinite(sharpe_best["skewness"]) else 0.0
+    deflated = probabilistic_sharpe_ratio(
+        best_per_bar, benchmark, int(sharpe_best["bars"]), skewness, kurtosis
+    )
+    plateau = plateau_selection(frame, list(result.grid.names), metric, radius)
+    return OverfittingReport(
+        symbol=symbol,
+        metric=metric,
+        trials=len(frame),
+        best=best,
+        pbo=probability_of_backtest_overfitting(moments, counts, metric, max_splits),
+        deflated_sharpe=deflated,
+        best_sharpe_per_bar=best_per_bar,
+        expected_max_sharpe_per_bar=benchmark,
+        plateau=plateau,
+        plateau_choice=frame.loc[plateau.index[0]],
+        walk_forward=walk_forward_selection(moments, counts, metric, train_blocks, anchored),
+    )
+
+
+def _chunk_key(
+    digest: str, combinations: Combinations, start: int, stop: int, init_cash: float, edges
+) -> str:
+    hasher = hashlib.sha256(digest.encode())
+    for array in combinations.chunk(start, stop).values():
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    for array in (combinations.meta_models, combinations.coef, combinations.intercept, edges):
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    hasher.update(repr((init_cash, nb.STAT_COLUMNS, nb.BLOCK_COLUMNS)).encode())
+    return hasher.hexdigest()[:32]
+
+
+def _save(path: Path, stats: np.ndarray, blocks: np.ndarray) -> None:
+    """Write atomically, so that a killed run never leaves half a chunk behind."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as stream:
+        np.savez(stream, stats=stats, blocks=blocks)
+    os.replace(temporary, path)
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path) as stored:
+            return stored["stats"], stored["blocks"]
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: recompute it
+
+
+def sweep(
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
+    votes: pd.DataFrame | Mapping[str, pd.DataFrame],
+    indicators: pd.DataFrame | Mapping[str, pd.DataFrame] | None,
+    grid: Grid | Mapping[str, Sequence[Any]],
+    *,
+    config: HierarchyConfig | None = None,
+    rules: PositionRules | None = None,
+    modes: Sequence[str] | None = None,
+    uncertainty_model: Any = None,
+    blocks: int = 16,
+    chunk_size: int = 250,
+    cache_dir: str | os.PathLike | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    progress: bool = False,
+    interval: str | pd.Timedelta | None = None,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> SweepResult:
+    """Decide, trade and score every combination of ``grid`` on every symbol.
+
+    Parameters
+    ----------
+    bars, votes, indicators : DataFrame or mapping of symbol to DataFrame
+        OHLCV bars, model votes (prediction columns, indexed like the bars) and the Arbiter's
+        inputs, for one symbol or several (same keys); ``indicators`` may be None (neutral).
+    grid : Grid or mapping of parameter to values
+        The combinations (a mapping is expanded with :meth:`Grid.product`).
+    config, rules : optional
+        Everything the grid does not set; the live defaults otherwise.
+    modes : sequence of str, optional
+        Cross the grid with these hierarchy modes (``ensemble``, ``meta``, ``meta_arbiter``).
+    uncertainty_model : fitted MetaUncertaintyModel, optional
+        Enables Meta's rule 6 for every combination.
+    blocks : int
+        Contiguous time blocks whose return moments are kept per combination (for PBO and
+        walk-forward selection).
+    chunk_size : int
+        Combinations per kernel call: the unit of parallel work, progress and resumption.
+    cache_dir : path, optional
+        Each finished chunk is written there as it completes; a rerun (after a crash, say)
+        reads the finished chunks back and computes only the missing ones.
+    executor : {"local", "dask"}
+        ``"dask"`` runs chunks x symbols on a Dask ``distributed`` cluster: the scheduler at
+        ``address``, or a local cluster when it is None (needs the ``dask`` extra).
+    progress : bool
+        Show a progress bar over chunks.
+    interval : str or Timedelta, optional
+        Bar interval for annualisation; inferred from each index otherwise.
+    on_chunk : callable, optional
+        Called with ``(symbol, chunk number)`` after each chunk is stored.
+    """
+    rules = rules or PositionRules()
+    config = config or HierarchyConfig()
+    if not isinstance(grid, Grid):
+        grid = Grid.product(grid)
+    if modes is not None:
+        modes = list(modes)
+        bad = [mode for mode in modes if mode not in MODES]
+        if bad or not modes:
+            raise ValueError(f"modes must be among {', '.join(MODES)}, got {modes}")
+        grid = grid.cross("mode", modes)
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if executor not in ("local", "dask"):
+        raise ValueError(f"executor must be 'local' or 'dask', got {executor!r}")
+    if not isinstance(bars, Mapping):
+        bars, votes = {"": bars}, {"": votes}
+        indicators = {"": indicators}
+    elif indicators is None:
+        indicators = dict.fromkeys(bars)
+    if not (set(bars) == set(votes) == set(indicators)):
+        raise ValueError("bars, votes and indicators must name the same symbols")
+    combinations = pack_grid(grid, config, rules, uncertainty_model)
+    init_cash = combinations.rules[0].init_cash
+    prepared = {
+        symbol: symbol_inputs(
+            symbol, bars[symbol], votes[symbol], indicators[symbol], combinations, interval
+        )
+        for symbol in bars
+    }
+    edges = {symbol: block_edges(len(inputs.index), blocks) for symbol, inputs in prepared.items()}
+    starts = list(range(0, len(grid), chunk_size))
+    tasks = [(symbol, number, start) for symbol in prepared for number, start in enumerate(starts)]
+    directory = Path(cache_dir) if cache_dir is not None else None
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    outputs: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    paths: dict[tuple[str, int], Path | None] = {}
+    todo = []
+    loaded = 0
+    for symbol, number, start in tasks:
+        stop = min(start + chunk_size, len(grid))
+        path = None
+        if directory is not None:
+            key = _chunk_key(
+                prepared[symbol].digest(), combinations, start, stop, init_cash, edges[symbol]
+            )
+            path = directory / f"chunk-{key}.npz"
+            stored = _load(path) if path.exists() else None
+            if stored is not None:
+                outputs[symbol, number] = stored
+                loaded += 1
+                continue
+        paths[symbol, number] = path
+        todo.append((symbol, number, start, stop))
+
+    def finish(symbol: str, number: int, result: tuple[np.ndarray, np.ndarray]) -> None:
+        outputs[symbol, number] = result
+        path = paths[symbol, number]
+        if path is not None:
+            _save(path, *result)
+        if on_chunk is not None:
+            on_chunk(symbol, number)
+
+    flags = (combinations.inline_votes, combinations.inline_meta, combinations.inline_score)
+    shared = (combinations.meta_models, combinations.coef, combinations.intercept, init_cash)
+    bar = _progress(len(todo), progress)
+    try:
+        if executor == "local":
+            for symbol, number, start, stop in todo:
+                result = run_chunk(
+                    prepared[symbol],
+                    combinations.chunk(start, stop),
+                    flags,
+                    *shared,
+                    edges[symbol],
+                )
+                finish(symbol, number, result)
+                bar.update(1)
+        else:
+            from qt_backtest.sweep.distributed import run_on_dask
+
+            run_on_dask(
+                todo, prepared, combinations, flags, shared, edges, address, finish, bar.update
+            )
+    finally:
+        bar.close()
+
+    frames, block_arrays = [], {}
+    for symbol, inputs in prepared.items():
+        stats = np.concatenate([outputs[symbol, number][0] for number in range(len(starts))])
+        moments = np.concatenate([outputs[symbol, number][1] for number in range(len(starts))])
+        metrics = metrics_from_stats(
+            stats, len(inputs.index), init_cash, inputs.periods_per_year, inputs.index
+        )
+        parameters = grid.frame().reset_index()
+        parameters.insert(0, "symbol", symbol)
+        frames.append(pd.concat([parameters, metrics], axis=1))
+        block_arrays[symbol] = moments
+    frame = pd.concat(frames, ignore_index=True)
+    return SweepResult(
+        frame=frame,
+        blocks=block_arrays,
+        block_edges=edges,
+        index={symbol: inputs.index for symbol, inputs in prepared.items()},
+        grid=grid,
+        computed_chunks=len(todo),
+        loaded_chunks=loaded,
+        configs=combinations.configs,
+    )
+
+
+class _NoProgress:
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="chunk", desc="sweep")

@@ -52,11 +52,14 @@ class Grid:
             raise ValueError("a grid needs at least one combination")
         names = list(self.combinations[0])
         for position, combination in enumerate(self.combinations):
-            if list(combination) != names:
+            if set(combination) != set(names):
                 raise ValueError(
                     f"combination {position} sets {sorted(combination)}, the first sets "
                     f"{sorted(names)}; every combination must set the same parameters"
                 )
+        # one parameter order for every combination: the first's
+        ordered = tuple({name: dict(c)[name] for name in names} for c in self.combinations)
+        object.__setattr__(self, "combinations", ordered)
         for name in names:
             check_parameter_name(name)
 

@@ -272,8 +272,9 @@ def plateau_selection(
 
     Returns
     -------
-    DataFrame indexed like ``frame`` with ``plateau_median``, ``neighbours`` and ``rank``
-    (1 = best plateau), sorted best first.
+    DataFrame indexed like ``frame`` with ``plateau_median``, ``plateau_mean``,
+    ``neighbours`` and ``rank`` (1 = best plateau; ties on the median go to the higher mean,
+    then the larger neighbourhood), sorted best first.
     """
     if not parameters:
         raise ValueError("plateau selection needs at least one parameter")
@@ -291,14 +292,31 @@ def plateau_selection(
     )
     values = frame[metric].to_numpy(dtype=np.float64)
     near = (np.abs(levels[:, None, :] - levels[None, :, :]) <= reach).all(axis=2)
-    medians = np.array(
-        [np.nanmedian(values[row]) if np.isfinite(values[row]).any() else np.nan for row in near]
-    )
+    medians = np.full(len(values), np.nan)
+    means = np.full(len(values), np.nan)
+    for row, members in enumerate(near):
+        around = values[members]
+        around = around[np.isfinite(around)]
+        if len(around):
+            medians[row] = np.median(around)
+            means[row] = around.mean()
     result = pd.DataFrame(
-        {"plateau_median": medians, "neighbours": near.sum(axis=1), metric: values},
+        {
+            "plateau_median": medians,
+            "plateau_mean": means,
+            "neighbours": near.sum(axis=1),
+            metric: values,
+        },
         index=frame.index,
     )
-    result["rank"] = result["plateau_median"].rank(ascending=False, method="first")
+    # ties on the median go to the higher mean, then to the larger neighbourhood
+    order = result.sort_values(
+        ["plateau_median", "plateau_mean", "neighbours"],
+        ascending=False,
+        na_position="last",
+        kind="stable",
+    ).index
+    result.loc[order, "rank"] = np.arange(1, len(result) + 1)
     return result.sort_values("rank")
 
 

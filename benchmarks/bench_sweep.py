@@ -40,7 +40,13 @@ from _synthetic import market  # noqa: E402
 from qt_backtest.backtest import PositionRules  # noqa: E402
 from qt_backtest.sweep import Grid, sweep  # noqa: E402
 from qt_backtest.sweep import nb as sweep_nb  # noqa: E402
-from qt_backtest.sweep.run import pack_grid, symbol_inputs  # noqa: E402
+from qt_backtest.sweep.run import (  # noqa: E402
+    block_edges,
+    metrics_from_stats,
+    pack_grid,
+    run_chunk,
+    symbol_inputs,
+)
 
 RULES = PositionRules(long_only=True)
 
@@ -61,6 +67,35 @@ def run_ours(bars, votes, indicators, grid) -> tuple[np.ndarray, np.ndarray, dic
     seconds = time.perf_counter() - start
     frame = result.frame
     return frame["total_return"].to_numpy(), frame["sharpe"].to_numpy(), {"total": seconds}
+
+
+def ours_breakdown(bars, votes, indicators, grid) -> dict[str, float]:
+    """Where the time of :func:`sweep` goes, step by step (a second run)."""
+    timings = {}
+    start = time.perf_counter()
+    combos = pack_grid(grid, rules=RULES)
+    timings["configurations (validate, pack)"] = time.perf_counter() - start
+    start = time.perf_counter()
+    inputs = symbol_inputs("", bars, votes, indicators, combos)
+    timings["checks + per-bar inputs"] = time.perf_counter() - start
+    edges = block_edges(len(bars), 16)
+    flags = (combos.inline_votes, combos.inline_meta, combos.inline_score)
+    start = time.perf_counter()
+    stats, _ = run_chunk(
+        inputs,
+        combos.chunk(0, len(grid)),
+        flags,
+        combos.meta_models,
+        combos.coef,
+        combos.intercept,
+        RULES.init_cash,
+        edges,
+    )
+    timings["fused kernel"] = time.perf_counter() - start
+    start = time.perf_counter()
+    metrics_from_stats(stats, len(bars), RULES.init_cash, inputs.periods_per_year, bars.index)
+    timings["metrics frame"] = time.perf_counter() - start
+    return timings
 
 
 def run_vectorbt(bars, votes, indicators, grid) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -160,6 +195,8 @@ def job(kind: str, bars_count: int, side: int, output: str) -> None:
     before = _memory()["VmRSS"]
     total_return, sharpe, timings = function(bars, votes, indicators, grid)
     memory = _memory()
+    if kind == "ours":
+        timings.update(ours_breakdown(bars, votes, indicators, grid))
     np.savez(output, total_return=total_return, sharpe=sharpe)
     print(
         json.dumps(

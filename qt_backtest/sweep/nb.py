@@ -376,8 +376,10 @@ def _tile(
         loss = min(r, 0.0)
         downside += loss * loss
         value_sum += value
-        peak = max(peak, value)
-        max_drawdown = min(max_drawdown, value / peak - 1.0)
+        if value < peak:  # at or above the peak the drawdown is 0: no division needed
+            max_drawdown = min(max_drawdown, value / peak - 1.0)
+        else:
+            peak = value
         if value < peak_value:
             if run_start < 0:
                 run_start = t

@@ -5,8 +5,9 @@ from __future__ import annotations
 from qt_backtest import demo
 
 
-def test_demo_summarises_both_samples(capsys):
-    demo.main([])
+def test_demo_summarises_both_samples_and_writes_the_report(capsys, tmp_path):
+    out = tmp_path / "demo.html"
+    demo.main(["--out", str(out), "--override-limit", "20"])
     output = capsys.readouterr().out
     for name in ("BTCUSDT-1h", "ETHUSDT-1h"):
         assert f"{name}: 73,265 1h bars, 2018-01-01 00:00 .. 2026-05-16 18:00 UTC" in output
@@ -17,6 +18,13 @@ def test_demo_summarises_both_samples(capsys):
     assert output.count("hierarchy replay (xgb, lgbm votes on") == 2
     for rate in ("escalation_rate", "defer_rate", "override_rate_when_called"):
         assert output.count(rate) == 2
+    assert f"the report is at {out.resolve()}" in output
+    for run in ("ensemble", "meta", "meta_arbiter", "arbiter_only"):
+        assert f"equal-weight {run} " in output
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    for section in ("Mode comparison", "Rollout check", "Threshold sweep and overfitting"):
+        assert f"<h2>{section}</h2>" in page
 
 
 def test_demo_retrains_votes_into_its_cache(tmp_path, monkeypatch):

@@ -100,3 +100,37 @@ def diagnostics_by_fold(votes: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "fold"
     return table
+
+
+def vote_reliability(
+    actions: pd.Series, confidences: pd.Series, labels: pd.Series, bins: int = 10
+) -> pd.DataFrame:
+    """:func:`reliability_table` for votes given as action and confidence only (no class
+    probabilities): stated confidence per bin against how often the action was the label.
+
+    ``actions`` are BUY / SELL / HOLD (or -1 / 0 / 1); bars without a vote, a confidence or a
+    label are left out.
+    """
+    from qt_backtest.hierarchy.actions import encode_actions
+
+    codes, present, bad = encode_actions(actions)
+    confidence = pd.to_numeric(confidences, errors="coerce").to_numpy(dtype=np.float64)
+    truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
+    usable = present & ~bad & np.isfinite(confidence) & np.isfinite(truth)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence[usable], edges[1:-1]), 0, bins - 1)
+    hits = codes[usable] == truth[usable]
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append(
+                {
+                    "low": edges[b],
+                    "high": edges[b + 1],
+                    "bars": int(mask.sum()),
+                    "mean_confidence": float(confidence[usable][mask].mean()),
+                    "hit_rate": float(hits[mask].mean()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["low", "high", "bars", "mean_confidence", "hit_rate"])

@@ -327,8 +327,9 @@ class WalkForwardSelection:
     Attributes
     ----------
     steps : DataFrame
-        One row per out-of-sample block: ``test_block``, ``train_blocks`` (first, last),
-        ``chosen`` (trial), ``in_sample`` and ``out_of_sample`` metric.
+        One row per out-of-sample block: ``test_block``, ``train_first``, ``train_last``,
+        ``chosen`` (trial), ``in_sample`` and ``out_of_sample`` metric, and the chosen trial's
+        per-bar Sharpe in and out of sample.
     out_of_sample_sharpe : float
         Per-bar Sharpe of the stitched out-of-sample blocks.
     out_of_sample_return : float
@@ -378,6 +379,7 @@ def walk_forward_selection(
         test_row[0, test] = 1.0
         outside = _performance(moments, counts, test_row, metric)[0, best]
         in_sharpe = _performance(moments, counts, membership, "sharpe")[0, best]
+        out_sharpe = _performance(moments, counts, test_row, "sharpe")[0, best]
         rows.append(
             {
                 "test_block": test,
@@ -387,6 +389,7 @@ def walk_forward_selection(
                 "in_sample": inside[best],
                 "out_of_sample": outside,
                 "in_sample_sharpe": in_sharpe,
+                "out_of_sample_sharpe": out_sharpe,
             }
         )
         total += moments[best, test, 0]

@@ -1,0 +1,434 @@
+"""Render a :class:`StudyResult` as one self-contained HTML file (no network needed to open
+it: styles inline, figures inline SVG)."""
+
+from __future__ import annotations
+
+import html
+import itertools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from qt_backtest.report import figures
+from qt_backtest.report.format import integer, money, number, percent, signed_percent, table
+from qt_backtest.report.study import StudyResult
+
+COMPARISON_COLUMNS = [
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_duration",
+    "calmar",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+    "turnover",
+    "fees_paid",
+]
+SWEEP_COLUMNS = [
+    "total_return",
+    "sharpe",
+    "max_drawdown",
+    "trades",
+    "escalation_rate",
+    "override_rate_when_called",
+]
+TRADE_COLUMNS = [
+    "entry_timestamp",
+    "exit_timestamp",
+    "direction",
+    "size",
+    "entry_price",
+    "exit_price",
+    "fees",
+    "pnl",
+    "return",
+    "closed",
+]
+#: Section ids, in page order (a section without content is left out).
+SECTIONS = (
+    "configuration",
+    "comparison",
+    "decisions",
+    "rollout",
+    "overrides",
+    "models",
+    "sweep",
+    "trades",
+)
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    rows = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            rows.append((name, ", ".join(f"{a}: {b}" for a, b in value)))
+        else:
+            rows.append((name, "None" if value is None else str(value)))
+    return rows
+
+
+def _settings_table(study: StudyResult) -> str:
+    rows = [("hierarchy." + k, v) for k, v in _flatten(study.config)]
+    rows += [("rules." + k, v) for k, v in _flatten(study.rules)]
+    rows += [("indicators." + k, v) for k, v in _flatten(study.inputs)]
+    frame = pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+    return f"<details><summary>All {len(frame)} settings</summary>{table(frame)}</details>"
+
+
+def _configuration(study: StudyResult) -> list[str]:
+    config = study.config
+    rules = study.rules
+    minimum = config["min_trade_confidence"]
+    governor = "off" if minimum is None else number(minimum)
+    summary = (
+        f"<p>Mode <code>{config['mode']}</code>, fidelity <code>{config['fidelity']}</code>, "
+        f"Arbiter wiring <code>{config['arbiter']['wiring']}</code>, MACD in "
+        f"<code>{study.inputs['macd_scale']}</code> units. Arbiter threshold "
+        f"{number(config['arbiter']['arbiter_threshold'])}, Meta consensus "
+        f"{number(config['meta']['consensus_threshold'])}, disagreement "
+        f"{number(config['meta']['disagreement_threshold'])}, low confidence "
+        f"{number(config['meta']['low_confidence_threshold'])}, risk governor "
+        f"{governor}."
+        f" Positions: {'long only' if rules['long_only'] else 'long and short'}, HOLD "
+        f"{'keeps the position' if rules['hold'] == 'keep' else 'goes flat'}, fills at the "
+        f"{rules['fill_price']} {rules['execution_lag']} bar(s) after the decision, fees "
+        f"{percent(rules['fee'], 3)} a side, slippage {number(rules['slippage_bps'], 1)} bps, "
+        f"initial cash {money(rules['init_cash'])}.</p>"
+    )
+    provenance = study.provenance.set_index("symbol")
+    return [
+        summary,
+        "<h3>Data</h3>",
+        "<div class='scroll'>"
+        + table(
+            provenance,
+            {"first_bar": _stamp, "last_bar": _stamp, "sha256": lambda v: str(v)[:16] + "…"},
+        )
+        + "</div>",
+        _settings_table(study),
+    ]
+
+
+def _stamp(value: Any) -> str:
+    return f"{pd.Timestamp(value):%Y-%m-%d %H:%M}"
+
+
+def _comparison(study: StudyResult) -> list[str]:
+    columns = [c for c in COMPARISON_COLUMNS if c in study.table.columns]
+    blocks = [
+        "<p>Each rollout stage on the same bars and votes: <code>ensemble</code> only, "
+        "<code>meta</code> (escalations recorded, the ensemble still trades), "
+        "<code>meta_arbiter</code> (the full design) and the Arbiter alone as a reference. "
+        "Sharpe, Sortino and CAGR are annualised with the stated bars per year.</p>",
+        "<div class='scroll'>"
+        + table(study.table[columns], table_id="comparison-table")
+        + "</div>",
+    ]
+    init_cash = float(study.rules["init_cash"])
+    for symbol, equity in study.equity.items():
+        per_year = study.table.loc[(symbol, equity.columns[0]), "periods_per_year"]
+        blocks.append(
+            _figure(
+                figures.equity_and_drawdown(equity, init_cash, f"{symbol}: equity and drawdown"),
+                f"{symbol}: equity of each run in quote currency (log scale) and its drawdown "
+                f"below the running peak, in percent. {integer(len(equity))} bars, annualised "
+                f"with {integer(per_year)} bars a year.",
+            )
+        )
+    return blocks
+
+
+def _decisions(study: StudyResult) -> list[str]:
+    blocks = [
+        "<p>How the <code>meta_arbiter</code> run decided, on bars where at least one model "
+        "voted: who made the final decision, what Meta did and why, and what the Arbiter said "
+        "when it was called.</p>"
+    ]
+    for symbol in study.symbols:
+        rows = study.mix[study.mix["symbol"] == symbol]
+        for kind in ("decision source", "Meta reason", "Arbiter reason", "gate outcome"):
+            part = rows[rows["kind"] == kind].set_index("category")["share"]
+            if len(part):
+                blocks.append(
+                    _figure(
+                        figures.horizontal_bars(
+                            part,
+                            f"{symbol}: {kind}",
+                            "share of bars (%)"
+                            if kind in ("decision source", "Meta reason")
+                            else "share of Arbiter calls (%)",
+                        ),
+                        f"{symbol}: {kind}, {integer(rows[rows['kind'] == kind]['count'].sum())} "
+                        "bars in all.",
+                    )
+                )
+    return blocks
+
+
+def _badge(passes: bool) -> str:
+    return (
+        "<span class='badge pass'>pass</span>" if passes else "<span class='badge fail'>fail</span>"
+    )
+
+
+def _rollout(study: StudyResult) -> list[str]:
+    frame = study.rollout
+    shown = frame.set_index(["symbol", "criterion"]).drop(columns=["passes"])
+    shown["value"] = [
+        number(value, 3) if criterion == "sharpe_vs_ensemble" else percent(value)
+        for criterion, value in zip(frame["criterion"], frame["value"], strict=True)
+    ]
+    shown["result"] = [_badge(passes) for passes in frame["passes"]]
+    passed = int(frame["passes"].sum())
+    return [
+        f"<p>The rollout plan's targets (SPEC §5) and no Sharpe loss against ensemble-only: "
+        f"{passed} of {len(frame)} criteria pass.</p>",
+        table(
+            shown,
+            raw={"result"},
+            row_classes=["" if passes else "fail" for passes in frame["passes"]],
+            table_id="rollout-table",
+        ),
+    ]
+
+
+def _overrides(study: StudyResult) -> list[str]:
+    values = study.overrides
+    if values.empty:
+        return ["<p>The Arbiter made no override in these runs.</p>"]
+    blocks = [
+        "<p>Each Arbiter override against its counterfactual: the same run with that one bar "
+        "left to the ensemble, simulated until the two paths agree again. The value is the "
+        "difference in final equity (quote currency).</p>"
+    ]
+    for symbol in values["symbol"].unique():
+        part = values[values["symbol"] == symbol]
+        value = part["value"].to_numpy(dtype=float)
+        blocks.append(
+            f"<p><strong>{html.escape(str(symbol))}</strong>: {integer(len(part))} overrides "
+            f"valued, total {money(value.sum())}, mean {money(value.mean())}, adding value in "
+            f"{percent(np.mean(value > 0))} and changing nothing in {percent(np.mean(value == 0))}."
+            "</p>"
+        )
+        blocks.append(
+            _figure(
+                figures.histogram(
+                    value,
+                    f"{symbol}: value of each override",
+                    "value against the counterfactual (quote currency)",
+                ),
+                f"{symbol}: distribution of override values; the dashed line is the mean.",
+            )
+        )
+        if "arbiter_reason" in part:
+            by_reason = (
+                part.groupby("arbiter_reason")["value"]
+                .agg(count="count", total="sum", mean="mean")
+                .sort_values("count", ascending=False)
+                .head(10)
+            )
+            blocks.append(table(by_reason, {"total": money, "mean": money}))
+    return blocks
+
+
+def _models(study: StudyResult) -> list[str]:
+    frame = study.reliability
+    if frame.empty:
+        return []
+    blocks = [
+        "<p>Reliability: the stated confidence of each model's votes (and of the final "
+        "decisions) against how often the vote matched the label (the forward 5-bar return "
+        "class). A calibrated voter sits on the diagonal; chance is about one in three.</p>"
+    ]
+    for symbol in frame["symbol"].unique():
+        part = frame[frame["symbol"] == symbol]
+        tables = {model: rows for model, rows in part.groupby("model", sort=False)}
+        blocks.append(
+            _figure(
+                figures.reliability(tables, f"{symbol}: reliability"),
+                f"{symbol}: hit rate against stated confidence, per confidence decile.",
+            )
+        )
+        overall = part.groupby("model", sort=False).apply(
+            lambda g: pd.Series(
+                {
+                    "bars": g["bars"].sum(),
+                    "mean_confidence": np.average(g["mean_confidence"], weights=g["bars"]),
+                    "hit_rate": np.average(g["hit_rate"], weights=g["bars"]),
+                }
+            ),
+            include_groups=False,
+        )
+        blocks.append(table(overall))
+    return blocks
+
+
+def _heatmaps(study: StudyResult, symbol: str) -> list[str]:
+    sweep = study.sweep
+    frame = sweep.frame[sweep.frame["symbol"] == symbol]
+    numeric = [
+        p
+        for p in sweep.parameters
+        if pd.api.types.is_numeric_dtype(frame[p]) and frame[p].nunique() > 1
+    ]
+    if len(numeric) < 2:
+        return []
+    metric = sweep.metric
+    best = frame.loc[frame[metric].idxmax()]
+    summary = sweep.overfitting.set_index("symbol").loc[symbol]
+    plateau = frame[frame["combination"] == summary["plateau_combination"]].iloc[0]
+    blocks = []
+    for x_name, y_name in list(itertools.pairwise(numeric))[:3]:
+        others = [p for p in sweep.parameters if p not in (x_name, y_name)]
+        # the slice through the best combination: every other parameter at its value
+        mask = np.ones(len(frame), dtype=bool)
+        for name in others:
+            mask &= (frame[name] == best[name]).to_numpy() | (
+                frame[name].isna() & pd.isna(best[name])
+            ).to_numpy()
+        pivot = frame[mask].pivot_table(index=y_name, columns=x_name, values=metric)
+        marks = {"best": (best[x_name], best[y_name])}
+        if all(plateau[name] == best[name] for name in others if pd.notna(best[name])):
+            marks["plateau"] = (plateau[x_name], plateau[y_name])
+        fixed = (
+            ", ".join(f"{name} = {_value_text(best[name])}" for name in others)
+            or "nothing else swept"
+        )
+        blocks.append(
+            _figure(
+                figures.heatmap(
+                    pivot, f"{symbol}: {metric} over {y_name} by {x_name}", metric.replace("_", " ")
+                ),
+                f"{symbol}: {metric} (annualised where a ratio) of each combination of "
+                f"{x_name} and {y_name}, with {fixed} (the best combination's values). "
+                "Boxes mark the best point and the best plateau.",
+            )
+        )
+    return blocks
+
+
+def _value_text(value: Any) -> str:
+    """A parameter value as set: None where the sweep frame holds NaN."""
+    return (
+        "None" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    )
+
+
+def _sweep(study: StudyResult) -> list[str]:
+    sweep = study.sweep
+    if sweep is None:
+        return []
+    metric = sweep.metric
+    combos = sweep.frame["combination"].nunique()
+    names = ", ".join(f"<code>{name}</code>" for name in sweep.parameters)
+    blocks = [
+        f"<p>{integer(combos)} combinations of {names}"
+        f" per symbol, each decided, traded and scored by the fused sweep kernel. "
+        f"Overfitting controls rank by <code>{metric}</code>: PBO is the probability that the "
+        "in-sample best combination ranks at or below the median out of sample (CSCV over the "
+        "time blocks); the deflated Sharpe ratio is the probability that the best Sharpe ratio "
+        "beats what the best of this many skill-less trials would show; walk-forward selection "
+        "chooses on four blocks and trades the next.</p>"
+    ]
+    overview = sweep.overfitting.set_index("symbol")
+    formats = {
+        "pbo": percent,
+        "deflated_sharpe": percent,
+        "walk_forward_oos_return": signed_percent,
+        "best_sharpe": number,
+        "plateau_sharpe": number,
+        "walk_forward_oos_sharpe_per_bar": lambda v: number(v, 4),
+        "walk_forward_is_sharpe_per_bar": lambda v: number(v, 4),
+    }
+    blocks.append(
+        "<div class='scroll'>" + table(overview, formats, table_id="overfitting") + "</div>"
+    )
+    for symbol in overview.index:
+        rows = sweep.frame[sweep.frame["symbol"] == symbol]
+        blocks.append(f"<h3>{html.escape(str(symbol))}</h3>")
+        blocks.extend(_heatmaps(study, symbol))
+        top = rows.nlargest(10, metric)[["combination", *sweep.parameters, *SWEEP_COLUMNS]]
+        blocks.append("<p>Best ten combinations by " + metric + ":</p>")
+        blocks.append("<div class='scroll'>" + table(top.set_index("combination")) + "</div>")
+        plateau = sweep.plateau[sweep.plateau["symbol"] == symbol].drop(columns="symbol")
+        blocks.append("<p>Best plateaus (median of each combination's grid neighbourhood):</p>")
+        blocks.append("<div class='scroll'>" + table(plateau.set_index("combination")) + "</div>")
+        steps = sweep.walk_forward[sweep.walk_forward["symbol"] == symbol]
+        if len(steps):
+            per_year = float(rows["periods_per_year"].iloc[0])
+            blocks.append(
+                _figure(
+                    figures.walk_forward(steps, f"{symbol}: walk-forward selection", per_year),
+                    f"{symbol}: annualised Sharpe of the combination chosen on the preceding "
+                    "blocks, in sample and on the next block.",
+                )
+            )
+    return blocks
+
+
+def _trades(study: StudyResult, max_trades: int) -> list[str]:
+    blocks = []
+    for symbol in study.symbols:
+        part = study.trades[study.trades["symbol"] == symbol]
+        shown = part[[c for c in TRADE_COLUMNS if c in part.columns]].head(max_trades)
+        blocks.append(
+            f"<h3>{html.escape(str(symbol))}</h3><p>Trades of the <code>meta_arbiter</code> run: "
+            f"showing {integer(len(shown))} of {integer(len(part))}.</p>"
+        )
+        blocks.append("<div class='scroll'>" + table(shown, index=False) + "</div>")
+    return blocks
+
+
+def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
+    """The report as an HTML string."""
+    built = {
+        "configuration": ("Configuration and data", _configuration(study)),
+        "comparison": ("Mode comparison", _comparison(study)),
+        "decisions": ("Decision sources and reasons", _decisions(study)),
+        "rollout": ("Rollout check", _rollout(study)),
+        "overrides": ("Override value", _overrides(study)),
+        "models": ("Model diagnostics", _models(study)),
+        "sweep": ("Threshold sweep and overfitting", _sweep(study)),
+        "trades": ("Trades", _trades(study, max_trades)),
+    }
+    sections = [
+        {"id": key, "title": title, "blocks": blocks}
+        for key, (title, blocks) in built.items()
+        if blocks
+    ]
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("qt_backtest.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    template = environment.get_template("report.html.j2")
+    return template.render(
+        title=study.title,
+        created=study.created,
+        version=study.version,
+        symbols=study.symbols,
+        notes=study.notes,
+        sections=sections,
+    )
+
+
+def write_report(study: StudyResult, path: str | Path, *, max_trades: int = 50) -> Path:
+    """Render and write the report; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(study, max_trades=max_trades), encoding="utf-8")
+    return path

@@ -1,0 +1,217 @@
+"""Report figures: matplotlib (no pyplot state) rendered to inline SVG text.
+
+Every function returns the ``<svg>`` element as a string, labelled with units, ready to be
+placed in an HTML page that needs no network to open.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+MAX_POINTS = 2500  # points per line drawn; a curve of more bars is thinned for display
+COLORS = {
+    "ensemble": "#4c72b0",
+    "meta": "#8c8c8c",
+    "meta_arbiter": "#dd8452",
+    "arbiter_only": "#55a868",
+}
+STYLE = {
+    "svg.fonttype": "none",  # text stays text: smaller files, searchable labels
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+def _svg(figure: Figure, label: str) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context(STYLE):
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    # the title element is what screen readers and tests read
+    return re.sub(
+        r"<svg ",
+        f'<svg role="img" aria-label="{label}" class="figure" ',
+        svg,
+        count=1,
+    )
+
+
+def _new(width: float = 7.5, height: float = 3.2, rows: int = 1, **grid) -> tuple[Figure, list]:
+    with matplotlib.rc_context(STYLE):
+        figure = Figure(figsize=(width, height), layout="constrained")
+        axes = figure.subplots(rows, 1, squeeze=False, sharex=rows > 1, **grid)[:, 0]
+    return figure, list(axes)
+
+
+def _thin(series: pd.Series) -> pd.Series:
+    if len(series) <= MAX_POINTS:
+        return series
+    step = int(np.ceil(len(series) / MAX_POINTS))
+    keep = np.unique(np.append(np.arange(0, len(series), step), len(series) - 1))
+    return series.iloc[keep]
+
+
+def equity_and_drawdown(equity: pd.DataFrame, init_cash: float, title: str) -> str:
+    """Equity (log scale, quote currency) and drawdown (%) of each run over time."""
+    with matplotlib.rc_context(STYLE):
+        figure, (top, bottom) = _new(7.5, 4.6, rows=2, height_ratios=[2, 1])
+        for run in equity.columns:
+            values = _thin(equity[run])
+            color = COLORS.get(str(run))
+            top.plot(values.index, values.to_numpy(), label=str(run), color=color, lw=1.1)
+            peak = np.maximum.accumulate(np.maximum(equity[run].to_numpy(), init_cash))
+            drawdown = _thin(pd.Series(equity[run].to_numpy() / peak - 1.0, index=equity.index))
+            bottom.plot(drawdown.index, drawdown.to_numpy() * 100, color=color, lw=0.9)
+        top.set_yscale("log")
+        top.set_ylabel("equity (quote currency, log scale)")
+        top.set_title(title)
+        top.legend(loc="upper left", frameon=False, ncol=len(equity.columns))
+        bottom.set_ylabel("drawdown (%)")
+        bottom.set_xlabel("time (UTC)")
+    return _svg(figure, title)
+
+
+def horizontal_bars(values: pd.Series, title: str, xlabel: str, percent: bool = True) -> str:
+    """One bar per category (largest on top)."""
+    values = values.sort_values()
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(7.5, 0.35 * len(values) + 1.0)
+        shown = values.to_numpy() * (100 if percent else 1)
+        axis.barh([str(k) for k in values.index], shown, color="#4c72b0")
+        for y, value in enumerate(shown):
+            axis.text(value, y, f" {value:,.1f}{' %' if percent else ''}", va="center", fontsize=8)
+        axis.set_xlabel(xlabel)
+        axis.set_title(title)
+        axis.grid(axis="y", visible=False)
+    return _svg(figure, title)
+
+
+def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 40) -> str:
+    """Distribution of ``values`` with the zero line and the mean marked."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(7.5, 3.0)
+        if len(values):
+            axis.hist(values, bins=bins, color="#4c72b0", alpha=0.85)
+            axis.axvline(0.0, color="black", lw=0.8)
+            axis.axvline(values.mean(), color="#dd8452", lw=1.2, ls="--", label="mean")
+            axis.legend(frameon=False)
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel("count")
+        axis.set_title(title)
+    return _svg(figure, title)
+
+
+def reliability(tables: dict[str, pd.DataFrame], title: str) -> str:
+    """Hit rate against stated confidence per confidence bin; the diagonal is calibration."""
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(5.0, 4.0)
+        axis.plot([0, 100], [0, 100], color="black", lw=0.8, ls=":", label="calibrated")
+        for name, frame in tables.items():
+            if len(frame):
+                axis.plot(
+                    frame["mean_confidence"] * 100,
+                    frame["hit_rate"] * 100,
+                    marker="o",
+                    ms=3,
+                    label=f"{name} ({int(frame['bars'].sum()):,} bars)",
+                )
+        axis.set_xlim(0, 100)
+        axis.set_ylim(0, 100)
+        axis.set_xlabel("stated confidence (%)")
+        axis.set_ylabel("hit rate (%)")
+        axis.set_title(title)
+        axis.legend(frameon=False, fontsize=7)
+    return _svg(figure, title)
+
+
+def heatmap(
+    pivot: pd.DataFrame,
+    title: str,
+    colorbar: str,
+    marks: dict[str, tuple[object, object]] | None = None,
+) -> str:
+    """A metric over two parameters (rows: y, columns: x); ``marks`` label chosen cells."""
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(6.0, 0.45 * len(pivot.index) + 1.8)
+        values = pivot.to_numpy(dtype=float)
+        image = axis.imshow(values, aspect="auto", origin="lower", cmap="viridis")
+        axis.set_xticks(
+            range(len(pivot.columns)),
+            [f"{c:g}" if isinstance(c, float) else str(c) for c in pivot.columns],
+        )
+        axis.set_yticks(
+            range(len(pivot.index)),
+            [f"{r:g}" if isinstance(r, float) else str(r) for r in pivot.index],
+        )
+        axis.set_xlabel(str(pivot.columns.name))
+        axis.set_ylabel(str(pivot.index.name))
+        axis.grid(False)
+        finite = values[np.isfinite(values)]
+        middle = (finite.max() + finite.min()) / 2 if len(finite) else 0.0
+        for y in range(values.shape[0]):
+            for x in range(values.shape[1]):
+                if np.isfinite(values[y, x]):
+                    axis.text(
+                        x,
+                        y,
+                        f"{values[y, x]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if values[y, x] < middle else "black",
+                    )
+        for label, (x_value, y_value) in (marks or {}).items():
+            if x_value in pivot.columns and y_value in pivot.index:
+                x, y = pivot.columns.get_loc(x_value), pivot.index.get_loc(y_value)
+                axis.add_patch(
+                    matplotlib.patches.Rectangle(
+                        (x - 0.5, y - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        lw=2,
+                        ec="#d62728" if label == "best" else "white",
+                    )
+                )
+                axis.annotate(
+                    label,
+                    (x, y + 0.42),
+                    ha="center",
+                    va="top",
+                    fontsize=6,
+                    color="#d62728" if label == "best" else "white",
+                )
+        bar = figure.colorbar(image, ax=axis)
+        bar.set_label(colorbar)
+        axis.set_title(title)
+    return _svg(figure, title)
+
+
+def walk_forward(steps: pd.DataFrame, title: str, per_year: float) -> str:
+    """In-sample vs out-of-sample annualised Sharpe of each walk-forward step."""
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(7.5, 3.0)
+        x = np.arange(len(steps))
+        scale = np.sqrt(per_year)
+        axis.bar(x - 0.2, steps["in_sample_sharpe"] * scale, 0.4, label="in sample (chosen)")
+        if "out_of_sample_sharpe" in steps:
+            axis.bar(x + 0.2, steps["out_of_sample_sharpe"] * scale, 0.4, label="out of sample")
+        axis.axhline(0, color="black", lw=0.8)
+        axis.set_xticks(x, [str(b) for b in steps["test_block"]])
+        axis.set_xlabel("out-of-sample time block")
+        axis.set_ylabel("Sharpe ratio (annualised)")
+        axis.set_title(title)
+        axis.legend(frameon=False)
+    return _svg(figure, title)

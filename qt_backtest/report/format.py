@@ -1,0 +1,179 @@
+"""Numbers for people: percentages, thousands separators, durations, and tables as HTML."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING = "\u2013"  # an en dash marks a missing value
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and not pd.isna(value) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    """0.1234 -> '12.3 %'; missing -> an en dash."""
+    if not _finite(value):
+        return MISSING
+    return f"{float(value) * 100:,.{digits}f} %"
+
+
+def signed_percent(value: Any, digits: int = 1) -> str:
+    """0.05 -> '+5.0 %'."""
+    if not _finite(value):
+        return MISSING
+    return f"{float(value) * 100:+,.{digits}f} %"
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """1234567.891 -> '1,234,567.89'."""
+    if not _finite(value):
+        return MISSING
+    return f"{float(value):,.{digits}f}"
+
+
+def integer(value: Any) -> str:
+    """1234567 -> '1,234,567'."""
+    if not _finite(value):
+        return MISSING
+    return f"{round(float(value)):,d}"
+
+
+def money(value: Any) -> str:
+    """Quote currency with thousands separators and no decimals above 100."""
+    if not _finite(value):
+        return MISSING
+    return number(value, 0 if abs(float(value)) >= 100 else 2)
+
+
+def duration(value: Any) -> str:
+    """A Timedelta as '12 d 4 h'."""
+    if value is None or pd.isna(value):
+        return MISSING
+    delta = pd.Timedelta(value)
+    days, seconds = delta.days, delta.seconds
+    if days:
+        return f"{days:,d} d {seconds // 3600} h"
+    return f"{seconds // 3600} h {(seconds % 3600) // 60} min"
+
+
+def text(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return MISSING
+    return str(value)
+
+
+Formatter = Callable[[Any], str]
+
+# how metric and rate columns are shown wherever they appear
+COLUMN_FORMATS: dict[str, Formatter] = {
+    "total_return": signed_percent,
+    "cagr": signed_percent,
+    "annualized_volatility": percent,
+    "sharpe": number,
+    "sortino": number,
+    "calmar": number,
+    "max_drawdown": percent,
+    "max_drawdown_bars": integer,
+    "max_drawdown_duration": duration,
+    "trades": integer,
+    "win_rate": percent,
+    "profit_factor": number,
+    "average_trade": money,
+    "exposure": percent,
+    "turnover": number,
+    "fees_paid": money,
+    "escalation_rate": percent,
+    "defer_rate": percent,
+    "arbiter_invocation_rate": percent,
+    "override_rate_when_called": percent,
+    "arbiter_source_share": percent,
+    "risk_veto_rate": percent,
+    "pnl": money,
+    "value": money,
+    "fees": money,
+    "size": lambda v: number(v, 4),
+    "entry_price": number,
+    "exit_price": number,
+    "return": signed_percent,
+    "share": percent,
+    "count": integer,
+    "bars": integer,
+    "mean_confidence": percent,
+    "hit_rate": percent,
+}
+
+
+def table(
+    frame: pd.DataFrame,
+    formats: Mapping[str, Formatter] | None = None,
+    *,
+    index: bool = True,
+    labels: Mapping[str, str] | None = None,
+    row_classes: list[str] | None = None,
+    table_id: str | None = None,
+    raw: set[str] | frozenset[str] = frozenset(),
+) -> str:
+    """An HTML table of ``frame`` with every cell formatted for reading.
+
+    Columns are formatted by ``formats``, then ``COLUMN_FORMATS``, then by type (integers
+    with separators, floats with 4 significant digits). Numbers are right-aligned. Cells of
+    the ``raw`` columns are HTML already and are inserted as they are.
+    """
+    formats = {**COLUMN_FORMATS, **(formats or {})}
+    labels = labels or {}
+    frame = frame.copy()
+    index_names = [name or "" for name in frame.index.names] if index else []
+
+    def label(name: Any) -> str:
+        return html.escape(str(labels.get(name, str(name).replace("_", " "))))
+
+    head = "".join(f"<th>{label(name)}</th>" for name in index_names)
+    head += "".join(f"<th>{label(column)}</th>" for column in frame.columns)
+    rows = []
+    for position, (key, row) in enumerate(frame.iterrows()):
+        keys = key if isinstance(key, tuple) else (key,)
+        cells = (
+            "".join(f"<th scope='row'>{html.escape(text(k))}</th>" for k in keys) if index else ""
+        )
+        for column in frame.columns:
+            value = row[column]
+            if column in raw:
+                cells += f"<td>{value}</td>"
+                continue
+            shown = _format_cell(value, formats.get(str(column)))
+            numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            cells += f"<td class='num'>{shown}</td>" if numeric else f"<td>{shown}</td>"
+        css = f" class='{row_classes[position]}'" if row_classes and row_classes[position] else ""
+        rows.append(f"<tr{css}>{cells}</tr>")
+    identifier = f" id='{table_id}'" if table_id else ""
+    return (
+        f"<table{identifier}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _format_cell(value: Any, formatter: Formatter | None) -> str:
+    if formatter is not None:
+        return html.escape(formatter(value))
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return integer(value)
+    if isinstance(value, (float, np.floating)):
+        if not _finite(value):
+            return MISSING
+        return html.escape(f"{float(value):,.4g}")
+    if isinstance(value, pd.Timestamp):
+        return html.escape(f"{value:%Y-%m-%d %H:%M}")
+    if isinstance(value, pd.Timedelta):
+        return html.escape(duration(value))
+    return html.escape(text(value))

@@ -1,0 +1,356 @@
+"""A study: everything a report shows, computed once and saved as plain files.
+
+:func:`run_study` takes bars and model votes per symbol and produces a :class:`StudyResult`:
+the mode comparison and equity curves, the rollout check, the decision-source and reason mix,
+what every Arbiter override was worth, model reliability, the trades, and optionally a
+threshold sweep with its overfitting controls. :meth:`StudyResult.save` writes it as a folder
+of parquet files and one JSON file; :func:`load_study` reads it back (the ``report`` command
+renders a saved study).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qt_backtest import __version__
+from qt_backtest.backtest import PositionRules, compare_modes, override_values, rollout_check
+from qt_backtest.data import gap_report
+from qt_backtest.hierarchy import HierarchyConfig
+from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
+from qt_backtest.signals.diagnostics import vote_reliability
+from qt_backtest.signals.labels import make_labels
+
+FRAMES = ("provenance", "table", "rollout", "mix", "overrides", "reliability", "trades")
+SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau")
+
+
+@dataclass
+class SweepSummary:
+    """A sweep as a report shows it.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        The sweep's tidy results (:attr:`SweepResult.frame`).
+    parameters : list of str
+        The grid's parameters.
+    metric : str
+        What the overfitting controls rank by.
+    overfitting : DataFrame
+        One row per symbol: :meth:`OverfittingReport.summary`.
+    walk_forward : DataFrame
+        Walk-forward steps per symbol (``symbol`` column).
+    plateau : DataFrame
+        The ten best plateaus per symbol, with their parameters.
+    """
+
+    frame: pd.DataFrame
+    parameters: list[str]
+    metric: str
+    overfitting: pd.DataFrame
+    walk_forward: pd.DataFrame
+    plateau: pd.DataFrame
+
+
+@dataclass
+class StudyResult:
+    """Everything a performance report shows (see the module docstring)."""
+
+    title: str
+    created: str
+    version: str
+    config: dict[str, Any]
+    rules: dict[str, Any]
+    inputs: dict[str, Any]
+    provenance: pd.DataFrame
+    table: pd.DataFrame
+    equity: dict[str, pd.DataFrame]
+    rollout: pd.DataFrame
+    mix: pd.DataFrame
+    overrides: pd.DataFrame
+    reliability: pd.DataFrame
+    trades: pd.DataFrame
+    sweep: SweepSummary | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.equity)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the study to ``folder`` (created): ``study.json`` and parquet files."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "title": self.title,
+            "created": self.created,
+            "version": self.version,
+            "config": self.config,
+            "rules": self.rules,
+            "inputs": self.inputs,
+            "notes": self.notes,
+            "symbols": self.symbols,
+            "sweep": None,
+        }
+        for name in FRAMES:
+            _write(getattr(self, name), folder / f"{name}.parquet")
+        for position, equity in enumerate(self.equity.values()):
+            _write(equity, folder / f"equity-{position}.parquet")
+        if self.sweep is not None:
+            meta["sweep"] = {"parameters": self.sweep.parameters, "metric": self.sweep.metric}
+            for name in SWEEP_FRAMES:
+                _write(getattr(self.sweep, name), folder / f"sweep-{name}.parquet")
+        (folder / "study.json").write_text(json.dumps(meta, indent=2, default=str))
+        return folder
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    frame = frame.copy()
+    frame.columns = [str(column) for column in frame.columns]
+    frame.to_parquet(path)
+
+
+def load_study(folder: str | Path) -> StudyResult:
+    """Read a study written by :meth:`StudyResult.save`."""
+    folder = Path(folder)
+    path = folder / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no saved study (no study.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a valid study file ({error})") from None
+    frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in FRAMES}
+    equity = {
+        symbol: pd.read_parquet(folder / f"equity-{position}.parquet")
+        for position, symbol in enumerate(meta["symbols"])
+    }
+    sweep = None
+    if meta.get("sweep"):
+        parts = {name: pd.read_parquet(folder / f"sweep-{name}.parquet") for name in SWEEP_FRAMES}
+        sweep = SweepSummary(
+            parameters=list(meta["sweep"]["parameters"]), metric=meta["sweep"]["metric"], **parts
+        )
+    return StudyResult(
+        title=meta["title"],
+        created=meta["created"],
+        version=meta["version"],
+        config=meta["config"],
+        rules=meta["rules"],
+        inputs=meta["inputs"],
+        equity=equity,
+        sweep=sweep,
+        notes=list(meta.get("notes", [])),
+        **frames,
+    )
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def provenance(bars: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Where each symbol's data came from: file, SHA-256, range, bars, interval and gaps."""
+    rows = []
+    for symbol, frame in bars.items():
+        source = frame.attrs.get("source")
+        digest = file_digest(source) if source and Path(source).is_file() else None
+        if digest is None:
+            digest = hashlib.sha256(
+                pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+            ).hexdigest()
+        gaps = gap_report(frame)
+        rows.append(
+            {
+                "symbol": symbol,
+                "source": str(source) if source else "(in memory)",
+                "sha256": digest,
+                "first_bar": frame.index[0],
+                "last_bar": frame.index[-1],
+                "bars": len(frame),
+                "interval": frame.attrs.get("interval", ""),
+                "gaps": gaps.count if gaps is not None else 0,
+                "missing_bars": gaps.missing_bars if gaps is not None else 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mix(decisions: pd.DataFrame, symbol: str) -> list[dict[str, Any]]:
+    voted = decisions[decisions["voters"] > 0]
+    rows = []
+    for kind, column in (
+        ("decision source", "source"),
+        ("Meta decision", "meta_decision"),
+        ("Meta reason", "meta_reason"),
+        ("Arbiter reason", "arbiter_reason"),
+        ("gate outcome", "gate"),
+    ):
+        counts = voted[column].astype("string").fillna("(not run)").value_counts()
+        if kind == "Arbiter reason":
+            # numbers in the neutral reason would make every score its own category
+            counts = (
+                voted[column]
+                .astype("string")
+                .dropna()
+                .str.replace(r"score=-?[\d.]+", "score=…", regex=True)
+                .value_counts()
+            )
+        total = counts.sum()
+        rows.extend(
+            {
+                "symbol": symbol,
+                "kind": kind,
+                "category": category,
+                "count": int(count),
+                "share": count / total if total else np.nan,
+            }
+            for category, count in counts.items()
+        )
+    return rows
+
+
+def _asdict(value: Any) -> dict[str, Any]:
+    def plain(item: Any) -> Any:
+        if dataclasses.is_dataclass(item):
+            return {f.name: plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
+        if isinstance(item, (tuple, list)):
+            return [plain(x) for x in item]
+        return item
+
+    return plain(value)
+
+
+def run_study(
+    bars: Mapping[str, pd.DataFrame],
+    votes: Mapping[str, pd.DataFrame],
+    *,
+    config: HierarchyConfig | None = None,
+    rules: PositionRules | None = None,
+    inputs: ArbiterInputConfig | None = None,
+    override_limit: int | None = 200,
+    sweep_grid: Any = None,
+    sweep_options: Mapping[str, Any] | None = None,
+    metric: str = "sharpe",
+    title: str = "qt_backtest performance report",
+    notes: Sequence[str] = (),
+) -> StudyResult:
+    """Replay, backtest and (optionally) sweep; collect what a report shows.
+
+    Parameters
+    ----------
+    bars, votes : mapping of symbol to DataFrame
+        Validated OHLCV bars and model votes indexed like them.
+    config, rules, inputs : optional
+        Hierarchy, position model and Arbiter-input configuration (defaults: the live ones).
+    override_limit : int or None
+        Arbiter overrides valued by counterfactual per symbol (evenly spread); None for all.
+    sweep_grid : Grid or mapping, optional
+        Also run :func:`qt_backtest.sweep.sweep` over this grid (``sweep_options`` are passed
+        on, e.g. ``modes``, ``blocks``, ``cache_dir``, ``progress``).
+    metric : str
+        What the sweep's overfitting controls rank by.
+    """
+    config = config or HierarchyConfig()
+    rules = rules or PositionRules()
+    inputs = inputs or ArbiterInputConfig()
+    if set(bars) != set(votes):
+        raise ValueError("bars and votes must name the same symbols")
+    indicators = {symbol: arbiter_inputs(frame, inputs) for symbol, frame in bars.items()}
+    comparison = compare_modes(bars, votes, indicators, rules, config)
+    overrides, reliability, trades, mix = [], [], [], []
+    for symbol, frame in bars.items():
+        decisions = comparison.decisions[symbol, "meta_arbiter"]
+        values = override_values(
+            frame,
+            decisions,
+            rules,
+            votes=votes[symbol],
+            min_trade_confidence=config.min_trade_confidence,
+            limit=override_limit,
+        )
+        if len(values):
+            overrides.append(values.assign(symbol=symbol))
+        labels = make_labels(frame["close"])
+        for model in config.models:
+            if f"{model}_action" in votes[symbol]:
+                table = vote_reliability(
+                    votes[symbol][f"{model}_action"], votes[symbol][f"{model}_confidence"], labels
+                )
+                reliability.append(table.assign(symbol=symbol, model=model))
+        final = vote_reliability(decisions["final_action"], decisions["final_confidence"], labels)
+        reliability.append(final.assign(symbol=symbol, model="meta_arbiter (final)"))
+        trades.append(comparison.results[symbol, "meta_arbiter"].trades.assign(symbol=symbol))
+        mix.extend(_mix(decisions, symbol))
+    equity = {
+        symbol: comparison.equity[symbol][[run for run in comparison.equity[symbol].columns]]
+        for symbol in bars
+    }
+    summary = None
+    if sweep_grid is not None:
+        summary = _sweep_summary(
+            bars, votes, indicators, sweep_grid, config, rules, metric, dict(sweep_options or {})
+        )
+    return StudyResult(
+        title=title,
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+        config=_asdict(config),
+        rules=_asdict(rules),
+        inputs=_asdict(inputs),
+        provenance=provenance(bars),
+        table=comparison.table,
+        equity=equity,
+        rollout=rollout_check(comparison).reset_index(),
+        mix=pd.DataFrame(mix),
+        overrides=pd.concat(overrides, ignore_index=True) if overrides else pd.DataFrame(),
+        reliability=pd.concat(reliability, ignore_index=True),
+        trades=pd.concat(trades, ignore_index=True),
+        sweep=summary,
+        notes=list(notes),
+    )
+
+
+def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options) -> SweepSummary:
+    from qt_backtest.sweep import Grid, sweep
+
+    if not isinstance(grid, Grid):
+        grid = Grid.product(grid)
+    train_blocks = options.pop("train_blocks", 4)
+    result = sweep(bars, votes, indicators, grid, config=config, rules=rules, **options)
+    reports = result.overfitting(metric, train_blocks=train_blocks)
+    walk = []
+    plateau = []
+    for symbol, report in reports.items():
+        rows = result.frame[result.frame["symbol"] == symbol].reset_index(drop=True)
+        steps = report.walk_forward.steps.assign(symbol=symbol)
+        walk.append(steps.join(rows[list(result.grid.names)], on="chosen"))
+        top = report.plateau.head(10)
+        plateau.append(
+            rows.loc[top.index, ["combination", *result.grid.names]]
+            .join(top[["plateau_median", "neighbours", metric]])
+            .assign(symbol=symbol)
+        )
+    return SweepSummary(
+        frame=result.frame,
+        parameters=list(result.grid.names),
+        metric=metric,
+        overfitting=pd.DataFrame([report.summary() for report in reports.values()]),
+        walk_forward=pd.concat(walk, ignore_index=True),
+        plateau=pd.concat(plateau, ignore_index=True),
+    )

@@ -3,6 +3,7 @@ it: styles inline, figures inline SVG)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import itertools
 from pathlib import Path
@@ -12,6 +13,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from qt_backtest import __version__
 from qt_backtest.report import figures
 from qt_backtest.report.format import integer, money, number, percent, signed_percent, table
 from qt_backtest.report.study import StudyResult
@@ -410,6 +412,26 @@ def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
         for key, (title, blocks) in built.items()
         if blocks
     ]
+    return render_page(
+        study.title,
+        sections,
+        created=study.created,
+        version=study.version,
+        symbols=study.symbols,
+        notes=study.notes,
+    )
+
+
+def render_page(
+    title: str,
+    sections: list[dict[str, Any]],
+    *,
+    created: str | None = None,
+    version: str = __version__,
+    symbols: list[str] | tuple[str, ...] = (),
+    notes: list[str] | tuple[str, ...] = (),
+) -> str:
+    """A page of ``sections`` (``id``, ``title``, ``blocks`` of HTML) in the report layout."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("qt_backtest.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -417,13 +439,59 @@ def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
     )
     template = environment.get_template("report.html.j2")
     return template.render(
-        title=study.title,
-        created=study.created,
-        version=study.version,
-        symbols=study.symbols,
-        notes=study.notes,
+        title=title,
+        created=created or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        version=version,
+        symbols=list(symbols),
+        notes=list(notes),
         sections=sections,
     )
+
+
+def write_log_report(parsed: Any, diff: Any, path: str | Path, source: str = "") -> Path:
+    """An HTML page of a live-log replay: what was read, agreement per layer, mismatches."""
+    kinds = pd.Series(dict(parsed.line_kinds), name="lines").rename_axis("message").to_frame()
+    summary = diff.summary.copy()
+    mismatches = diff.mismatches
+    sections = [
+        {
+            "id": "journal",
+            "title": "Journal",
+            "blocks": [
+                f"<p>{html.escape(source)}: {integer(len(parsed.records))} decision records, "
+                f"{integer(parsed.skipped)} lines skipped (other services, truncated or "
+                f"unknown), {integer(diff.unreplayable)} records without logged votes.</p>",
+                table(kinds),
+            ],
+        },
+        {
+            "id": "agreement",
+            "title": "Agreement per layer",
+            "blocks": [
+                "<p>Every replayable record recomputed from its logged votes and compared with "
+                "what the engine logged, layer by layer.</p>",
+                table(summary, table_id="agreement-table"),
+            ],
+        },
+        {
+            "id": "mismatches",
+            "title": "Mismatches",
+            "blocks": [
+                f"<p>{integer(len(mismatches))} mismatching layer decisions"
+                + (
+                    f"; the first {min(len(mismatches), 200)} are listed."
+                    if len(mismatches)
+                    else "."
+                )
+                + "</p>",
+                table(mismatches.head(200), index=False) if len(mismatches) else "",
+            ],
+        },
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_page("Live-log replay", sections), encoding="utf-8")
+    return path
 
 
 def write_report(study: StudyResult, path: str | Path, *, max_trades: int = 50) -> Path:

@@ -297,10 +297,11 @@ def run_study(
         reliability.append(final.assign(symbol=symbol, model="meta_arbiter (final)"))
         trades.append(comparison.results[symbol, "meta_arbiter"].trades.assign(symbol=symbol))
         mix.extend(_mix(decisions, symbol))
-    equity = {
-        symbol: comparison.equity[symbol][[run for run in comparison.equity[symbol].columns]]
-        for symbol in bars
-    }
+    equity = {}
+    for symbol in bars:
+        curves = comparison.equity[symbol].copy()
+        curves.columns = [str(run) for run in curves.columns]  # as saved and read back
+        equity[symbol] = curves
     summary = None
     if sweep_grid is not None:
         summary = _sweep_summary(
@@ -331,7 +332,7 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
 
     if not isinstance(grid, Grid):
         grid = Grid.product(grid)
-    train_blocks = options.pop("train_blocks", 4)
+    train_blocks = options.pop("train_blocks", None)
     result = sweep(bars, votes, indicators, grid, config=config, rules=rules, **options)
     reports = result.overfitting(metric, train_blocks=train_blocks)
     walk = []

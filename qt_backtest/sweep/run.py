@@ -433,14 +433,15 @@ class SweepResult:
         self,
         metric: str = "sharpe",
         *,
-        train_blocks: int = 4,
+        train_blocks: int | None = None,
         anchored: bool = False,
         radius: int = 1,
         max_splits: int | None = None,
     ) -> dict[str, OverfittingReport]:
         """Overfitting controls per symbol: PBO (CSCV over the sweep's time blocks), the
         deflated Sharpe ratio of the best combination, plateau selection and walk-forward
-        selection. See :mod:`qt_backtest.sweep.overfitting`."""
+        selection (``train_blocks`` blocks in sample, by default 4 or half the blocks if
+        fewer). See :mod:`qt_backtest.sweep.overfitting`."""
         return {
             symbol: overfitting_report(
                 self, symbol, metric, train_blocks, anchored, radius, max_splits
@@ -501,7 +502,7 @@ class OverfittingReport:
             f"plateau_{self.metric}": float(self.plateau_choice[self.metric]),
             "walk_forward_oos_sharpe_per_bar": self.walk_forward.out_of_sample_sharpe,
             "walk_forward_is_sharpe_per_bar": self.walk_forward.in_sample_sharpe,
-            "walk_forward_oos_return": self.walk_forward.out_of_sample_return,
+            "walk_forward_oos_return": float(self.walk_forward.out_of_sample_return),
         }
 
 
@@ -509,12 +510,14 @@ def overfitting_report(
     result: SweepResult,
     symbol: str,
     metric: str = "sharpe",
-    train_blocks: int = 4,
+    train_blocks: int | None = None,
     anchored: bool = False,
     radius: int = 1,
     max_splits: int | None = None,
 ) -> OverfittingReport:
     """See :meth:`SweepResult.overfitting`."""
+    if train_blocks is None:
+        train_blocks = min(4, max(1, (len(result.block_edges[symbol]) - 1) // 2))
     frame = result.frame[result.frame["symbol"] == symbol].reset_index(drop=True)
     moments = result.blocks[symbol]
     counts = result.counts(symbol)

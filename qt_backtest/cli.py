@@ -1,0 +1,407 @@
+"""``qt-backtest``: the command line.
+
+Subcommands::
+
+    qt-backtest run SETTINGS.toml        replay + backtest + HTML report
+    qt-backtest sweep SETTINGS.toml      the same with a threshold sweep ([sweep.grid])
+    qt-backtest report STUDY_FOLDER      render a saved study as HTML
+    qt-backtest replay-log JOURNAL       replay a live journal and diff it layer by layer
+    qt-backtest data inspect|validate|resample FILE...
+
+Exit codes: 0 success, 1 bad input (a one-line message names the problem), 2 bad usage,
+3 an unexpected failure (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from qt_backtest import __version__
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
+SPLITTER = {"step": 720, "train_window": 8760, "min_train": 8760, "purge": 5, "horizon": 5}
+CACHE = Path(".cache") / "predictions"
+
+
+class UsageError(ValueError):
+    """A command used in a way that cannot work (exit code 1, one line)."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _window(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
+    if start is not None:
+        frame = frame.loc[pd.Timestamp(start, tz="UTC") :]
+    if end is not None:
+        frame = frame.loc[: pd.Timestamp(end, tz="UTC")]
+    if frame.empty:
+        raise UsageError(f"no bars between {start} and {end}")
+    return frame
+
+
+def load_bars(settings) -> dict[str, pd.DataFrame]:
+    """The settings' bars by symbol."""
+    from qt_backtest.data import load_ohlcv, load_sample
+
+    bars: dict[str, pd.DataFrame] = {}
+    for name in settings.samples:
+        frame = load_sample(name)
+        bars[frame.attrs["symbol"]] = frame
+    for name in settings.files:
+        frame = load_ohlcv(settings.resolve(name), gaps=settings.gaps)
+        symbol = frame.attrs["symbol"]
+        if symbol in bars:
+            raise UsageError(f"two data sources for {symbol}; give each symbol once")
+        bars[symbol] = frame
+    if not bars:
+        raise UsageError("no data: give [data] samples and/or files")
+    return {s: _window(frame, settings.start, settings.end) for s, frame in bars.items()}
+
+
+def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Votes by symbol, aligned to the bars: read from a file, or trained walk-forward."""
+    from qt_backtest.signals import WalkForward, read_predictions
+    from qt_backtest.signals.cache import cached_walk_forward
+
+    models = settings.hierarchy.models
+    if settings.predictions:
+        predictions = read_predictions(settings.resolve(settings.predictions))
+        votes = {}
+        for symbol, frame in bars.items():
+            if isinstance(predictions.index, pd.MultiIndex):
+                if symbol not in predictions.index.get_level_values("symbol"):
+                    raise UsageError(f"the predictions have no votes for {symbol}")
+                part = predictions.xs(symbol, level="symbol")
+            elif len(bars) == 1:
+                part = predictions
+            else:
+                raise UsageError("predictions without a symbol level cannot serve several symbols")
+            unknown = {c.rsplit("_", 1)[0] for c in part.columns} - set(models)
+            if unknown:
+                raise UsageError(
+                    f"predictions name model(s) {sorted(unknown)} that the hierarchy's models "
+                    f"{list(models)} do not include"
+                )
+            votes[symbol] = part.reindex(frame.index)
+        return votes
+    if settings.train:
+        splitter = WalkForward(**SPLITTER)
+        votes = {}
+        for symbol, frame in bars.items():
+            table = pd.DataFrame(index=frame.index)
+            for model in settings.train:
+                _say(f"training {model} walk-forward on {symbol} (cached in {CACHE})")
+                result = cached_walk_forward(frame, model, splitter, CACHE, n_jobs=2)
+                table[f"{model}_action"] = result["action"]
+                table[f"{model}_confidence"] = result["confidence"]
+            votes[symbol] = table
+        return votes
+    raise UsageError("no votes: give [predictions] file = ... or train = [...]")
+
+
+def _study(settings, with_sweep: bool):
+    from qt_backtest.report import run_study
+    from qt_backtest.sweep import Grid
+
+    started = time.perf_counter()
+    bars = load_bars(settings)
+    _say(f"{len(bars)} symbol(s): {', '.join(bars)}; loading votes")
+    votes = load_votes(settings, bars)
+    grid = None
+    options = {}
+    metric = "sharpe"
+    if with_sweep:
+        sweep = dict(settings.sweep)
+        axes = sweep.pop("grid", None)
+        if not axes:
+            raise UsageError("the sweep needs a [sweep.grid] table of parameter = [values]")
+        grid = Grid.product(axes)
+        if "sample" in sweep:
+            grid = grid.sample(int(sweep.pop("sample")), seed=int(sweep.pop("seed", 0)))
+        sweep.pop("seed", None)
+        sweep.pop("out", None)
+        metric = sweep.pop("metric", "sharpe")
+        options = {"progress": True, **sweep}
+        if "cache_dir" in options:
+            options["cache_dir"] = settings.resolve(options["cache_dir"])
+        _say(f"sweeping {len(grid):,} combinations x {len(bars)} symbol(s)")
+    _say("replaying the hierarchy, backtesting the rollout stages, valuing overrides")
+    study = run_study(
+        bars,
+        votes,
+        config=settings.hierarchy,
+        rules=settings.rules,
+        inputs=settings.indicators,
+        override_limit=settings.report.get("override_limit", 200),
+        sweep_grid=grid,
+        sweep_options=options,
+        metric=metric,
+        title=settings.title,
+    )
+    _say(f"computed in {time.perf_counter() - started:.1f} s")
+    return study
+
+
+def _write(study, settings, args, default: str) -> None:
+    from qt_backtest.report import write_report
+
+    out = Path(args.out or settings.report.get("out") or default)
+    save = args.save or settings.report.get("save")
+    if save:
+        study.save(save)
+        print(f"study saved in {Path(save).resolve()}")
+    path = write_report(study, out, max_trades=int(settings.report.get("max_trades", 50)))
+    print(f"report written to {path.resolve()}")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from qt_backtest.settings import load_settings
+
+    settings = load_settings(args.settings)
+    study = _study(settings, with_sweep=False)
+    table = study.table[["total_return", "sharpe", "max_drawdown", "trades"]]
+    print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
+    _write(study, settings, args, "reports/run.html")
+    return EXIT_OK
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    from qt_backtest.settings import load_settings
+
+    settings = load_settings(args.settings)
+    study = _study(settings, with_sweep=True)
+    results = Path(args.results or settings.sweep.get("out") or "reports/sweep.csv")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    study.sweep.frame.to_csv(results, index=False)
+    print(f"sweep results ({len(study.sweep.frame):,} rows) written to {results.resolve()}")
+    print(study.sweep.overfitting.set_index("symbol").T.to_string())
+    _write(study, settings, args, "reports/sweep.html")
+    return EXIT_OK
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from qt_backtest.report import load_study, write_report
+
+    study = load_study(args.study)
+    path = write_report(study, args.out, max_trades=args.max_trades)
+    print(f"report written to {path.resolve()}")
+    return EXIT_OK
+
+
+def command_replay_log(args: argparse.Namespace) -> int:
+    from qt_backtest.hierarchy import HierarchyConfig
+    from qt_backtest.hierarchy.livelog import parse_live_log, replay_log
+
+    path = Path(args.journal)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such journal")
+    config = HierarchyConfig()
+    if args.settings:
+        from qt_backtest.settings import load_settings
+
+        config = load_settings(args.settings).hierarchy
+    parsed = parse_live_log(path, year=args.year)
+    if parsed.records.empty:
+        raise UsageError(
+            f"{path}: no decision of the live engine found ({parsed.skipped:,} lines skipped)"
+        )
+    diff = replay_log(parsed, config)
+    print(
+        f"{len(parsed.records):,} decision records, {parsed.skipped:,} lines skipped, "
+        f"{diff.unreplayable:,} without logged votes"
+    )
+    print(diff.summary.to_string())
+    if args.mismatches:
+        diff.mismatches.to_csv(args.mismatches, index=False)
+        print(f"{len(diff.mismatches):,} mismatches written to {Path(args.mismatches).resolve()}")
+    if args.out:
+        from qt_backtest.report.build import write_log_report
+
+        written = write_log_report(parsed, diff, args.out, source=path.name)
+        print(f"diff report written to {written.resolve()}")
+    return EXIT_OK
+
+
+def command_data_inspect(args: argparse.Namespace) -> int:
+    from qt_backtest.data import gap_report, load_ohlcv
+
+    for name in args.files:
+        frame = load_ohlcv(name)
+        gaps = gap_report(frame)
+        print(
+            f"{name}: {frame.attrs.get('symbol', '?')}, {len(frame):,} {frame.attrs['interval']} "
+            f"bars, {frame.index[0]:%Y-%m-%d %H:%M} .. {frame.index[-1]:%Y-%m-%d %H:%M} UTC; "
+            f"{gaps}"
+        )
+        print(
+            f"  close {frame['close'].iloc[0]:,.4g} -> {frame['close'].iloc[-1]:,.4g} "
+            f"(min {frame['close'].min():,.4g}, max {frame['close'].max():,.4g}); "
+            f"zero-volume bars {int((frame['volume'] == 0).sum()):,}"
+        )
+    return EXIT_OK
+
+
+def command_data_validate(args: argparse.Namespace) -> int:
+    from qt_backtest.data import load_ohlcv
+
+    for name in args.files:
+        frame = load_ohlcv(name, gaps="raise" if args.strict else "report")
+        print(f"{name}: valid, {len(frame):,} bars")
+    return EXIT_OK
+
+
+def command_data_resample(args: argparse.Namespace) -> int:
+    from qt_backtest.data import load_ohlcv, resample_ohlcv
+
+    frame = load_ohlcv(args.file)
+    coarse = resample_ohlcv(frame, args.to, complete=not args.partial)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = coarse.rename_axis("timestamp").reset_index()
+    if out.name.endswith((".parquet", ".pq")):
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
+    print(
+        f"{len(frame):,} {frame.attrs['interval']} bars -> {len(coarse):,} {args.to} bars in {out}"
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qt-backtest",
+        description=(
+            "Backtest and tune a three-layer trading decision hierarchy (ensemble vote, "
+            "Meta-V2 policy, Arbiter) on history. Settings files are TOML; everything left out "
+            "takes the live engine's defaults (see the settings module for the format)."
+        ),
+        epilog="Exit codes: 0 success, 1 bad input, 2 bad usage, 3 unexpected failure.",
+    )
+    parser.add_argument("--version", action="version", version=f"qt-backtest {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="replay the hierarchy, backtest the rollout stages, write the HTML report",
+        description="Data and votes (a predictions file, or models trained walk-forward) -> "
+        "replay of ensemble, meta and meta_arbiter -> vectorbt backtests -> HTML report.",
+    )
+    run.add_argument("settings", help="TOML settings file")
+    run.add_argument("--out", help="report path (default: [report] out, or reports/run.html)")
+    run.add_argument("--save", help="also save the study's results in this folder")
+    run.set_defaults(handler=command_run)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="sweep thresholds from the settings' [sweep.grid], with overfitting controls",
+        description="Everything `run` does, plus every combination of [sweep.grid] through the "
+        "fused sweep kernel; writes the tidy results (CSV) and the report with heatmaps, PBO, "
+        "the deflated Sharpe ratio, plateau and walk-forward selection.",
+    )
+    sweep.add_argument("settings", help="TOML settings file with a [sweep.grid] table")
+    sweep.add_argument("--out", help="report path (default: reports/sweep.html)")
+    sweep.add_argument("--results", help="CSV of every combination (default: reports/sweep.csv)")
+    sweep.add_argument("--save", help="also save the study's results in this folder")
+    sweep.set_defaults(handler=command_sweep)
+
+    report = commands.add_parser(
+        "report",
+        help="render a saved study (run/sweep --save) as an HTML report",
+        description="Render the results saved by `run --save` or `sweep --save` again.",
+    )
+    report.add_argument("study", help="folder written by --save")
+    report.add_argument("--out", default="reports/report.html", help="report path")
+    report.add_argument("--max-trades", type=int, default=50, help="trades listed per symbol")
+    report.set_defaults(handler=command_report)
+
+    log = commands.add_parser(
+        "replay-log",
+        help="replay a live journal's votes and diff every layer against what was logged",
+        description="Parse the live engine's journal (journald or plain logging lines), "
+        "recompute every decision from the logged votes and report where they differ.",
+    )
+    log.add_argument("journal", help="journal text file")
+    log.add_argument("--settings", help="TOML settings whose [hierarchy] to replay with")
+    log.add_argument("--year", type=int, help="year of journald time stamps (they have none)")
+    log.add_argument("--mismatches", help="write the mismatching records to this CSV")
+    log.add_argument("--out", help="write an HTML diff report here")
+    log.set_defaults(handler=command_replay_log)
+
+    data = commands.add_parser(
+        "data", help="inspect, validate or resample OHLCV files", description="OHLCV files."
+    )
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    inspect = actions.add_parser("inspect", help="bars, range, interval, gaps and prices")
+    inspect.add_argument("files", nargs="+", help="OHLCV files (CSV, CSV.GZ, parquet, zip)")
+    inspect.set_defaults(handler=command_data_inspect)
+    validate = actions.add_parser(
+        "validate", help="exit 0 if every file is a clean series, else 1 with the problem"
+    )
+    validate.add_argument("files", nargs="+")
+    validate.add_argument("--strict", action="store_true", help="gaps are errors too")
+    validate.set_defaults(handler=command_data_validate)
+    resample = actions.add_parser("resample", help="aggregate bars into a coarser interval")
+    resample.add_argument("file")
+    resample.add_argument("--to", required=True, help="target interval, e.g. 4h or 1d")
+    resample.add_argument("--out", required=True, help="CSV or parquet to write")
+    resample.add_argument(
+        "--partial", action="store_true", help="keep incomplete bins (default: complete only)"
+    )
+    resample.set_defaults(handler=command_data_resample)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from qt_backtest.data.errors import DataValidationError
+    from qt_backtest.settings import SettingsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (
+        DataValidationError,
+        SettingsError,
+        UsageError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+        ValueError,
+        KeyError,
+    ) as error:
+        if args.debug:
+            raise
+        print(f"qt-backtest: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("qt-backtest: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"qt-backtest: unexpected failure: {type(error).__name__}: {_one_line(error)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""TOML settings files for the command line: data, predictions, hierarchy, indicators, rules,
+report and sweep, with the specification's defaults for everything left out.
+
+Example::
+
+    title = "BTC and ETH, live thresholds"
+
+    [data]
+    samples = ["BTCUSDT-1h", "ETHUSDT-1h"]   # bundled sample names, and/or
+    files = ["../shared/data/SOLUSDT-1h.csv.gz"]
+    start = "2024-01-01"                      # optional window (UTC)
+
+    [predictions]
+    file = "data/sample-predictions.parquet"  # or: train = ["xgb", "lgbm"]
+
+    [hierarchy]
+    mode = "meta_arbiter"
+    [hierarchy.arbiter]
+    arbiter_threshold = 0.75
+
+    [rules]
+    fee = 0.0004
+
+    [sweep.grid]
+    "arbiter.arbiter_threshold" = [0.6, 0.7, 0.8]
+    "rules.max_hold_bars" = ["none", 5]       # TOML has no null: "none" stands for None
+
+Every unknown key is an error naming the file, the table and the keys it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qt_backtest.backtest import PositionRules
+from qt_backtest.hierarchy import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
+from qt_backtest.indicators import ArbiterInputConfig
+
+TABLES = {
+    "": {"title", "data", "predictions", "hierarchy", "indicators", "rules", "report", "sweep"},
+    "data": {"samples", "files", "start", "end", "gaps"},
+    "predictions": {"file", "train"},
+    "report": {"out", "save", "override_limit", "max_trades"},
+    "sweep": {
+        "grid",
+        "modes",
+        "blocks",
+        "chunk_size",
+        "metric",
+        "cache_dir",
+        "executor",
+        "address",
+        "sample",
+        "seed",
+        "train_blocks",
+        "out",
+    },
+}
+HIERARCHY_SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter": ArbiterConfig}
+
+
+NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars"}
+
+
+def none_words(value: Any) -> Any:
+    """TOML has no null: the words "none" and "off" stand for None."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "off"):
+        return None
+    return value
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used (the message names the file and the problem)."""
+
+
+@dataclass
+class Settings:
+    """A settings file, read and validated."""
+
+    path: Path | None = None
+    title: str = "qt_backtest performance report"
+    samples: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    start: str | None = None
+    end: str | None = None
+    gaps: str = "report"
+    predictions: str | None = None
+    train: list[str] = field(default_factory=list)
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    indicators: ArbiterInputConfig = field(default_factory=ArbiterInputConfig)
+    rules: PositionRules = field(default_factory=PositionRules)
+    report: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, name: str) -> Path:
+        """A path from the file, relative to the file's folder."""
+        path = Path(name).expanduser()
+        if not path.is_absolute() and self.path is not None:
+            path = self.path.parent / path
+        return path
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: set[str], source: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        place = f"[{where}]" if where else "the top level"
+        raise SettingsError(
+            f"{source}: unknown key(s) {', '.join(unknown)} in {place}; "
+            f"expected {', '.join(sorted(allowed))}"
+        )
+
+
+def _fields(kind: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(kind)}
+
+
+def _build(kind: type, values: dict[str, Any], where: str, source: str) -> Any:
+    _check_keys(where, values, _fields(kind), source)
+    values = {key: none_words(v) if key in NULLABLE else v for key, v in values.items()}
+    try:
+        return kind(**values)
+    except (TypeError, ValueError) as error:
+        raise SettingsError(f"{source}: [{where}] {error}") from None
+
+
+def _strings(value: Any, name: str, source: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        raise SettingsError(f"{source}: {name} must be a string or a list of strings")
+    return list(value)
+
+
+def parse_settings(document: dict[str, Any], source: str = "settings") -> Settings:
+    """Settings from a parsed TOML document."""
+    _check_keys("", document, TABLES[""], source)
+    settings = Settings()
+    if "title" in document:
+        settings.title = str(document["title"])
+    data = document.get("data", {})
+    _check_keys("data", data, TABLES["data"], source)
+    settings.samples = _strings(data.get("samples", []), "data.samples", source)
+    settings.files = _strings(data.get("files", []), "data.files", source)
+    settings.start, settings.end = data.get("start"), data.get("end")
+    settings.gaps = data.get("gaps", "report")
+    predictions = document.get("predictions", {})
+    _check_keys("predictions", predictions, TABLES["predictions"], source)
+    settings.predictions = predictions.get("file")
+    settings.train = _strings(predictions.get("train", []), "predictions.train", source)
+    if settings.predictions and settings.train:
+        raise SettingsError(f"{source}: [predictions] takes a file or train, not both")
+    hierarchy = dict(document.get("hierarchy", {}))
+    sections = {}
+    for name, kind in HIERARCHY_SECTIONS.items():
+        if name in hierarchy:
+            sections[name] = _build(kind, hierarchy.pop(name), f"hierarchy.{name}", source)
+    settings.hierarchy = _build(HierarchyConfig, {**hierarchy, **sections}, "hierarchy", source)
+    settings.indicators = _build(
+        ArbiterInputConfig, document.get("indicators", {}), "indicators", source
+    )
+    settings.rules = _build(PositionRules, document.get("rules", {}), "rules", source)
+    settings.report = dict(document.get("report", {}))
+    _check_keys("report", settings.report, TABLES["report"], source)
+    settings.sweep = dict(document.get("sweep", {}))
+    _check_keys("sweep", settings.sweep, TABLES["sweep"], source)
+    grid = settings.sweep.get("grid", {})
+    if not isinstance(grid, dict):
+        raise SettingsError(f"{source}: [sweep.grid] must map parameter names to value lists")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SettingsError(f"{source}: sweep.grid.{name} must be a non-empty list of values")
+        grid[name] = [none_words(value) for value in values]
+    return settings
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a TOML settings file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such settings file")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML ({error})") from None
+    settings = parse_settings(document, str(path))
+    settings.path = path.resolve()
+    return settings

@@ -1,0 +1,225 @@
+"""The command line: every subcommand, and bad input ending in a one-line error and a
+non-zero exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from livelog_fixtures import make_journal
+
+from qt_backtest import cli
+from qt_backtest.data import sample_dir
+
+PREDICTIONS = sample_dir() / "sample-predictions.parquet"
+
+
+def settings_file(tmp_path: Path, body: str, name: str = "settings.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+RUN = f"""
+title = "test run"
+[data]
+samples = ["BTCUSDT-1h", "ETHUSDT-1h"]
+start = "2026-03-01"
+[predictions]
+file = "{PREDICTIONS}"
+[hierarchy.arbiter]
+arbiter_threshold = 0.75
+[rules]
+fee = 0.001
+[report]
+override_limit = 10
+"""
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("qt-backtest:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_run_writes_the_report_and_saves_the_study(tmp_path, capsys):
+    settings = settings_file(tmp_path, RUN)
+    out, saved = tmp_path / "run.html", tmp_path / "study"
+    code, stdout, _ = run_cli(capsys, "run", str(settings), "--out", str(out), "--save", str(saved))
+    assert code == 0
+    assert f"report written to {out.resolve()}" in stdout
+    assert "meta_arbiter" in stdout
+    page = out.read_text()
+    assert "<title>test run</title>" in page and "Rollout check" in page
+    # the settings reached the study
+    assert "Arbiter threshold 0.75" in page and "fees 0.100 % a side" in page
+    code, stdout, _ = run_cli(capsys, "report", str(saved), "--out", str(tmp_path / "again.html"))
+    assert code == 0
+    assert (tmp_path / "again.html").read_text().count("<section") == page.count("<section")
+
+
+def test_sweep_writes_results_and_report(tmp_path, capsys):
+    body = (
+        RUN.replace('start = "2026-03-01"', 'start = "2026-01-01"')
+        + """
+[sweep]
+modes = ["meta_arbiter"]
+blocks = 4
+[sweep.grid]
+"arbiter.arbiter_threshold" = [0.6, 0.8]
+"rules.max_hold_bars" = ["none", 5]
+"""
+    )
+    settings = settings_file(tmp_path, body)
+    out, results = tmp_path / "sweep.html", tmp_path / "sweep.csv"
+    code, stdout, _ = run_cli(
+        capsys, "sweep", str(settings), "--out", str(out), "--results", str(results)
+    )
+    assert code == 0, stdout
+    frame = pd.read_csv(results)
+    assert len(frame) == 2 * 4
+    assert set(frame["rules.max_hold_bars"].dropna()) == {5}
+    assert "pbo" in stdout and "deflated_sharpe" in stdout
+    assert "Threshold sweep and overfitting" in out.read_text()
+
+
+def test_replay_log_diffs_a_journal(tmp_path, capsys):
+    journal, _, _, noise = make_journal(600, seed=3)
+    path = tmp_path / "journal.log"
+    path.write_text("\n".join(journal))
+    mismatches, out = tmp_path / "mismatches.csv", tmp_path / "diff.html"
+    code, stdout, _ = run_cli(
+        capsys,
+        "replay-log",
+        str(path),
+        "--year",
+        "2026",
+        "--mismatches",
+        str(mismatches),
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    assert f"{noise:,} lines skipped" in stdout
+    assert "final" in stdout
+    assert mismatches.exists() and "Agreement per layer" in out.read_text()
+
+
+def test_data_subcommands(tmp_path, capsys):
+    source = str(sample_dir() / "ETHUSDT-1h.csv.gz")
+    code, stdout, _ = run_cli(capsys, "data", "inspect", source)
+    assert code == 0 and "73,265 1h bars" in stdout and "27 gap(s)" in stdout
+    code, stdout, _ = run_cli(capsys, "data", "validate", source)
+    assert code == 0 and "valid" in stdout
+    code, _, err = run_cli(capsys, "data", "validate", "--strict", source)
+    assert_one_line_error(code, err, "gap")
+    out = tmp_path / "eth-4h.csv"
+    code, stdout, _ = run_cli(capsys, "data", "resample", source, "--to", "4h", "--out", str(out))
+    assert code == 0
+    bars = pd.read_csv(out)
+    # the count of source bars per bin is kept
+    assert list(bars.columns) == ["timestamp", "open", "high", "low", "close", "volume", "bars"]
+    assert 18_000 < len(bars) < 18_400 and (bars["bars"] == 4).all()
+    code, stdout, _ = run_cli(capsys, "data", "inspect", str(out))
+    assert code == 0 and f"{len(bars):,} 4h bars" in stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        ("[data\nsamples = 1", ["not valid TOML"]),
+        (
+            RUN + "\n[hierarchy.meta]\nconsensus = 0.8\n",
+            ["unknown key(s) consensus", "[hierarchy.meta]"],
+        ),
+        (
+            RUN.replace("arbiter_threshold = 0.75", "arbiter_threshold = 1.5"),
+            ["arbiter_threshold", "1.5"],
+        ),
+        (RUN.replace("fee = 0.001", "fee = -1"), ["[rules]", "fee"]),
+        (RUN + "\nspeed = 3\n", ["unknown key(s) speed"]),
+        (
+            RUN.replace('samples = ["BTCUSDT-1h", "ETHUSDT-1h"]', 'files = ["missing.csv"]'),
+            ["missing.csv"],
+        ),
+        (RUN.replace(f'file = "{PREDICTIONS}"', 'file = "nowhere.parquet"'), ["nowhere.parquet"]),
+        (
+            RUN.replace('samples = ["BTCUSDT-1h", "ETHUSDT-1h"]', 'samples = ["DOGE-1h"]'),
+            ["DOGE-1h"],
+        ),
+        (RUN.replace('start = "2026-03-01"', 'start = "2030-01-01"'), ["no bars"]),
+    ],
+)
+def test_bad_settings_give_one_line_errors(tmp_path, capsys, body, fragments):
+    settings = settings_file(tmp_path, body)
+    code, _, err = run_cli(capsys, "run", str(settings), "--out", str(tmp_path / "x.html"))
+    assert code == cli.EXIT_INPUT
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_bad_sweeps_give_one_line_errors(tmp_path, capsys):
+    unknown = settings_file(tmp_path, RUN + '\n[sweep.grid]\n"arbiter.speed" = [1, 2]\n')
+    code, _, err = run_cli(capsys, "sweep", str(unknown))
+    assert_one_line_error(code, err, "unknown parameter 'arbiter.speed'")
+    out_of_range = settings_file(
+        tmp_path, RUN + '\n[sweep.grid]\n"meta.consensus_threshold" = [0.5, 2.0]\n', "b.toml"
+    )
+    code, _, err = run_cli(capsys, "sweep", str(out_of_range))
+    assert_one_line_error(code, err, "consensus_threshold")
+    empty = settings_file(tmp_path, RUN, "c.toml")
+    code, _, err = run_cli(capsys, "sweep", str(empty))
+    assert_one_line_error(code, err, "[sweep.grid]")
+
+
+def test_missing_files_and_bad_usage(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", str(tmp_path / "absent.toml"))
+    assert_one_line_error(code, err, "absent.toml")
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert_one_line_error(code, err, "no saved study")
+    code, _, err = run_cli(capsys, "replay-log", str(tmp_path / "journal.log"))
+    assert_one_line_error(code, err, "journal.log")
+    garbage = tmp_path / "garbage.log"
+    garbage.write_text("nothing here\nat all\n")
+    code, _, err = run_cli(capsys, "replay-log", str(garbage))
+    assert_one_line_error(code, err, "no decision", "2 lines skipped")
+    broken = tmp_path / "broken.csv"
+    broken.write_text(
+        "timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1.5,10\n2024-01-01,1,2,0.5,1.5,10\n"
+    )
+    code, _, err = run_cli(capsys, "data", "validate", str(broken))
+    assert_one_line_error(code, err, "broken.csv", "duplicate")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run"])
+    assert exit_info.value.code == cli.EXIT_USAGE
+
+
+def test_the_installed_entry_point_answers_help():
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "qt-backtest"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0
+    for command in ("run", "sweep", "report", "replay-log", "data"):
+        assert command in completed.stdout
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "qt-backtest"), "data", "inspect", "/nonexistent.csv"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().count("\n") == 0 and "nonexistent" in completed.stderr

@@ -1,0 +1,179 @@
+"""HTML reports: content, formatting, self-containment, save/load, and a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.report import load_study, render_report, run_study, write_report
+from qt_backtest.report.build import render_page
+from qt_backtest.report.format import duration, integer, number, percent, signed_percent, table
+from qt_backtest.signals import read_predictions
+
+SECTIONS = (
+    "Configuration and data",
+    "Mode comparison",
+    "Decision sources and reasons",
+    "Rollout check",
+    "Override value",
+    "Model diagnostics",
+    "Threshold sweep and overfitting",
+    "Trades",
+)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+@pytest.fixture(scope="module")
+def study():
+    votes = read_predictions(sample_dir() / "sample-predictions.parquet")
+    bars = {s: load_sample(f"{s}-1h").iloc[-3000:] for s in ("BTCUSDT", "ETHUSDT")}
+    per_symbol = {s: votes.xs(s, level="symbol").reindex(bars[s].index) for s in bars}
+    return run_study(
+        bars,
+        per_symbol,
+        override_limit=15,
+        sweep_grid={
+            "arbiter.arbiter_threshold": [0.6, 0.7, 0.8],
+            "meta.consensus_threshold": [0.5, 0.75, 1.0],
+            "rules.max_hold_bars": [None, 5],
+        },
+        sweep_options={"modes": ["meta_arbiter"], "blocks": 6},
+        title="Report under test",
+    )
+
+
+@pytest.fixture(scope="module")
+def page(study):
+    return render_report(study, max_trades=12)
+
+
+def test_formatting_for_people():
+    assert percent(0.12345) == "12.3 %"
+    assert signed_percent(0.05) == "+5.0 %"
+    assert integer(1234567) == "1,234,567"
+    assert number(1234.5678) == "1,234.57"
+    assert percent(np.nan) == "\u2013" and number(None) == "\u2013"
+    assert duration(pd.Timedelta(days=3, hours=5)) == "3 d 5 h"
+    html = table(pd.DataFrame({"sharpe": [1.23456], "trades": [12345], "note": ["<b>"]}))
+    assert "1.23" in html and "12,345" in html and "&lt;b&gt;" in html
+
+
+def test_every_section_and_figure_is_in_the_page(study, page):
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+    assert page.count('<svg role="img"') == len(re.findall(r"<figure>", page))
+    # per symbol: equity, four decision mixes (at most), override histogram, reliability,
+    # heatmaps, walk-forward
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        for label in (
+            "equity and drawdown",
+            "value of each override",
+            "reliability",
+            "walk-forward selection",
+        ):
+            assert f'aria-label="{symbol}: {label}"' in page
+        assert f'aria-label="{symbol}: sharpe over ' in page
+    assert "showing 12 of" in page  # trades truncated with a count
+
+
+def test_numbers_match_the_study(study, page):
+    row = study.table.loc[("BTCUSDT", "meta_arbiter")]
+    assert signed_percent(row["total_return"]) in page
+    assert number(row["sharpe"]) in page
+    summary = study.sweep.overfitting.set_index("symbol").loc["ETHUSDT"]
+    assert percent(summary["pbo"]) in page
+    assert percent(summary["deflated_sharpe"]) in page
+    passes = int(study.rollout["passes"].sum())
+    assert f"{passes} of {len(study.rollout)} criteria pass" in page
+    assert page.count("badge pass'>pass<") == passes
+
+
+def test_the_page_is_self_contained(page):
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+
+
+def test_a_saved_study_renders_the_same(tmp_path, study, page):
+    folder = study.save(tmp_path / "study")
+    again = load_study(folder)
+    pd.testing.assert_frame_equal(again.table, study.table)
+    pd.testing.assert_frame_equal(again.sweep.frame, study.sweep.frame)
+    for symbol in study.symbols:
+        pd.testing.assert_frame_equal(again.equity[symbol], study.equity[symbol])
+    assert render_report(again, max_trades=12) == page
+    with pytest.raises(FileNotFoundError, match="no saved study"):
+        load_study(tmp_path)
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Chromium is missing: `make test` installs Debian's chromium package"
+    return path
+
+
+def browse(tmp_path: Path, html_file: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *extra,
+            html_file.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def console_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+
+
+def test_the_report_renders_in_headless_chromium(tmp_path, study):
+    path = write_report(study, tmp_path / "report.html", max_trades=12)
+    dumped = browse(tmp_path, path, "--dump-dom")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    assert console_errors(dumped.stderr) == []
+    dom = dumped.stdout
+    headings = re.findall(r"<h2>(.*?)</h2>", dom)
+    assert headings == list(SECTIONS)
+    figures = len(re.findall(r"<figure>", path.read_text()))
+    assert figures >= 14
+    assert len(re.findall(r'<svg[^>]*role="img"', dom)) == figures
+    screenshot = tmp_path / "report.png"
+    shot = browse(tmp_path, path, f"--screenshot={screenshot}", "--window-size=1400,2200")
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    image = screenshot.read_bytes()
+    assert image.startswith(b"\x89PNG") and len(image) > 50_000
+
+
+def test_the_console_check_catches_an_error(tmp_path):
+    # the same check on a page that does throw: proves the check above can fail
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        render_page("broken", [{"id": "x", "title": "X", "blocks": ["<p>x</p>"]}]).replace(
+            "</body>", "<script>undefinedFunction();</script></body>"
+        )
+    )
+    dumped = browse(tmp_path, broken, "--dump-dom")
+    assert console_errors(dumped.stderr), dumped.stderr[-2000:]

@@ -407,7 +407,8 @@ def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
         "sweep": ("Threshold sweep and overfitting", _sweep(study)),
         "trades": ("Trades", _trades(study, max_trades)),
     }
-    sections = [
+    sections = [dict(section) for section in study.extra_sections]
+    sections += [
         {"id": key, "title": title, "blocks": blocks}
         for key, (title, blocks) in built.items()
         if blocks

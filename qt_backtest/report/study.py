@@ -82,6 +82,8 @@ class StudyResult:
     trades: pd.DataFrame
     sweep: SweepSummary | None = None
     notes: list[str] = field(default_factory=list)
+    #: sections of HTML written by the caller (``id``, ``title``, ``blocks``), shown first
+    extra_sections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def symbols(self) -> list[str]:
@@ -99,6 +101,7 @@ class StudyResult:
             "rules": self.rules,
             "inputs": self.inputs,
             "notes": self.notes,
+            "extra_sections": self.extra_sections,
             "symbols": self.symbols,
             "sweep": None,
         }
@@ -151,6 +154,7 @@ def load_study(folder: str | Path) -> StudyResult:
         equity=equity,
         sweep=sweep,
         notes=list(meta.get("notes", [])),
+        extra_sections=list(meta.get("extra_sections", [])),
         **frames,
     )
 

@@ -158,7 +158,13 @@ def _write(study, settings, args, default: str) -> None:
     if save:
         study.save(save)
         print(f"study saved in {Path(save).resolve()}")
-    path = write_report(study, out, max_trades=int(settings.report.get("max_trades", 50)))
+    pairs = settings.report.get("heatmaps")
+    path = write_report(
+        study,
+        out,
+        max_trades=int(settings.report.get("max_trades", 50)),
+        heatmaps=[tuple(pair) for pair in pairs] if pairs else None,
+    )
     print(f"report written to {path.resolve()}")
 
 

@@ -44,7 +44,7 @@ TABLES = {
     "": {"title", "data", "predictions", "hierarchy", "indicators", "rules", "report", "sweep"},
     "data": {"samples", "files", "start", "end", "gaps"},
     "predictions": {"file", "train"},
-    "report": {"out", "save", "override_limit", "max_trades"},
+    "report": {"out", "save", "override_limit", "max_trades", "heatmaps"},
     "sweep": {
         "grid",
         "modes",

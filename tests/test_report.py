@@ -103,6 +103,17 @@ def test_numbers_match_the_study(study, page):
     assert page.count("badge pass'>pass<") == passes
 
 
+def test_heatmaps_of_chosen_parameter_pairs(study):
+    pair = ("rules.max_hold_bars", "arbiter.arbiter_threshold")
+    page = render_report(study, heatmaps=[pair])
+    assert page.count('aria-label="BTCUSDT: sharpe over ') == 1
+    assert (
+        'aria-label="BTCUSDT: sharpe over arbiter.arbiter_threshold by rules.max_hold_bars"' in page
+    )
+    with pytest.raises(ValueError, match="not swept"):
+        render_report(study, heatmaps=[("meta.entropy_threshold", "rules.fee")])
+
+
 def test_the_page_is_self_contained(page):
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
     assert "<script" not in page and "<link" not in page and "@import" not in page

@@ -32,6 +32,7 @@ METRICS = (
     "max_drawdown",
     "max_drawdown_bars",
     "max_drawdown_duration",
+    "ruined",
     "calmar",
     "trades",
     "win_rate",

@@ -78,6 +78,9 @@ def performance(
         "sharpe": r.mean() / std * annual if std > 0 else np.nan,
         "sortino": r.mean() / downside * annual if downside > 0 else np.nan,
         "max_drawdown": max_dd,
+        # equity at or below zero (a short through a rally, leverage): returns past that
+        # point, and ratios built on them, no longer mean anything
+        "ruined": bool(max_dd <= -1.0),
         "max_drawdown_bars": dd_bars,
         "max_drawdown_duration": dd_time,
         "calmar": cagr / abs(max_dd) if max_dd < 0 else np.nan,

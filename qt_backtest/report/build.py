@@ -25,6 +25,7 @@ COMPARISON_COLUMNS = [
     "sortino",
     "max_drawdown",
     "max_drawdown_duration",
+    "ruined",
     "calmar",
     "trades",
     "win_rate",
@@ -131,7 +132,19 @@ def _stamp(value: Any) -> str:
 
 def _comparison(study: StudyResult) -> list[str]:
     columns = [c for c in COMPARISON_COLUMNS if c in study.table.columns]
+    warnings = []
+    if "ruined" in study.table.columns and study.table["ruined"].astype(bool).any():
+        ruined = ", ".join(
+            f"{symbol} {run}"
+            for symbol, run in study.table.index[study.table["ruined"].astype(bool)]
+        )
+        warnings.append(
+            f"<p class='note'>Equity reached zero or below in: {html.escape(ruined)}. From that "
+            "bar on, returns and the ratios built on them (Sharpe, Sortino, CAGR) do not "
+            "describe a tradable account.</p>"
+        )
     blocks = [
+        *warnings,
         "<p>Each rollout stage on the same bars and votes: <code>ensemble</code> only, "
         "<code>meta</code> (escalations recorded, the ensemble still trades), "
         "<code>meta_arbiter</code> (the full design) and the Arbiter alone as a reference. "
@@ -279,7 +292,9 @@ def _models(study: StudyResult) -> list[str]:
     return blocks
 
 
-def _heatmaps(study: StudyResult, symbol: str) -> list[str]:
+def _heatmaps(
+    study: StudyResult, symbol: str, pairs: list[tuple[str, str]] | None = None
+) -> list[str]:
     sweep = study.sweep
     frame = sweep.frame[sweep.frame["symbol"] == symbol]
     numeric = [
@@ -287,14 +302,20 @@ def _heatmaps(study: StudyResult, symbol: str) -> list[str]:
         for p in sweep.parameters
         if pd.api.types.is_numeric_dtype(frame[p]) and frame[p].nunique() > 1
     ]
-    if len(numeric) < 2:
+    if pairs is None:
+        pairs = list(itertools.pairwise(numeric))[:3]
+    for pair in pairs:
+        unknown = [name for name in pair if name not in sweep.parameters]
+        if unknown:
+            raise ValueError(f"heatmap parameter(s) {unknown} are not swept: {sweep.parameters}")
+    if not pairs:
         return []
     metric = sweep.metric
     best = frame.loc[frame[metric].idxmax()]
     summary = sweep.overfitting.set_index("symbol").loc[symbol]
     plateau = frame[frame["combination"] == summary["plateau_combination"]].iloc[0]
     blocks = []
-    for x_name, y_name in list(itertools.pairwise(numeric))[:3]:
+    for x_name, y_name in pairs:
         others = [p for p in sweep.parameters if p not in (x_name, y_name)]
         # the slice through the best combination: every other parameter at its value
         mask = np.ones(len(frame), dtype=bool)
@@ -330,7 +351,7 @@ def _value_text(value: Any) -> str:
     )
 
 
-def _sweep(study: StudyResult) -> list[str]:
+def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) -> list[str]:
     sweep = study.sweep
     if sweep is None:
         return []
@@ -362,7 +383,7 @@ def _sweep(study: StudyResult) -> list[str]:
     for symbol in overview.index:
         rows = sweep.frame[sweep.frame["symbol"] == symbol]
         blocks.append(f"<h3>{html.escape(str(symbol))}</h3>")
-        blocks.extend(_heatmaps(study, symbol))
+        blocks.extend(_heatmaps(study, symbol, heatmaps))
         top = rows.nlargest(10, metric)[["combination", *sweep.parameters, *SWEEP_COLUMNS]]
         blocks.append("<p>Best ten combinations by " + metric + ":</p>")
         blocks.append("<div class='scroll'>" + table(top.set_index("combination")) + "</div>")
@@ -395,8 +416,17 @@ def _trades(study: StudyResult, max_trades: int) -> list[str]:
     return blocks
 
 
-def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
-    """The report as an HTML string."""
+def render_report(
+    study: StudyResult,
+    *,
+    max_trades: int = 50,
+    heatmaps: list[tuple[str, str]] | None = None,
+) -> str:
+    """The report as an HTML string.
+
+    ``heatmaps`` names the (x, y) parameter pairs of the sweep heatmaps; by default up to three
+    pairs of successive numeric parameters of the grid.
+    """
     built = {
         "configuration": ("Configuration and data", _configuration(study)),
         "comparison": ("Mode comparison", _comparison(study)),
@@ -404,7 +434,7 @@ def render_report(study: StudyResult, *, max_trades: int = 50) -> str:
         "rollout": ("Rollout check", _rollout(study)),
         "overrides": ("Override value", _overrides(study)),
         "models": ("Model diagnostics", _models(study)),
-        "sweep": ("Threshold sweep and overfitting", _sweep(study)),
+        "sweep": ("Threshold sweep and overfitting", _sweep(study, heatmaps)),
         "trades": ("Trades", _trades(study, max_trades)),
     }
     sections = [dict(section) for section in study.extra_sections]
@@ -495,9 +525,16 @@ def write_log_report(parsed: Any, diff: Any, path: str | Path, source: str = "")
     return path
 
 
-def write_report(study: StudyResult, path: str | Path, *, max_trades: int = 50) -> Path:
-    """Render and write the report; returns the path."""
+def write_report(
+    study: StudyResult,
+    path: str | Path,
+    *,
+    max_trades: int = 50,
+    heatmaps: list[tuple[str, str]] | None = None,
+) -> Path:
+    """Render and write the report (see :func:`render_report`); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(study, max_trades=max_trades), encoding="utf-8")
+    html_text = render_report(study, max_trades=max_trades, heatmaps=heatmaps)
+    path.write_text(html_text, encoding="utf-8")
     return path

@@ -68,7 +68,8 @@ def performance(
     dd = drawdown(pd.concat([pd.Series([init_cash]), value.reset_index(drop=True)]))
     max_dd = float(dd.min())
     dd_bars, dd_time = longest_drawdown(value)
-    cagr = growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else np.nan
+    with np.errstate(over="ignore"):  # a few bars of a year: the rate may overflow to inf
+        cagr = growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else np.nan
     wins = trade_pnl[trade_pnl > 0]
     losses = trade_pnl[trade_pnl < 0]
     return {

@@ -312,7 +312,7 @@ def metrics_from_stats(
     s = stats
     n = float(bars)
     mean = s[:, nb.S_SUM] / n
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         variance = (s[:, nb.S_SUMSQ] - s[:, nb.S_SUM] * mean) / (n - 1.0) if bars > 1 else np.nan
         std = np.sqrt(np.maximum(variance, 0.0))
         annual = np.sqrt(per_year)

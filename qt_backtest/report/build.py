@@ -161,7 +161,8 @@ def _comparison(study: StudyResult) -> list[str]:
                 figures.equity_and_drawdown(equity, init_cash, f"{symbol}: equity and drawdown"),
                 f"{symbol}: equity of each run in quote currency (log scale) and its drawdown "
                 f"below the running peak, in percent. {integer(len(equity))} bars, annualised "
-                f"with {integer(per_year)} bars a year.",
+                f"with {integer(per_year)} bars a year. Meta mode trades exactly like the "
+                "ensemble, so its curve covers the ensemble's.",
             )
         )
     return blocks

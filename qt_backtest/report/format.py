@@ -151,7 +151,9 @@ def table(
                 cells += f"<td>{value}</td>"
                 continue
             shown = _format_cell(value, formats.get(str(column)))
-            numeric = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+            numeric = isinstance(value, (int, float, np.number, pd.Timedelta)) and not isinstance(
+                value, bool
+            )
             cells += f"<td class='num'>{shown}</td>" if numeric else f"<td>{shown}</td>"
         css = f" class='{row_classes[position]}'" if row_classes and row_classes[position] else ""
         rows.append(f"<tr{css}>{cells}</tr>")

@@ -229,8 +229,8 @@ def test_balanced_weights_and_missing_classes():
     model.fit(rng.normal(size=(40, 3)), np.array([0, 2] * 20))  # no HOLD in this fold
     probabilities = model.predict_proba(rng.normal(size=(5, 3)))
     assert probabilities.shape == (5, 3) and (probabilities[:, 1] == 0).all()
-    with pytest.raises(ValueError, match="no model slot 'nhits'"):
-        make_model("nhits")
+    with pytest.raises(ValueError, match="no model slot 'tft'"):
+        make_model("tft")
 
 
 # ---------------------------------------------------------------------------------------------

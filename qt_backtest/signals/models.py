@@ -111,6 +111,8 @@ def _lgbm(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
 
 
 MODEL_SLOTS = {"xgb": _xgb, "lgbm": _lgbm}
+#: Slots that read lookback windows of the features (PyTorch, extra ``deep``).
+NEURAL_SLOTS = ("nhits", "patchtst")
 
 
 def estimator_slot(factory: Callable[[], Any]) -> ModelSlot:
@@ -124,16 +126,37 @@ def estimator_slot(factory: Callable[[], Any]) -> ModelSlot:
 
 
 def make_model(name: str, seed: int = 0, n_jobs: int = 1, **params: Any) -> ModelSlot:
-    """A fresh model for slot ``name`` (``"xgb"`` or ``"lgbm"``), seeded and deterministic.
+    """A fresh model for slot ``name`` (``"xgb"``, ``"lgbm"``, ``"nhits"``, ``"patchtst"``),
+    seeded and deterministic.
 
-    ``params`` override the slot's defaults (the estimator's own parameter names).
+    ``params`` override the slot's defaults: the estimator's own parameter names for the tree
+    slots, :class:`~qt_backtest.signals.neural.NeuralConfig` fields for the neural ones (which
+    need the ``deep`` extra; without PyTorch they raise an ImportError saying so).
     """
+    if name in NEURAL_SLOTS:
+        from qt_backtest.signals.neural import NeuralConfig, NeuralSlot
+
+        return NeuralSlot(name, NeuralConfig(**params), seed=seed, n_jobs=n_jobs)
     if name not in MODEL_SLOTS:
         raise ValueError(
-            f"no model slot {name!r}; available: {', '.join(MODEL_SLOTS)} (or pass any object "
+            f"no model slot {name!r}; available: {', '.join([*MODEL_SLOTS, *NEURAL_SLOTS])} (or "
+            "pass any object "
             "with fit/predict_proba to walk_forward_predict)"
         )
     return _EstimatorSlot(MODEL_SLOTS[name](seed, n_jobs, params))
+
+
+def lookback_windows(values: np.ndarray, lookback: int) -> np.ndarray:
+    """Per bar, the ``lookback`` rows ending at it: shape (bars, lookback, features), a view.
+
+    Rows before the first bar are NaN, so a window never reaches past the data it is given --
+    and never ahead of its own bar.
+    """
+    if lookback < 1:
+        raise ValueError(f"lookback must be >= 1, got {lookback}")
+    padded = np.concatenate([np.full((lookback - 1, values.shape[1]), np.nan), values])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, lookback, axis=0)
+    return windows.transpose(0, 2, 1)  # (bars, lookback, features)
 
 
 def walk_forward_predict(
@@ -154,7 +177,9 @@ def walk_forward_predict(
     labels : Series of {-1, 0, 1, NaN}
         Training targets aligned with ``features`` (see :func:`make_labels`).
     model : str or callable
-        A slot name for :func:`make_model`, or a factory returning a fresh model per fold.
+        A slot name for :func:`make_model`, or a factory returning a fresh model per fold. A
+        model with a ``lookback`` attribute gets windows of shape (rows, lookback, features)
+        instead of rows (see :func:`lookback_windows`).
     splitter : WalkForward
         The folds; its purge must cover the labels' horizon.
 
@@ -168,6 +193,10 @@ def walk_forward_predict(
         raise ValueError("features and labels must share one index")
     factory = (lambda: make_model(model, seed, n_jobs)) if isinstance(model, str) else model
     values = features.to_numpy(dtype=np.float64)
+    unused = factory()  # also the first fold's model: one fresh model per fold
+    lookback = getattr(unused, "lookback", None)
+    if lookback is not None:
+        values = lookback_windows(values, int(lookback))
     targets = labels.to_numpy(dtype=np.float64)
     bars = len(features)
     probabilities = np.full((bars, CLASSES), np.nan)
@@ -177,7 +206,7 @@ def walk_forward_predict(
         rows = rows[~np.isnan(targets[rows])]
         if rows.size == 0:
             continue
-        fitted = factory()
+        fitted, unused = (unused if unused is not None else factory()), None
         fitted.fit(values[rows], targets[rows].astype(np.int64) + 1)
         answer = np.asarray(fitted.predict_proba(values[fold.test]), dtype=np.float64)
         if answer.shape != (fold.test_stop - fold.test_start, CLASSES):

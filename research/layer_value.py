@@ -1,9 +1,9 @@
 """Does each layer add value? Ensemble vs Meta vs Meta+Arbiter on BTCUSDT-1h and ETHUSDT-1h.
 
-Uses the bundled out-of-sample votes (xgb and lgbm; production fidelity, live thresholds,
-next-bar-open execution, 0.04 % fees a side). Prints the comparison table, the rollout check,
-what the Arbiter's overrides were worth (by reason, Meta reason, vote pattern and volatility
-regime) and which layer earned the PnL.
+Uses the bundled out-of-sample votes (xgb, lgbm, nhits, patchtst; production fidelity, live
+thresholds, next-bar-open execution, 0.04 % fees a side). Prints the comparison table, the
+rollout check, what the Arbiter's overrides were worth (by reason, Meta reason, vote pattern
+and volatility regime) and which layer earned the PnL.
 
 Run: ``python research/layer_value.py [--limit N]`` (N overrides per symbol for the
 attribution; all by default).

@@ -1,6 +1,7 @@
 """Does Meta-V2 + Arbiter add value? BTCUSDT, ETHUSDT, SOLUSDT and BNBUSDT at 1h.
 
-Votes: the bundled out-of-sample xgb and lgbm votes for BTC and ETH; for SOL and BNB the same
+Votes: the bundled out-of-sample votes of all four slots for BTC and ETH; for SOL and BNB the
+tree slots (xgb, lgbm) with the same
 walk-forward scheme (monthly retraining on a one-year window, purged by the 5-bar label
 horizon) is trained here and cached in ``.cache/predictions``. Bars from ``../shared/data``.
 
@@ -120,8 +121,8 @@ def findings(fidelities: pd.DataFrame, study) -> list[str]:
             f"{percent(override[symbol])})"
             for symbol in passes.index
         )
-        + ". With two of the four live models voting, production Meta pads the missing two as "
-        "HOLD: escalations follow from the padding, not from the market.</p>"
+        + ". On SOL and BNB only the two tree models vote, and production Meta pads the missing "
+        "two as HOLD: there, escalations follow from the padding, not from the market.</p>"
     )
     summary = study.sweep.overfitting.set_index("symbol")
     overfit = summary[summary["pbo"] > 0.5].index.tolist()
@@ -163,7 +164,8 @@ def main() -> None:
         sweep_options={"modes": ["meta", "meta_arbiter"], "blocks": 16, "progress": True},
         title="Does Meta-V2 + Arbiter add value? BTC, ETH, SOL, BNB at 1h",
         notes=[
-            "Votes: xgb and lgbm, walk-forward out of sample (two of the four live models). "
+            "Votes, walk-forward out of sample: all four slots on BTC and ETH, the two tree "
+            "slots on SOL and BNB. "
             "Production fidelity and the live thresholds unless a section says otherwise."
         ],
     )

@@ -1,12 +1,12 @@
 """Which thresholds? A sweep of the Arbiter gate and Meta's thresholds on BTCUSDT-1h and
 ETHUSDT-1h, with the overfitting controls.
 
-Uses the bundled out-of-sample votes (xgb and lgbm), next-bar-open execution and 0.04 % fees a
-side. The grid: Arbiter threshold x Meta consensus threshold x Meta low-confidence threshold x
-fidelity, in ``meta`` and ``meta_arbiter`` modes. Prints the best combinations, how the
-``meta_arbiter`` Sharpe ratio moves with the Arbiter threshold, and per symbol the probability
-of backtest overfitting (CSCV over 16 time blocks), the deflated Sharpe ratio of the best
-combination, the plateau choice and walk-forward selection.
+Uses the bundled out-of-sample votes (xgb, lgbm, nhits and patchtst), next-bar-open execution
+and 0.04 % fees a side. The grid: Arbiter threshold x Meta consensus threshold x Meta low-
+confidence threshold x fidelity, in ``meta`` and ``meta_arbiter`` modes. Prints the best
+combinations, how the ``meta_arbiter`` Sharpe ratio moves with the Arbiter threshold, and per
+symbol the probability of backtest overfitting (CSCV over 16 time blocks), the deflated Sharpe
+ratio of the best combination, the plateau choice and walk-forward selection.
 
 Run: ``python research/threshold_sweep.py [--macd-scale price|percent] [--cache DIR]``.
 """

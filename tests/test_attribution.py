@@ -68,7 +68,7 @@ def test_override_values_settle_when_positions_agree(run):
         if row.agree_bar > row.bar:
             assert mine[row.agree_bar - 1] != other[row.agree_bar - 1]
     assert set(values["volatility_regime"].dropna()) <= {"low", "middle", "high"}
-    assert values["vote_pattern"].str.fullmatch(r"[BSH-]{2}").all()  # two models vote
+    assert values["vote_pattern"].str.fullmatch(r"[BSH-]{4}").all()  # four models vote
     table = value_by(values, "arbiter_reason")
     assert table["overrides"].sum() == 15
     assert table["total_value"].sum() == pytest.approx(values["value"].sum())

@@ -15,7 +15,7 @@ def test_demo_summarises_both_samples_and_writes_the_report(capsys, tmp_path):
     for column in ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum"):
         assert f"\n    {column} " in output
     assert output.count("equals the batch kernel: True") == 2
-    assert output.count("hierarchy replay (xgb, lgbm votes on") == 2
+    assert output.count("hierarchy replay (xgb, lgbm, nhits, patchtst votes on") == 2
     for rate in ("escalation_rate", "defer_rate", "override_rate_when_called"):
         assert output.count(rate) == 2
     assert f"the report is at {out.resolve()}" in output
@@ -32,7 +32,7 @@ def test_demo_retrains_votes_into_its_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "CACHE", tmp_path)
     frame = load_sample("BTCUSDT-1h").iloc[:9000]
-    votes = demo._votes("BTCUSDT", frame, retrain=True)
+    votes = demo._votes("BTCUSDT", frame, retrain=True, models=("xgb", "lgbm"))
     assert list(votes.columns) == ["xgb_action", "xgb_confidence", "lgbm_action", "lgbm_confidence"]
     assert votes["xgb_action"].notna().sum() == 9000 - 8765
     assert len(list(tmp_path.glob("*.parquet"))) == 2

@@ -129,8 +129,12 @@ def test_compact_parquet(tmp_path):
 def test_bundled_sample_predictions():
     from qt_backtest.data import sample_dir
 
-    votes = read_predictions(sample_dir() / "sample-predictions.parquet", ["xgb", "lgbm"])
+    votes = read_predictions(
+        sample_dir() / "sample-predictions.parquet", ["xgb", "lgbm", "nhits", "patchtst"]
+    )
     assert set(votes.index.get_level_values("symbol")) == {"BTCUSDT", "ETHUSDT"}
     assert len(votes) == 2 * 73_265
     active = votes["xgb_action"].notna()
     assert 0.85 < active.mean() < 0.9  # the first year trains the first fold
+    for model in ("lgbm", "nhits", "patchtst"):  # every slot votes on the same bars
+        assert votes[f"{model}_action"].notna().equals(active)

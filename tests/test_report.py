@@ -98,6 +98,9 @@ def test_numbers_match_the_study(study, page):
     summary = study.sweep.overfitting.set_index("symbol").loc["ETHUSDT"]
     assert percent(summary["pbo"]) in page
     assert percent(summary["deflated_sharpe"]) in page
+    rates = study.rollout.set_index(["symbol", "criterion"])["value"]
+    assert f"<td>{percent(rates['BTCUSDT', 'escalation_rate'])}</td>" in page
+    assert f"<td>{number(rates['ETHUSDT', 'sharpe_vs_ensemble'], 3)}</td>" in page
     passes = int(study.rollout["passes"].sum())
     assert f"{passes} of {len(study.rollout)} criteria pass" in page
     assert page.count("badge pass'>pass<") == passes

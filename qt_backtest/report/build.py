@@ -215,6 +215,7 @@ def _rollout(study: StudyResult) -> list[str]:
         f"{passed} of {len(frame)} criteria pass.</p>",
         table(
             shown,
+            {"value": str},  # formatted above, per criterion
             raw={"result"},
             row_classes=["" if passes else "fail" for passes in frame["passes"]],
             table_id="rollout-table",

@@ -206,6 +206,8 @@ def _mix(decisions: pd.DataFrame, symbol: str) -> list[dict[str, Any]]:
         ("gate outcome", "gate"),
     ):
         counts = voted[column].astype("string").fillna("(not run)").value_counts()
+        if kind == "gate outcome":
+            counts = voted[column].astype("string").dropna().value_counts()
         if kind == "Arbiter reason":
             # numbers in the neutral reason would make every score its own category
             counts = (

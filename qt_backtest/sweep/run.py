@@ -23,7 +23,7 @@ from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.hierarchy.config import MODES, HierarchyConfig
-from qt_backtest.hierarchy.params import INDEX, PackedConfig, pack
+from qt_backtest.hierarchy.params import INDEX, SCALARS, PackedConfig, pack
 from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
 from qt_backtest.sweep import nb
 from qt_backtest.sweep.grid import Grid, apply_parameters
@@ -39,30 +39,12 @@ from qt_backtest.sweep.overfitting import (
 
 # packed scalars each precomputed layer depends on (weights travel separately)
 META_SCALARS = ("fidelity", "padding_confidence", "regime_volatility", "trend_strength")
+# the score reads the component weights and thresholds and the neutral inputs: two runs of
+# the packed vector, taken from its one definition
 SCORE_SCALARS = (
     "fidelity",
-    "rsi_weight",
-    "macd_weight",
-    "bollinger_weight",
-    "volume_weight",
-    "momentum_weight",
-    "rsi_oversold",
-    "rsi_overbought",
-    "rsi_strength_span",
-    "bollinger_lower",
-    "bollinger_upper",
-    "volume_spike",
-    "volume_strength_offset",
-    "volume_strength_span",
-    "momentum_threshold",
-    "macd_scale_factor",
-    "momentum_scale_factor",
-    "neutral_rsi",
-    "neutral_macd",
-    "neutral_macd_signal",
-    "neutral_bb_position",
-    "neutral_volume_trend",
-    "neutral_momentum",
+    *SCALARS[INDEX["rsi_weight"] : INDEX["momentum_scale_factor"] + 1],
+    *SCALARS[INDEX["neutral_rsi"] : INDEX["neutral_momentum"] + 1],
 )
 METRICS = (
     "total_return",

@@ -5,10 +5,12 @@ Run: ``python benchmarks/bench_replay.py [--bars N] [--sample N]``.
 1,000,000 bars x 4 models go through ``meta_arbiter`` (production fidelity, default thresholds)
 with synthetic votes -- correlated across models (escalating on about a fifth of the bars),
 then uniformly random (a worst case for branch prediction) -- and random Arbiter inputs. The
-kernel is timed after JIT warm-up (median of repeats), with fresh and with reused outputs;
-the reference agents (``HierarchyEngine.step``) run on a subsample in the same process, and the
-script prints bars per second for both and their ratio. The full pandas API (input checks and
-decoding to categories and reason texts) is timed too.
+kernel is timed after JIT warm-up (median of repeats), with fresh and with reused outputs, on
+column-major inputs (the layout the pandas API builds) and on row-major ones. The reference
+agents (``HierarchyEngine.step``) run on a subsample in the same process, and the script prints
+bars per second for both and their ratio. The full pandas API (input checks and decoding to
+categories and reason texts) is timed too, and so is the kernel's memory floor: its reads and
+writes in the same chunks and threads, with no decisions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from _timing import median_seconds
 from numba import njit, prange
 
 from qt_backtest.hierarchy import HierarchyConfig, HierarchyEngine
+from qt_backtest.hierarchy.nb import CHUNK
 from qt_backtest.hierarchy.replay import replay, replay_arrays
 from qt_backtest.indicators import ARBITER_INPUT_COLUMNS
 
@@ -45,14 +48,15 @@ def _inputs(bars: int, seed: int = 0, agreement: float | None = 0.7):
     scale = np.array([15.0, 0.05, 0.05, 0.35, 0.6, 0.015])
     center = np.array([50.0, 0.0, 0.0, 0.5, 1.0, 0.0])
     indicators = center + scale * rng.standard_normal((bars, 6))
-    return actions, confidences, active, indicators
+    # column-major, the layout ``prediction_arrays`` and ``indicator_array`` build
+    return tuple(np.asfortranarray(x) for x in (actions, confidences, active, indicators))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=20_000, help="bars for the reference")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args()
     config = HierarchyConfig(mode="meta_arbiter")
     for label, agreement in (("correlated votes", 0.7), ("uniformly random votes", None)):
@@ -70,6 +74,11 @@ def _run(args, config, label, agreement) -> None:
     reused = median_seconds(
         lambda: replay_arrays(actions, confidences, active, indicators, config, out=outputs),
         args.repeat,
+    )
+    row_major = tuple(np.ascontiguousarray(x) for x in (actions, confidences, active, indicators))
+    replay_arrays(*row_major, config, out=outputs)
+    reused_row_major = median_seconds(
+        lambda: replay_arrays(*row_major, config, out=outputs), args.repeat
     )
     escalated = float(np.mean(outputs["meta_decision"] == 1))
     floor_args = (actions, confidences, active, indicators, *outputs.values())
@@ -110,6 +119,10 @@ def _run(args, config, label, agreement) -> None:
     print(
         f"  kernel, reused    {reused * 1e3:9.1f} ms   {args.bars / reused:14,.0f} bars/s"
         "  (outputs reused, as in repeated replays)"
+    )
+    print(
+        f"  kernel, row-major {reused_row_major * 1e3:9.1f} ms   "
+        f"{args.bars / reused_row_major:14,.0f} bars/s  (outputs reused, C-ordered inputs)"
     )
     print(
         f"  pandas API        {full * 1e3:9.1f} ms   {args.bars / full:14,.0f} bars/s"
@@ -158,36 +171,29 @@ def _memory_floor_nb(
     o19,
 ):
     """The replay's memory traffic without its decisions: every input read, every output
-    written, in the kernel's chunks."""
+    written, in the kernel's chunks and column order."""
     bars = actions.shape[0]
-    chunks = (bars + 4095) // 4096
+    chunks = (bars + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
-        for i in range(chunk * 4096, min(bars, (chunk + 1) * 4096)):
-            total = 0.0
-            for m in range(actions.shape[1]):
-                total += actions[i, m] + confidences[i, m] + active[i, m]
-            for j in range(indicators.shape[1]):
-                total += indicators[i, j]
-            o0[i] = 1
-            o1[i] = total
-            o2[i] = 1
-            o3[i] = 1
-            o4[i] = 1
-            o5[i] = 1
-            o6[i] = 1
-            o7[i] = total
-            o8[i] = total
-            o9[i] = total
-            o10[i] = 1
-            o11[i] = total
-            o12[i] = total
-            o13[i] = 1
-            o14[i] = True
-            o15[i] = 1
-            o16[i] = 1
-            o17[i] = total
-            o18[i] = 1
-            o19[i] = False
+        first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
+        total = np.zeros(last - first)
+        for m in range(actions.shape[1]):
+            votes = actions[first:last, m]
+            values = confidences[first:last, m]
+            on = active[first:last, m]
+            for j in range(last - first):
+                total[j] += votes[j] + values[j] + on[j]
+        for k in range(indicators.shape[1]):
+            column = indicators[first:last, k]
+            for j in range(last - first):
+                total[j] += column[j]
+        code = total > 0.0
+        for out in (o0, o2, o3, o4, o5, o6, o10, o13, o15, o16, o18):
+            out[first:last] = code
+        for out in (o1, o7, o8, o9, o11, o12, o17):
+            out[first:last] = total
+        o14[first:last] = code
+        o19[first:last] = code
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ def reference_records(engine, bars, indicators):
 
 
 def assert_same(frame: pd.DataFrame, records: list[dict], tolerance=1e-12):
+    rows = frame.to_dict("records")
+    assert len(rows) == len(records)
     for i, record in enumerate(records):
-        row = frame.iloc[i]
+        row = rows[i]
         where = f"bar {i}: {record}"
         base = record["base"]
         assert row["base_action"] == base["action"], where
@@ -200,7 +202,10 @@ def scenario(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario())
 def test_kernel_equals_reference_agents(case):
-    config, model, bars, indicators = case
+    assert_replay_equals_reference(*case)
+
+
+def assert_replay_equals_reference(config, model, bars, indicators):
     engine = HierarchyEngine(config, uncertainty_model=model)
     records = reference_records(engine, bars, indicators)
     frame = replay(
@@ -245,6 +250,78 @@ def test_many_bars_and_symbols_stack():
         record = engine.step(bar, dict(zip(ARBITER_INPUT_COLUMNS, indicators[i], strict=True)))
         assert ACTION[int(whole["final_action"][i])] == record["final"]["action"]
         assert whole["final_confidence"][i] == record["final"]["confidence"]
+
+
+def _random_bars(rng, models, bars):
+    """Bars of random votes (some models missing) and Arbiter inputs, many on thresholds."""
+    votes = []
+    for _ in range(bars):
+        bar = {}
+        for m in models:
+            if rng.uniform() < 0.15:
+                continue
+            bar[m] = {
+                "action": ACTION[int(rng.integers(-1, 2))],
+                "confidence": float(rng.choice([0.5, 0.55, 0.7, rng.uniform(0, 1)])),
+            }
+        votes.append(bar)
+    indicators = []
+    for _ in range(bars):
+        row = {}
+        for name, (center, scale, edges) in {
+            "rsi": (50.0, 20.0, [30.0, 70.0]),
+            "macd": (0.0, 0.05, [0.0]),
+            "macd_signal": (0.0, 0.05, [0.0]),
+            "bb_position": (0.5, 0.4, [0.2, 0.8]),
+            "volume_trend": (1.0, 0.6, [1.5]),
+            "momentum": (0.0, 0.03, [0.02, -0.02]),
+        }.items():
+            draw = rng.uniform()
+            if draw < 0.1:
+                row[name] = np.nan
+            elif draw < 0.25:
+                row[name] = float(rng.choice(edges))
+            else:
+                row[name] = center + scale * rng.standard_normal()
+        indicators.append(row)
+    return votes, indicators
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(), st.integers(0, 2**32 - 1), st.integers(1025, 3000))
+def test_long_replays_equal_reference_agents_across_chunks(case, seed, bars):
+    """Thousands of bars, so the kernel works in several chunks, one of them partial."""
+    config, model, _, _ = case
+    votes, indicators = _random_bars(np.random.default_rng(seed), config.models, bars)
+    assert_replay_equals_reference(config, model, votes, indicators)
+
+
+@pytest.mark.parametrize("mode", ["ensemble", "meta", "meta_arbiter"])
+@pytest.mark.parametrize("fidelity", ["production", "intended"])
+def test_memory_layout_does_not_change_decisions(mode, fidelity):
+    rng = np.random.default_rng(7)
+    bars = 6_000
+    actions = rng.integers(-1, 2, (bars, 5)).astype(np.int8)
+    confidences = rng.uniform(0.3, 1.0, (bars, 5))
+    active = rng.uniform(0, 1, (bars, 5)) > 0.2
+    indicators = rng.normal(0, 1, (bars, 6)) * [20, 0.05, 0.05, 0.4, 0.5, 0.02]
+    indicators += [50, 0, 0, 0.5, 1.0, 0]
+    models = tuple(f"m{k}" for k in range(5))
+    config = HierarchyConfig(
+        mode=mode,
+        fidelity=fidelity,
+        ensemble=EnsembleConfig(models=models, weights=dict.fromkeys(models, 0.2)),
+    )
+    inputs = (actions, confidences, active, indicators)
+    row_major = replay_arrays(*inputs, config)
+    column_major = replay_arrays(*(np.asfortranarray(x) for x in inputs), config)
+    # every other row of inputs twice as long: strided, neither C- nor F-contiguous
+    doubled = tuple(np.repeat(x, 2, axis=0)[::2] for x in inputs)
+    assert not doubled[1].flags.c_contiguous and not doubled[1].flags.f_contiguous
+    strided = replay_arrays(*doubled, config)
+    for name, values in row_major.items():
+        assert np.array_equal(values, column_major[name], equal_nan=True), name
+        assert np.array_equal(values, strided[name], equal_nan=True), name
 
 
 def test_prediction_frame_errors():
@@ -314,6 +391,13 @@ def test_array_inputs_are_checked():
     active[2, 1] = False  # NaN where the model is inactive is fine
     result = replay_arrays(actions, confidences, active, indicators)
     assert result["voters"][2] == 3
+    actions[1, 3] = 2
+    with pytest.raises(ValueError, match=r"row 1: an active model's action is \[0, 0, 0, 2\]"):
+        replay_arrays(actions, confidences, active, indicators)
+    active[1, 3] = False  # whatever an inactive model's slot holds is ignored
+    assert replay_arrays(actions, confidences, active, indicators)["voters"][1] == 3
+    active[1, 3] = True
+    actions[1, 3] = 0
     with pytest.raises(ValueError, match="indicators must have shape"):
         replay_arrays(actions, confidences, active, indicators[:, :5])
     with pytest.raises(ValueError, match="4 model columns, but the configuration has 3"):

@@ -5,6 +5,13 @@ same arithmetic, in the same order, as the reference agents in
 :mod:`qt_backtest.hierarchy.reference`; the replay tests hold the two equal decision by decision.
 Parameters arrive packed by :mod:`qt_backtest.hierarchy.params`.
 
+``replay_nb`` works on chunks of bars in parallel. Everything a bar's discrete votes decide
+(ensemble action and label, Meta's vote shares, split and disagreement rules) depends only on
+its vote pattern, one of ``4 ** models``, and is looked up from a table decided once per replay
+by the per-bar helpers below; what depends on confidences and indicators is computed in loops
+that run down one input column at a time, without branches on the data, so that they compile to
+vector instructions. The sweep kernels reuse the per-bar helpers.
+
 Codes written per bar
 ---------------------
 * actions: -1 SELL, 0 HOLD, 1 BUY
@@ -18,6 +25,7 @@ Codes written per bar
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -81,7 +89,7 @@ G_OVERRIDE, G_LOW_CONFIDENCE, G_HOLD, G_BASE_HOLD = 0, 1, 2, 3
 TAG_RSI, TAG_MACD, TAG_MOMENTUM = 1, 2, 4
 ENTROPY_EPSILON = 1e-10
 LOG3 = math.log(3.0)
-CHUNK = 4096
+CHUNK = 1024  # bars per unit of parallel work; a chunk's scratch arrays stay in cache
 
 
 # Votes and indicators change at random from bar to bar, so branches on them mispredict about
@@ -168,6 +176,19 @@ def _base(action, mean, agreeing, voters, params):
 @njit(cache=True, inline="always", error_model="numpy")
 def _meta_votes(actions, active, i, intended):
     """Meta's vote count on bar ``i``: (top action, its share, split vote)."""
+    top, top_count, seen, split = _meta_counts(actions, active, i, intended)
+    return top, _share(top_count, seen), split
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _share(top_count, seen):
+    """The top action's vote share among the ``seen`` models."""
+    return top_count / max(seen, 1)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _meta_counts(actions, active, i, intended):
+    """Meta's vote count on bar ``i``: (top action, its votes, models seen, split vote)."""
     models = actions.shape[1]
     padded = np.int64(not intended)  # production: Meta sees every model, missing ones padded
     n = 0
@@ -190,7 +211,7 @@ def _meta_votes(actions, active, i, intended):
         split = (buy == sell) & (buy > 0) & (2 * (buy + sell) > n)
     else:
         split = (buy == 2) & (sell == 2)
-    return top, top_count / max(n, 1), split
+    return top, top_count, n, split
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -332,63 +353,145 @@ def _entropy(coef, intercept, features):
     return entropy / LOG3
 
 
+# The Arbiter's parameters as a value, not an array: loops over bars then keep them in registers
+# (stores to output arrays could otherwise alias a parameter array and force reloads).
+ArbiterParameters = namedtuple(
+    "ArbiterParameters",
+    [
+        "intended",
+        "deployed",
+        "rsi_low",
+        "rsi_high",
+        "rsi_span",
+        "macd_factor",
+        "bb_low",
+        "bb_high",
+        "volume_spike",
+        "volume_offset",
+        "volume_span",
+        "momentum",
+        "momentum_factor",
+        "rsi_weight",
+        "macd_weight",
+        "band_weight",
+        "volume_weight",
+        "momentum_weight",
+        "tag",
+        "score_threshold",
+        "base_confidence",
+        "slope",
+        "cap",
+        "intended_low",
+        "intended_high",
+        "hold_base",
+        "hold_slope",
+        "hold_center",
+        "neutral_rsi",
+        "neutral_macd",
+        "neutral_signal",
+        "neutral_position",
+        "neutral_volume",
+        "neutral_momentum",
+    ],
+)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _value(indicators, i, column, params):
-    value = indicators[i, column]
-    if math.isfinite(value):
-        return value
-    return params[P_NEUTRAL + column]
+def _arbiter_parameters(params):
+    return ArbiterParameters(
+        params[P_FIDELITY] == INTENDED,
+        params[P_DEPLOYED] != 0.0,
+        params[P_RSI_LOW],
+        params[P_RSI_HIGH],
+        params[P_RSI_SPAN],
+        params[P_MACD_FACTOR],
+        params[P_BB_LOW],
+        params[P_BB_HIGH],
+        params[P_VOLUME_SPIKE],
+        params[P_VOLUME_OFFSET],
+        params[P_VOLUME_SPAN],
+        params[P_MOMENTUM],
+        params[P_MOMENTUM_FACTOR],
+        params[P_WEIGHTS],
+        params[P_WEIGHTS + 1],
+        params[P_WEIGHTS + 2],
+        params[P_WEIGHTS + 3],
+        params[P_WEIGHTS + 4],
+        params[P_TAG],
+        params[P_SCORE],
+        params[P_BASE_CONFIDENCE],
+        params[P_SLOPE],
+        params[P_ARBITER_CAP],
+        params[P_INTENDED_LOW],
+        params[P_INTENDED_HIGH],
+        params[P_HOLD_BASE],
+        params[P_HOLD_SLOPE],
+        params[P_HOLD_CENTER],
+        params[P_NEUTRAL],
+        params[P_NEUTRAL + 1],
+        params[P_NEUTRAL + 2],
+        params[P_NEUTRAL + 3],
+        params[P_NEUTRAL + 4],
+        params[P_NEUTRAL + 5],
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _neutral(value, default):
+    """``value``, or the neutral ``default`` when it is missing."""
+    return value if math.isfinite(value) else default
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _arbiter_score(indicators, i, params):
     """The Arbiter's score on bar ``i`` and the tag bits of each direction:
     (score, tags if it buys, tags if it sells)."""
-    intended = params[P_FIDELITY] == INTENDED
-    rsi = _value(indicators, i, 0, params)
-    difference = _value(indicators, i, 1, params) - _value(indicators, i, 2, params)
-    position = _value(indicators, i, 3, params)
-    volume = _value(indicators, i, 4, params)
-    momentum = _value(indicators, i, 5, params)
+    k = _arbiter_parameters(params)
+    return _score(
+        _neutral(indicators[i, 0], k.neutral_rsi),
+        _neutral(indicators[i, 1], k.neutral_macd) - _neutral(indicators[i, 2], k.neutral_signal),
+        _neutral(indicators[i, 3], k.neutral_position),
+        _neutral(indicators[i, 4], k.neutral_volume),
+        _neutral(indicators[i, 5], k.neutral_momentum),
+        k,
+    )
 
-    oversold = rsi < params[P_RSI_LOW]
-    overbought = rsi > params[P_RSI_HIGH]
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _score(rsi, difference, position, volume, momentum, k):
+    """The Arbiter's score from its (neutral-filled) inputs, ``difference`` = macd - signal,
+    and its ``ArbiterParameters`` ``k``: (score, tags if it buys, tags if it sells)."""
+    oversold = rsi < k.rsi_low
+    overbought = rsi > k.rsi_high
     rsi_signal = np.int64(oversold) - np.int64(overbought)
-    rsi_strength = ((params[P_RSI_LOW] - rsi) / params[P_RSI_SPAN]) * _flag(oversold) + (
-        (rsi - params[P_RSI_HIGH]) / params[P_RSI_SPAN]
+    rsi_strength = ((k.rsi_low - rsi) / k.rsi_span) * _flag(oversold) + (
+        (rsi - k.rsi_high) / k.rsi_span
     ) * _flag(overbought)
     macd_signal = np.int64(difference > 0) - np.int64(difference < 0)
-    macd_strength = min(params[P_MACD_FACTOR] * abs(difference), 1.0)
-    low_band = position < params[P_BB_LOW]
-    high_band = position > params[P_BB_HIGH]
+    macd_strength = min(k.macd_factor * abs(difference), 1.0)
+    low_band = position < k.bb_low
+    high_band = position > k.bb_high
     band_signal = np.int64(low_band) - np.int64(high_band)
-    band_strength = (params[P_BB_LOW] - position) * _flag(low_band) + (
-        position - params[P_BB_HIGH]
-    ) * _flag(high_band)
-    spike = volume > params[P_VOLUME_SPIKE]
-    if intended:
-        confirmation = macd_signal
-    else:
-        confirmation = 2 * np.int64(difference > 0) - 1  # d = 0 counts as bearish
+    band_strength = (k.bb_low - position) * _flag(low_band) + (position - k.bb_high) * _flag(
+        high_band
+    )
+    spike = volume > k.volume_spike
+    # production counts d = 0 as bearish
+    confirmation = macd_signal if k.intended else 2 * np.int64(difference > 0) - 1
     volume_signal = confirmation * np.int64(spike)
-    volume_strength = min((volume - params[P_VOLUME_OFFSET]) / params[P_VOLUME_SPAN], 1.0) * _flag(
-        spike
-    )
-    momentum_signal = np.int64(momentum > params[P_MOMENTUM]) - np.int64(
-        momentum < -params[P_MOMENTUM]
-    )
-    momentum_strength = min(params[P_MOMENTUM_FACTOR] * abs(momentum), 1.0)
+    volume_strength = min((volume - k.volume_offset) / k.volume_span, 1.0) * _flag(spike)
+    momentum_signal = np.int64(momentum > k.momentum) - np.int64(momentum < -k.momentum)
+    momentum_strength = min(k.momentum_factor * abs(momentum), 1.0)
 
     score = 0.0
-    score += params[P_WEIGHTS] * rsi_signal * rsi_strength
-    score += params[P_WEIGHTS + 1] * macd_signal * macd_strength
-    score += params[P_WEIGHTS + 2] * band_signal * band_strength
-    score += params[P_WEIGHTS + 3] * volume_signal * volume_strength
-    score += params[P_WEIGHTS + 4] * momentum_signal * momentum_strength
+    score += k.rsi_weight * rsi_signal * rsi_strength
+    score += k.macd_weight * macd_signal * macd_strength
+    score += k.band_weight * band_signal * band_strength
+    score += k.volume_weight * volume_signal * volume_strength
+    score += k.momentum_weight * momentum_signal * momentum_strength
 
-    tag = params[P_TAG]
-    rsi_tag = np.int64(rsi_strength > tag)
-    macd_tag = np.int64(macd_strength > tag)
+    rsi_tag = np.int64(rsi_strength > k.tag)
+    macd_tag = np.int64(macd_strength > k.tag)
     buy_tags = (
         TAG_RSI * np.int64(rsi_signal == BUY) * rsi_tag
         + TAG_MACD * np.int64(macd_signal == BUY) * macd_tag
@@ -406,21 +509,23 @@ def _arbiter_score(indicators, i, params):
 def _arbiter_verdict(score, params):
     """The Arbiter's (action, confidence) for a score; the deployed wiring's analysis error
     gives HOLD 0.50 whatever the score."""
-    if params[P_DEPLOYED] != 0.0:
+    return _verdict(score, _arbiter_parameters(params))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _verdict(score, k):
+    """``_arbiter_verdict`` with the ``ArbiterParameters`` ``k``."""
+    if k.deployed:
         return HOLD, 0.5
-    threshold = params[P_SCORE]
+    threshold = k.score_threshold
     action = np.int64(score >= threshold) - np.int64(score <= -threshold)
-    trade_confidence = min(
-        params[P_BASE_CONFIDENCE] + params[P_SLOPE] * abs(score), params[P_ARBITER_CAP]
-    )
-    if params[P_FIDELITY] == INTENDED:
-        low, high = params[P_INTENDED_LOW], params[P_INTENDED_HIGH]
+    trade_confidence = min(k.base_confidence + k.slope * abs(score), k.cap)
+    if k.intended:
+        low, high = k.intended_low, k.intended_high
         hold_confidence = low + (high - low) * (1.0 - abs(score) / threshold)
         hold_confidence = min(max(hold_confidence, low), high)
     else:
-        hold_confidence = params[P_HOLD_BASE] + params[P_HOLD_SLOPE] * (
-            params[P_HOLD_CENTER] - abs(score)
-        )
+        hold_confidence = k.hold_base + k.hold_slope * (k.hold_center - abs(score))
     return action, _choose_float(action != HOLD, trade_confidence, hold_confidence)
 
 
@@ -442,6 +547,150 @@ def _gate(action, confidence, base_action, params):
     outcome = _choose((params[P_MAY_OPEN] == 0.0) & (base_action == HOLD), G_BASE_HOLD, outcome)
     outcome = _choose(action == HOLD, G_HOLD, outcome)
     return _choose(confidence < params[P_GATE], G_LOW_CONFIDENCE, outcome)
+
+
+# Bit fields (shift, width) of a vote pattern's packed word (see ``vote_table_nb``); the action,
+# Meta's state and its top action are stored plus one.
+W_ACTION = (0, 2)
+W_LABEL = (2, 3)
+W_VOTERS = (5, 4)
+W_AGREEING = (9, 4)
+W_META = (13, 2)
+W_TOP = (15, 2)
+W_STATIC_REASON = (17, 4)
+W_TOP_COUNT = (21, 4)
+W_SEEN = (25, 4)
+META_OFF, META_CONSENSUS, META_RULES = -1, 0, 1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _pack(word, field, value):
+    return word | (np.int32(value) << field[0])
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _unpack(word, field):
+    return (word >> field[0]) & ((1 << field[1]) - 1)
+
+
+@njit(cache=True, error_model="numpy")
+def vote_table_nb(models, params, weights):
+    """Everything the discrete votes of a bar decide, for each of its ``4 ** models`` vote
+    patterns.
+
+    A bar's pattern code holds two bits per model ``m`` at bit ``2 m``: 0 inactive, 1 SELL,
+    2 HOLD, 3 BUY. Each pattern is decided once, by the same helpers as the per-bar code, so a
+    table lookup gives exactly the values those helpers give on the bar.
+
+    Returns
+    -------
+    ndarray of int32, shape (4 ** models,)
+        Bit fields ``W_*``: base action, consensus code, voters, models agreeing with the base
+        action (0: no usable vote), Meta's state (``META_OFF``: Meta does not run,
+        ``META_CONSENSUS``: rule 1 decides, ``META_RULES``: rules 2-6 decide), Meta's top-voted
+        action, the reason of rules 2-3 (``R_NO_MODEL`` when neither fires), the top action's
+        votes and the models Meta sees. One load per bar gives them all.
+    """
+    patterns = 4**models
+    words = np.zeros(patterns, dtype=np.int32)
+    actions = np.zeros((1, models), dtype=np.int8)
+    active = np.zeros((1, models), dtype=np.bool_)
+    confidences = np.full((1, models), 0.5)  # any value: confidences are not in the table
+    intended = params[P_FIDELITY] == INTENDED
+    meta_runs = params[P_MODE] != MODE_ENSEMBLE
+    for pattern in range(patterns):
+        for m in range(models):
+            state = (pattern >> (2 * m)) & 3
+            active[0, m] = state != 0
+            actions[0, m] = state - 2 if state != 0 else HOLD
+        vote, _, agreeing, voters = _votes(actions, confidences, active, 0, weights)
+        action, _, label = _base(vote, 0.0, agreeing, voters, params)
+        word = _pack(np.int32(0), W_ACTION, action + 1)
+        word = _pack(word, W_LABEL, label)
+        word = _pack(word, W_VOTERS, voters)
+        word = _pack(word, W_AGREEING, agreeing)
+        meta_state = META_OFF
+        if meta_runs and voters >= params[P_MIN_ACTIVE]:
+            top, top_count, seen, split = _meta_counts(actions, active, 0, intended)
+            share = _share(top_count, seen)
+            word = _pack(word, W_TOP, top + 1)
+            word = _pack(word, W_TOP_COUNT, top_count)
+            word = _pack(word, W_SEEN, seen)
+            if share >= params[P_CONSENSUS]:
+                meta_state = META_CONSENSUS
+            else:
+                meta_state = META_RULES
+                # a confidence of 1 never fires rule 4, which the bar's confidence decides
+                word = _pack(word, W_STATIC_REASON, _meta_rules(share, split, 1.0, params))
+        words[pattern] = _pack(word, W_META, meta_state + 1)
+    return words
+
+
+@njit(cache=True, error_model="numpy")
+def _pattern_codes(actions, active, first, last, out):
+    for m in range(actions.shape[1]):
+        shift = 2 * m
+        votes = actions[first:last, m]
+        on = active[first:last, m]
+        for j in range(last - first):
+            out[j] += (np.int32(on[j]) * (np.int32(votes[j]) + 2)) << shift
+
+
+@njit(cache=True, error_model="numpy")
+def _agreeing_confidence(actions, confidences, active, first, last, action, out):
+    """Sum, in model order, of the confidences of the active models voting ``action``."""
+    for m in range(actions.shape[1]):
+        votes = actions[first:last, m]
+        values = confidences[first:last, m]
+        on = active[first:last, m]
+        for j in range(last - first):
+            out[j] += values[j] * np.float64(on[j] & (votes[j] == action[j]))
+
+
+@njit(cache=True, error_model="numpy")
+def _fallback_scores(
+    actions, confidences, active, first, last, meta_models, meta_weights, padding, sell, hold, buy
+):
+    """Meta's production fallback sums over its weight table, in table order (missing models
+    padded as HOLD at ``padding``), before the division by the total weight."""
+    for k in range(meta_models.shape[0]):
+        m = meta_models[k]
+        weight = meta_weights[k]
+        votes = actions[first:last, m]
+        values = confidences[first:last, m]
+        on = active[first:last, m]
+        for j in range(last - first):
+            vote = votes[j] if on[j] else HOLD
+            product = weight * (values[j] if on[j] else padding)
+            sell[j] += product * np.float64(vote == SELL)
+            hold[j] += product * np.float64(vote == HOLD)
+            buy[j] += product * np.float64(vote == BUY)
+
+
+@njit(cache=True, error_model="numpy")
+def _arbiter_chunk(indicators, first, last, k, score, action, confidence, tags):
+    """The Arbiter's verdict on every bar of ``first:last`` (called or not), with its
+    ``ArbiterParameters`` ``k``."""
+    rsi = indicators[first:last, 0]
+    macd = indicators[first:last, 1]
+    signal = indicators[first:last, 2]
+    position = indicators[first:last, 3]
+    volume = indicators[first:last, 4]
+    momentum = indicators[first:last, 5]
+    for j in range(last - first):
+        value, buy_tags, sell_tags = _score(
+            _neutral(rsi[j], k.neutral_rsi),
+            _neutral(macd[j], k.neutral_macd) - _neutral(signal[j], k.neutral_signal),
+            _neutral(position[j], k.neutral_position),
+            _neutral(volume[j], k.neutral_volume),
+            _neutral(momentum[j], k.neutral_momentum),
+            k,
+        )
+        verdict, verdict_confidence = _verdict(value, k)
+        score[j] = value
+        action[j] = verdict
+        confidence[j] = verdict_confidence
+        tags[j] = buy_tags * np.int64(verdict == BUY) + sell_tags * np.int64(verdict == SELL)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -484,6 +733,7 @@ def replay_nb(
     actions : ndarray of int8, shape (bars, models)
         -1 SELL, 0 HOLD, 1 BUY (ignored where not active).
     confidences : ndarray of float64, shape (bars, models)
+        Finite everywhere; in [0, 1] where active.
     active : ndarray of bool, shape (bars, models)
     indicators : ndarray of float64, shape (bars, 6)
         rsi, macd, macd_signal, bb_position, volume_trend, momentum (NaN = neutral default).
@@ -491,56 +741,146 @@ def replay_nb(
         From :func:`qt_backtest.hierarchy.params.pack`.
     base_action ... risk_veto : ndarray, shape (bars,)
         Outputs, written in place (see the module docstring for codes).
+
+    Notes
+    -----
+    Any memory layout works; column-major (Fortran-ordered) inputs are the fastest, since each
+    stage below runs down one model's (or indicator's) column at a time. The stages are simple
+    loops over a chunk's bars, free of branches on the data, which the compiler turns into
+    vector instructions; what the discrete votes decide comes from ``vote_table_nb``.
     """
     bars = actions.shape[0]
+    vote_words = vote_table_nb(actions.shape[1], params, weights)
+    # parameters read into locals, so the loops below need not reload them after each store
     mode = params[P_MODE]
-    min_active = params[P_MIN_ACTIVE]
-    min_trade = params[P_MIN_TRADE_CONFIDENCE]
-    uncertainty = params[P_UNCERTAINTY] != 0.0
     intended = params[P_FIDELITY] == INTENDED
+    uncertainty = params[P_UNCERTAINTY] != 0.0
+    arbitrate = mode == MODE_META_ARBITER
+    deployed = params[P_DEPLOYED] != 0.0
+    arbiter_parameters = _arbiter_parameters(params)
+    cap = params[P_CAP]
+    no_voter_confidence = params[P_NO_VOTER_CONFIDENCE]
+    low_confidence = params[P_LOW_CONFIDENCE]
+    padding = params[P_PADDING]
+    arbiter_threshold = params[P_GATE]
+    may_open = params[P_MAY_OPEN] != 0.0
+    min_trade = params[P_MIN_TRADE_CONFIDENCE]
+    multipliers = (
+        params[P_MULTIPLIER],
+        params[P_MULTIPLIER + 1],
+        params[P_MULTIPLIER + 2],
+        params[P_MULTIPLIER + 3],
+    )
+    # production Meta sees every model (missing ones padded), so its fallback divides by all of
+    # its weights, summed in table order
+    meta_weight = 0.0
+    for k in range(meta_models.shape[0]):
+        meta_weight += meta_weights[k]
     chunks = (bars + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
         first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
-        features = np.empty(coef.shape[1])
-        # pass 1: ensemble and Meta rules 1-5
-        for i in range(first, last):
-            vote, mean, agreeing, count = _votes(actions, confidences, active, i, weights)
-            action, confidence, label = _base(vote, mean, agreeing, count, params)
-            base_action[i] = action
-            base_confidence[i] = confidence
-            consensus[i] = label
-            voters[i] = count
-            meta_decision[i] = -1
-            meta_reason[i] = -1
-            meta_action[i] = 0
-            meta_confidence[i] = NAN
-            disagreement[i] = NAN
-            entropy[i] = NAN
-            if mode != MODE_ENSEMBLE and count >= min_active:
-                top, share, split = _meta_votes(actions, active, i, intended)
-                disagreement[i] = 1.0 - share
-                if share >= params[P_CONSENSUS]:
-                    # rule 1 decides and Meta records the top share: no fallback needed
-                    meta_decision[i] = 0
-                    meta_reason[i] = top + 1
-                    meta_action[i] = top
-                    meta_confidence[i] = share
-                    continue
-                fallback, fallback_confidence = _meta_fallback(
-                    actions, confidences, active, i, intended, meta_models, meta_weights, params
-                )
-                if intended:
-                    reason = _meta_rules(share, split, confidence, params)
-                    meta_action[i] = action
-                    meta_confidence[i] = confidence
-                else:
-                    reason = _meta_rules(share, split, fallback_confidence, params)
-                    meta_action[i] = fallback
-                    meta_confidence[i] = fallback_confidence
-                meta_decision[i] = 1 if _escalates(reason) else 0
-                meta_reason[i] = reason
-        # pass 2: Meta rule 6 where rules 1-4 did not decide
+        size = last - first
+        # layer 1 and Meta's vote counts: the table row of each bar's vote pattern
+        pattern = np.zeros(size, dtype=np.int32)
+        _pattern_codes(actions, active, first, last, pattern)
+        word = np.empty(size, dtype=np.int32)
+        for j in range(size):
+            word[j] = vote_words[pattern[j]]
+        action = np.empty(size, dtype=np.int8)
+        for j in range(size):
+            action[j] = _unpack(word[j], W_ACTION) - 1
+        total = np.zeros(size)
+        _agreeing_confidence(actions, confidences, active, first, last, action, total)
+
+        # layer 1's confidence; Meta rules 1-5 (rule 4 on the base confidence)
+        out_base_action = base_action[first:last]
+        out_base_confidence = base_confidence[first:last]
+        out_consensus = consensus[first:last]
+        out_voters = voters[first:last]
+        out_decision = meta_decision[first:last]
+        out_reason = meta_reason[first:last]
+        out_meta_action = meta_action[first:last]
+        out_meta_confidence = meta_confidence[first:last]
+        out_disagreement = disagreement[first:last]
+        out_entropy = entropy[first:last]
+        for j in range(size):
+            agreeing = _unpack(word[j], W_AGREEING)
+            state = _unpack(word[j], W_META) - 1
+            top = _unpack(word[j], W_TOP) - 1
+            static_reason = _unpack(word[j], W_STATIC_REASON)
+            label = _unpack(word[j], W_LABEL)
+            usable = agreeing > 0
+            mean = total[j] / np.float64(agreeing if usable else 1)
+            if label == 0:
+                multiplier = multipliers[0]
+            elif label == 1:
+                multiplier = multipliers[1]
+            elif label == 2:
+                multiplier = multipliers[2]
+            else:
+                multiplier = multipliers[3]
+            confidence = min(cap, mean * multiplier) if usable else no_voter_confidence
+            share = _share(_unpack(word[j], W_TOP_COUNT), _unpack(word[j], W_SEEN))
+            ran = state != META_OFF
+            rules = state == META_RULES
+            low = (static_reason == R_NO_MODEL) & (confidence < low_confidence)
+            reason = R_LOW_CONFIDENCE if low else static_reason
+            out_base_action[j] = action[j]
+            out_base_confidence[j] = confidence
+            out_consensus[j] = label
+            out_voters[j] = _unpack(word[j], W_VOTERS)
+            out_reason[j] = reason if rules else (top + 1 if ran else -1)
+            out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else (0 if ran else -1)
+            out_meta_action[j] = action[j] if rules else (top if ran else 0)
+            out_meta_confidence[j] = confidence if rules else (share if ran else NAN)
+            out_disagreement[j] = 1.0 - share if ran else NAN
+            out_entropy[j] = NAN
+
+        # production: Meta records its own weighted fallback and rule 4 reads its confidence
+        if not intended and mode != MODE_ENSEMBLE:
+            sell = np.zeros(size)
+            hold = np.zeros(size)
+            buy = np.zeros(size)
+            _fallback_scores(
+                actions,
+                confidences,
+                active,
+                first,
+                last,
+                meta_models,
+                meta_weights,
+                padding,
+                sell,
+                hold,
+                buy,
+            )
+            for j in range(size):
+                weighted = meta_weight > 0.0
+                divisor = meta_weight if weighted else 1.0
+                score_sell = sell[j] / divisor
+                score_hold = hold[j] / divisor
+                score_buy = buy[j] / divisor
+                # argmax, exact ties to SELL, then HOLD
+                hold_wins = score_hold > score_sell
+                fallback = HOLD if hold_wins else SELL
+                fallback_confidence = score_hold if hold_wins else score_sell
+                buy_wins = score_buy > fallback_confidence
+                fallback = BUY if buy_wins else fallback
+                fallback_confidence = score_buy if buy_wins else fallback_confidence
+                fallback = fallback if weighted else SELL
+                fallback_confidence = fallback_confidence if weighted else 0.0
+                static_reason = _unpack(word[j], W_STATIC_REASON)
+                low = (static_reason == R_NO_MODEL) & (fallback_confidence < low_confidence)
+                reason = R_LOW_CONFIDENCE if low else static_reason
+                rules = _unpack(word[j], W_META) - 1 == META_RULES
+                out_reason[j] = reason if rules else out_reason[j]
+                out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else out_decision[j]
+                out_meta_action[j] = fallback if rules else out_meta_action[j]
+                out_meta_confidence[j] = fallback_confidence if rules else out_meta_confidence[j]
+
+        # Meta rule 6 where rules 1-4 did not decide (rare enough to go bar by bar)
         if uncertainty:
+            features = np.empty(coef.shape[1])
             for i in range(first, last):
                 if meta_reason[i] == R_NO_MODEL:
                     escalate, reason, value = _uncertainty_rule(
@@ -549,35 +889,61 @@ def replay_nb(
                     meta_decision[i] = 1 if escalate else 0
                     meta_reason[i] = reason
                     entropy[i] = value
-        # pass 3: Arbiter, gate, final decision and the risk governor
-        for i in range(first, last):
-            gate[i] = -1
-            arbiter_action[i] = 0
-            arbiter_confidence[i] = NAN
-            arbiter_score[i] = NAN
-            arbiter_tags[i] = 0
-            arbiter_error[i] = False
-            final = base_action[i]
-            final_conf = base_confidence[i]
-            final_source = 0
-            if meta_decision[i] == 1 and mode == MODE_META_ARBITER:
-                a_action, a_conf, a_score, a_tags, a_error = _arbiter(indicators, i, params)
-                outcome = _gate(a_action, a_conf, final, params)
-                arbiter_action[i] = a_action
-                arbiter_confidence[i] = a_conf
-                arbiter_score[i] = a_score
-                arbiter_tags[i] = a_tags
-                arbiter_error[i] = a_error
-                gate[i] = outcome
-                if outcome == G_OVERRIDE:
-                    final = a_action
-                    final_conf = a_conf
-                    final_source = 1
-            vetoed = final != HOLD and final_conf < min_trade  # False when min_trade is NaN
-            risk_veto[i] = vetoed
-            final_action[i] = HOLD if vetoed else final
-            final_confidence[i] = final_conf
-            source[i] = final_source
+
+        # the Arbiter on every bar (cheaper than branching on escalation), kept where called
+        verdict_score = np.full(size, NAN)
+        verdict = np.zeros(size, dtype=np.int8)
+        verdict_confidence = np.full(size, 0.5)
+        verdict_tags = np.zeros(size, dtype=np.int8)
+        if arbitrate and not deployed:
+            _arbiter_chunk(
+                indicators,
+                first,
+                last,
+                arbiter_parameters,
+                verdict_score,
+                verdict,
+                verdict_confidence,
+                verdict_tags,
+            )
+        out_arbiter_action = arbiter_action[first:last]
+        out_arbiter_confidence = arbiter_confidence[first:last]
+        out_arbiter_score = arbiter_score[first:last]
+        out_arbiter_tags = arbiter_tags[first:last]
+        out_arbiter_error = arbiter_error[first:last]
+        out_gate = gate[first:last]
+        out_final_action = final_action[first:last]
+        out_final_confidence = final_confidence[first:last]
+        out_source = source[first:last]
+        out_risk_veto = risk_veto[first:last]
+        for j in range(size):
+            called = arbitrate & (out_decision[j] == 1)
+            arbiter_says = verdict[j]
+            arbiter_confidence_j = verdict_confidence[j]
+            base = out_base_action[j]
+            # the first failing check names the gate's outcome
+            if arbiter_confidence_j < arbiter_threshold:
+                outcome = G_LOW_CONFIDENCE
+            elif arbiter_says == HOLD:
+                outcome = G_HOLD
+            elif (not may_open) & (base == HOLD):
+                outcome = G_BASE_HOLD
+            else:
+                outcome = G_OVERRIDE
+            override = called & (outcome == G_OVERRIDE)
+            final = arbiter_says if override else base
+            final_conf = arbiter_confidence_j if override else out_base_confidence[j]
+            vetoed = (final != HOLD) & (final_conf < min_trade)  # False when min_trade is NaN
+            out_gate[j] = outcome if called else -1
+            out_arbiter_action[j] = arbiter_says if called else 0
+            out_arbiter_confidence[j] = arbiter_confidence_j if called else NAN
+            out_arbiter_score[j] = verdict_score[j] if called else NAN
+            out_arbiter_tags[j] = verdict_tags[j] if called else 0
+            out_arbiter_error[j] = called & deployed
+            out_final_action[j] = HOLD if vetoed else final
+            out_final_confidence[j] = final_conf
+            out_source[j] = np.int8(override)
+            out_risk_veto[j] = vetoed
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -590,20 +956,46 @@ def meta_feature_matrix_nb(actions, confidences, active, params, out):
     return out
 
 
-@njit(cache=True, error_model="numpy")
-def check_confidences_nb(confidences, active):
-    """(first row where an active model's confidence is outside [0, 1] or NaN, or -1;
-    whether any inactive slot holds a non-finite value)."""
-    nonfinite = False
-    for i in range(confidences.shape[0]):
-        for m in range(confidences.shape[1]):
-            value = confidences[i, m]
-            if active[i, m]:
-                if not (0.0 <= value <= 1.0):
-                    return i, nonfinite
-            elif not math.isfinite(value):
-                nonfinite = True
-    return -1, nonfinite
+@njit(cache=True, parallel=True, error_model="numpy")
+def check_votes_nb(actions, confidences, active):
+    """(first row where an active model's action is not -1, 0 or 1, or -1; first row where an
+    active model's confidence is outside [0, 1] or NaN, or -1; whether any inactive slot holds
+    a non-finite confidence)."""
+    bars = actions.shape[0]
+    chunks = (bars + CHUNK - 1) // CHUNK
+    bad_action = np.full(chunks, bars)
+    bad_confidence = np.full(chunks, bars)
+    nonfinite = np.zeros(chunks, dtype=np.bool_)
+    for chunk in prange(chunks):
+        first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
+        for m in range(actions.shape[1]):
+            votes = actions[first:last, m]
+            values = confidences[first:last, m]
+            on = active[first:last, m]
+            # count first (a loop without branches), look for the row only when one is bad
+            invalid_actions = 0
+            invalid_confidences = 0
+            missing_nonfinite = 0
+            for j in range(last - first):
+                usable = (values[j] >= 0.0) & (values[j] <= 1.0)
+                invalid_actions += np.int64(on[j] & ((votes[j] < -1) | (votes[j] > 1)))
+                invalid_confidences += np.int64(on[j] & (not usable))
+                missing_nonfinite += np.int64((not on[j]) & (not math.isfinite(values[j])))
+            nonfinite[chunk] |= missing_nonfinite > 0
+            for j in range(last - first):
+                if invalid_actions == 0 and invalid_confidences == 0:
+                    break
+                if on[j] and not -1 <= votes[j] <= 1:
+                    bad_action[chunk] = min(bad_action[chunk], first + j)
+                if on[j] and not 0.0 <= values[j] <= 1.0:
+                    bad_confidence[chunk] = min(bad_confidence[chunk], first + j)
+    first_action = bad_action.min() if chunks else bars
+    first_confidence = bad_confidence.min() if chunks else bars
+    return (
+        first_action if first_action < bars else -1,
+        first_confidence if first_confidence < bars else -1,
+        nonfinite.any(),
+    )
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

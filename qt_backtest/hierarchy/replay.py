@@ -77,9 +77,10 @@ def prediction_arrays(
     if unknown:
         raise ValueError(f"predictions for unknown model(s) {unknown}; models are {list(models)}")
     bars = len(predictions)
-    actions = np.zeros((bars, len(models)), dtype=np.int8)
-    confidences = np.zeros((bars, len(models)))
-    active = np.zeros((bars, len(models)), dtype=bool)
+    # column-major: the model columns are filled one by one and the kernel reads them so
+    actions = np.zeros((bars, len(models)), dtype=np.int8, order="F")
+    confidences = np.zeros((bars, len(models)), order="F")
+    active = np.zeros((bars, len(models)), dtype=bool, order="F")
     for m, model in enumerate(models):
         if f"{model}_action" not in predictions or f"{model}_confidence" not in predictions:
             continue  # the model never predicted: inactive on every bar
@@ -127,7 +128,7 @@ def indicator_array(
                 f"indicators have no row for {len(absent)} prediction bar(s), first {absent[0]}"
             )
         indicators = indicators.reindex(index)
-    return np.ascontiguousarray(
+    return np.asfortranarray(
         indicators[list(ARBITER_INPUT_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
     )
 
@@ -156,6 +157,12 @@ def replay_arrays(
         As for :func:`replay`.
     out : dict of ndarray, optional
         Output buffers from a previous call with the same number of bars, reused.
+
+    Notes
+    -----
+    Arrays are used in the memory layout they come in. Column-major (Fortran-ordered) inputs,
+    as :func:`prediction_arrays` and :func:`indicator_array` build them, replay about twice as
+    fast as row-major ones (``benchmarks/bench_replay.py``).
     """
     config = config or HierarchyConfig()
     bars, models = actions.shape
@@ -165,13 +172,22 @@ def replay_arrays(
         raise ValueError("actions, confidences and active must have the same shape")
     if indicators.shape != (bars, len(ARBITER_INPUT_COLUMNS)):
         raise ValueError(f"indicators must have shape ({bars}, {len(ARBITER_INPUT_COLUMNS)})")
-    confidences = np.ascontiguousarray(confidences, dtype=np.float64)
-    active = np.ascontiguousarray(active, dtype=np.bool_)
-    bad_row, nonfinite = nb.check_confidences_nb(confidences, active)
-    if bad_row >= 0:
-        raise ValueError(f"row {bad_row}: an active model has a confidence outside [0, 1] (or NaN)")
+    # any memory layout is accepted as it is: column-major runs fastest (see nb.replay_nb)
+    actions = np.asarray(actions, dtype=np.int8)
+    confidences = np.asarray(confidences, dtype=np.float64)
+    active = np.asarray(active, dtype=np.bool_)
+    bad_action, bad_confidence, nonfinite = nb.check_votes_nb(actions, confidences, active)
+    if bad_action >= 0:
+        raise ValueError(
+            f"row {bad_action}: an active model's action is {actions[bad_action].tolist()}; "
+            "actions must be -1 (SELL), 0 (HOLD) or 1 (BUY)"
+        )
+    if bad_confidence >= 0:
+        raise ValueError(
+            f"row {bad_confidence}: an active model has a confidence outside [0, 1] (or NaN)"
+        )
     if nonfinite:
-        # the kernel selects with arithmetic, which needs finite values everywhere
+        # the kernel does arithmetic on every slot, which needs finite values everywhere
         confidences = np.where(active, confidences, 0.0)
     packed = pack(config, uncertainty_model)
     if out is None:
@@ -182,10 +198,10 @@ def replay_arrays(
         raise ValueError("out must hold the buffers of a replay over the same number of bars")
     outputs = out
     nb.replay_nb(
-        np.ascontiguousarray(actions, dtype=np.int8),
+        actions,
         confidences,
         active,
-        np.ascontiguousarray(indicators, dtype=np.float64),
+        np.asarray(indicators, dtype=np.float64),
         packed.scalars,
         packed.weights,
         packed.meta_models,

@@ -574,9 +574,9 @@ def _unpack(word, field):
 
 
 @njit(cache=True, error_model="numpy")
-def vote_table_nb(models, params, weights):
+def vote_table_nb(params, weights):
     """Everything the discrete votes of a bar decide, for each of its ``4 ** models`` vote
-    patterns.
+    patterns (``models`` = ``len(weights)``).
 
     A bar's pattern code holds two bits per model ``m`` at bit ``2 m``: 0 inactive, 1 SELL,
     2 HOLD, 3 BUY. Each pattern is decided once, by the same helpers as the per-bar code, so a
@@ -591,6 +591,7 @@ def vote_table_nb(models, params, weights):
         action, the reason of rules 2-3 (``R_NO_MODEL`` when neither fires), the top action's
         votes and the models Meta sees. One load per bar gives them all.
     """
+    models = weights.shape[0]
     patterns = 4**models
     words = np.zeros(patterns, dtype=np.int32)
     actions = np.zeros((1, models), dtype=np.int8)
@@ -750,7 +751,7 @@ def replay_nb(
     vector instructions; what the discrete votes decide comes from ``vote_table_nb``.
     """
     bars = actions.shape[0]
-    vote_words = vote_table_nb(actions.shape[1], params, weights)
+    vote_words = vote_table_nb(params, weights)
     # parameters read into locals, so the loops below need not reload them after each store
     mode = params[P_MODE]
     intended = params[P_FIDELITY] == INTENDED

@@ -173,7 +173,13 @@ def command_run(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.settings)
     study = _study(settings, with_sweep=False)
-    table = study.table[["total_return", "sharpe", "max_drawdown", "trades"]]
+    for row in study.provenance.itertuples():
+        if hasattr(row, "window_start"):
+            print(
+                f"{row.symbol}: evaluation window {row.window_start} to {row.window_end} "
+                f"({row.window_bars:,} bars, {row.warmup_bars:,} warm-up bars before)"
+            )
+    table = study.table[["total_return", "sharpe", "max_drawdown", "ruined", "trades"]]
     print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
     _write(study, settings, args, "reports/run.html")
     return EXIT_OK

@@ -22,7 +22,7 @@ import pandas as pd
 from qt_backtest.data import load_sample, sample_dir
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
 from qt_backtest.signals import read_predictions
-from qt_backtest.sweep import Grid, sweep
+from qt_backtest.sweep import Grid, rank_rows, sweep
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 GRID = {
@@ -73,7 +73,7 @@ def main() -> None:
     for symbol in SYMBOLS:
         rows = frame[frame["symbol"] == symbol]
         print(f"{symbol}: best 8 by Sharpe")
-        print(rows.nlargest(8, "sharpe")[columns].round(3).to_string(index=False))
+        print(rank_rows(rows, "sharpe").head(8)[columns].round(3).to_string(index=False))
         arbiter = rows[rows["mode"] == "meta_arbiter"]
         meta = rows[rows["mode"] == "meta"]
         print(

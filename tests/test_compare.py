@@ -86,3 +86,38 @@ def test_inputs_must_name_the_same_symbols():
     bars = {"A": load_sample("BTCUSDT-1h").iloc[:100]}
     with pytest.raises(ValueError, match="must name the same symbols"):
         compare_modes(bars, {"B": bars["A"]}, {"A": bars["A"]})
+
+
+def test_every_run_is_scored_on_the_window_of_the_votes():
+    # votes start at bar 300: no run may trade before it, buy-and-hold included
+    bars = load_sample("BTCUSDT-1h").iloc[-1500:]
+    votes = read_predictions(sample_dir() / "sample-predictions.parquet")
+    votes = votes.xs("BTCUSDT", level="symbol").reindex(bars.index)
+    assert votes.notna().all().all()
+    late = votes.copy()
+    late.iloc[:300] = None
+    late.iloc[-100:] = None
+    result = compare_modes(bars, late, arbiter_inputs(bars))
+    assert set(RUNS) == {run for _, run in result.table.index}
+    start, end = bars.index[300], bars.index[-101]
+    window = result.windows.loc[""]
+    assert (window["start"], window["end"], window["warmup_bars"]) == (start, end, 300)
+    for run in RUNS:
+        run_result = result.results["", run]
+        assert run_result.value.index[0] == start and run_result.value.index[-1] == end
+        assert (run_result.orders["timestamp"] > start).all()  # next-bar fills
+        assert len(run_result.orders) > 0
+    hold = result.results["", "buy_and_hold"]
+    assert len(hold.orders) == 1 and hold.orders["size"].iloc[0] > 0
+    fee = 0.0004
+    expected = (1 - fee) * bars["close"].loc[end] / bars["open"].loc[bars.index[301]] - 1
+    assert hold.metrics["total_return"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_no_vote_at_all_is_an_error():
+    bars = load_sample("BTCUSDT-1h").iloc[:50]
+    votes = pd.DataFrame(
+        {"xgb_action": [None] * 50, "xgb_confidence": [None] * 50}, index=bars.index
+    )
+    with pytest.raises(ValueError, match="no model voted on any bar"):
+        compare_modes(bars, votes, arbiter_inputs(bars))

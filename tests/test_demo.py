@@ -19,7 +19,7 @@ def test_demo_summarises_both_samples_and_writes_the_report(capsys, tmp_path):
     for rate in ("escalation_rate", "defer_rate", "override_rate_when_called"):
         assert output.count(rate) == 2
     assert f"the report is at {out.resolve()}" in output
-    for run in ("ensemble", "meta", "meta_arbiter", "arbiter_only"):
+    for run in ("ensemble", "meta", "meta_arbiter", "arbiter_only", "buy_and_hold"):
         assert f"equal-weight {run} " in output
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>")

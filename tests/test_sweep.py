@@ -118,7 +118,7 @@ STRATEGIES = {
     "rules.execution_lag": st.integers(1, 4),
     "rules.fee": st.floats(0.0, 0.003).map(lambda x: round(x, 5)),
     "rules.slippage_bps": st.floats(0.0, 20.0).map(lambda x: round(x, 2)),
-    "rules.size": st.floats(0.0, 2.5).map(lambda x: round(x, 2)),
+    "rules.size": st.floats(0.01, 1.0).map(lambda x: round(x, 2)),
     "rules.scale_by_confidence": st.booleans(),
 }
 REQUIRED = tuple(list(STRATEGIES)[:6])

@@ -3,6 +3,7 @@ and the rollout check of their rates and results."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,12 +14,16 @@ from qt_backtest.backtest.metrics import performance
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.backtest.simulate import BacktestResult, simulate
+from qt_backtest.backtest.window import evaluation_window
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.rates import RateTargets, decision_rates
 from qt_backtest.hierarchy.replay import arbiter_decisions, replay
 
-#: Runs of a comparison: the three rollout stages and the Arbiter alone as a reference.
-RUNS = ("ensemble", "meta", "meta_arbiter", "arbiter_only")
+#: Runs of a comparison: the three rollout stages, and the Arbiter alone and buy-and-hold of
+#: the symbol as references.
+RUNS = ("ensemble", "meta", "meta_arbiter", "arbiter_only", "buy_and_hold")
+#: The runs that replay the hierarchy.
+HIERARCHY_RUNS = ("ensemble", "meta", "meta_arbiter")
 AGGREGATE = "equal_weight"
 
 
@@ -33,15 +38,23 @@ class Comparison:
     equity : DataFrame
         Equity curves, columns (symbol, run), aligned on the union of timestamps.
     decisions : dict
-        Replay frames by (symbol, run).
+        Decision frames by (symbol, run): replay frames, and ``final_action`` /
+        ``final_confidence`` for buy-and-hold.
     results : dict
         :class:`BacktestResult` by (symbol, run).
+    windows : DataFrame
+        The evaluation window per symbol: ``start``, ``end`` (timestamps of its first and last
+        bar), ``bars`` and ``warmup_bars`` (bars before it, left out).
+    bars : dict
+        The bars of each symbol's window, which every run was scored on.
     """
 
     table: pd.DataFrame
     equity: pd.DataFrame
     decisions: dict = field(repr=False)
     results: dict = field(repr=False)
+    windows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bars: dict = field(default_factory=dict, repr=False)
 
 
 def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: float) -> dict:
@@ -60,6 +73,27 @@ def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: fl
     )
 
 
+def buy_and_hold(index: pd.Index) -> pd.DataFrame:
+    """Decisions of buy-and-hold: BUY on the first bar, HOLD after (confidence 1)."""
+    actions = pd.Categorical(
+        ["BUY"] + ["HOLD"] * (len(index) - 1), categories=["SELL", "HOLD", "BUY"]
+    )
+    return pd.DataFrame({"final_action": actions, "final_confidence": 1.0}, index=index)
+
+
+def benchmark_rules(rules: PositionRules) -> PositionRules:
+    """The rules of buy-and-hold: the same costs, lag, fill price and close-out, fully
+    invested, the position kept whatever comes."""
+    return dataclasses.replace(
+        rules,
+        hold="keep",
+        max_hold_bars=None,
+        size=1.0,
+        scale_by_confidence=False,
+        long_only=False,
+    )
+
+
 def compare_modes(
     bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     votes: pd.DataFrame | Mapping[str, pd.DataFrame],
@@ -69,7 +103,9 @@ def compare_modes(
     *,
     uncertainty_model=None,
 ) -> Comparison:
-    """Run ``ensemble``, ``meta``, ``meta_arbiter`` and ``arbiter_only`` on the same bars.
+    """Run ``ensemble``, ``meta``, ``meta_arbiter``, ``arbiter_only`` and ``buy_and_hold`` on
+    the same bars: each symbol's evaluation window, from its first bar with a model vote to
+    its last (see :mod:`qt_backtest.backtest.window`). Earlier bars are warm-up.
 
     Parameters
     ----------
@@ -87,19 +123,38 @@ def compare_modes(
         bars, votes, indicators = {"": bars}, {"": votes}, {"": indicators}
     if not (set(bars) == set(votes) == set(indicators)):
         raise ValueError("bars, votes and indicators must name the same symbols")
-    decisions, results, rows = {}, {}, {}
-    for symbol, frame in bars.items():
+    decisions, results, rows, windows, scored = {}, {}, {}, {}, {}
+    for symbol, full in bars.items():
+        if not votes[symbol].index.equals(full.index):
+            raise ValueError(
+                f"{symbol or 'votes'}: votes must be indexed like the bars (one row per bar)"
+            )
+        first, stop = evaluation_window(votes[symbol], config.models)
+        frame = full.iloc[first:stop]
+        window_votes = votes[symbol].iloc[first:stop]
+        window_inputs = indicators[symbol].reindex(frame.index)
+        windows[symbol] = {
+            "start": frame.index[0],
+            "end": frame.index[-1],
+            "bars": len(frame),
+            "warmup_bars": first,
+        }
+        scored[symbol] = frame
         for run in RUNS:
+            run_rules = rules
             if run == "arbiter_only":
-                made = arbiter_decisions(indicators[symbol], config)
+                made = arbiter_decisions(window_inputs, config)
+            elif run == "buy_and_hold":
+                made = buy_and_hold(frame.index)
+                run_rules = benchmark_rules(rules)
             else:
                 made = replay(
-                    votes[symbol],
-                    indicators[symbol],
+                    window_votes,
+                    window_inputs,
                     config.replace(mode=run),
                     uncertainty_model=uncertainty_model,
                 )
-            result = simulate(frame, made, rules)
+            result = simulate(frame, made, run_rules)
             decisions[symbol, run] = made
             results[symbol, run] = result
             rows[symbol, run] = result.metrics
@@ -112,7 +167,8 @@ def compare_modes(
     table.index = pd.MultiIndex.from_tuples(table.index, names=["symbol", "run"])
     equity = pd.concat({key: result.value for key, result in results.items()}, axis=1)
     equity.columns.names = ["symbol", "run"]
-    return Comparison(table, equity, decisions, results)
+    window_table = pd.DataFrame.from_dict(windows, orient="index").rename_axis("symbol")
+    return Comparison(table, equity, decisions, results, window_table, scored)
 
 
 def rollout_check(comparison: Comparison, targets: RateTargets | None = None) -> pd.DataFrame:
@@ -121,7 +177,7 @@ def rollout_check(comparison: Comparison, targets: RateTargets | None = None) ->
     Criteria: escalation, defer, Arbiter invocation and override-when-called rates and the
     ensemble/Arbiter source shares within their target bands (SPEC §5), and no degradation
     against ensemble-only: a Sharpe ratio at least as high. Bars where no model voted are left
-    out of the rates.
+    out of the rates. A closed-out (ruined) ``meta_arbiter`` run fails every criterion.
 
     Returns one row per (symbol, criterion): ``value``, ``target`` (text) and ``passes``.
     """
@@ -129,6 +185,7 @@ def rollout_check(comparison: Comparison, targets: RateTargets | None = None) ->
     rows = []
     symbols = sorted({symbol for symbol, _ in comparison.decisions})
     for symbol in symbols:
+        ruined = bool(comparison.table.loc[(symbol, "meta_arbiter"), "ruined"])
         decisions = comparison.decisions[symbol, "meta_arbiter"]
         voted = decisions[decisions["voters"] > 0]
         for rate, row in decision_rates(voted, targets).iterrows():
@@ -138,7 +195,7 @@ def rollout_check(comparison: Comparison, targets: RateTargets | None = None) ->
                     "criterion": rate,
                     "value": row["value"],
                     "target": f"{row['target_low']:.0%} to {row['target_high']:.0%}",
-                    "passes": bool(row["passes"]),
+                    "passes": bool(row["passes"]) and not ruined,
                 }
             )
         full = comparison.table.loc[(symbol, "meta_arbiter"), "sharpe"]
@@ -149,7 +206,7 @@ def rollout_check(comparison: Comparison, targets: RateTargets | None = None) ->
                 "criterion": "sharpe_vs_ensemble",
                 "value": full - base,
                 "target": ">= 0 (Sharpe of meta_arbiter minus ensemble)",
-                "passes": bool(full >= base),
+                "passes": bool(full >= base) and not ruined,
             }
         )
     return pd.DataFrame(rows).set_index(["symbol", "criterion"])

@@ -38,6 +38,7 @@ def performance(
     fees: float,
     init_cash: float,
     periods_per_year: float,
+    ruin_bar: int = -1,
 ) -> dict[str, float]:
     """Metrics of one run.
 
@@ -55,10 +56,15 @@ def performance(
         Equity before the first bar.
     periods_per_year : float
         Bars per year used to annualise (stated in the result).
+    ruin_bar : int
+        Bar on which the account was closed out (-1: never). Its later returns are 0: the
+        account holds nothing, and its equity may be zero.
     """
     returns = value.pct_change()
     returns.iloc[0] = value.iloc[0] / init_cash - 1.0
-    r = returns.to_numpy()
+    r = returns.to_numpy().copy()
+    if ruin_bar >= 0:
+        r[ruin_bar + 1 :] = 0.0
     bars = len(r)
     years = bars / periods_per_year
     growth = value.iloc[-1] / init_cash
@@ -70,6 +76,8 @@ def performance(
     dd_bars, dd_time = longest_drawdown(value)
     with np.errstate(over="ignore"):  # a few bars of a year: the rate may overflow to inf
         cagr = growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else np.nan
+    if ruin_bar >= 0 and not growth > 0:
+        cagr = -1.0
     wins = trade_pnl[trade_pnl > 0]
     losses = trade_pnl[trade_pnl < 0]
     return {
@@ -79,9 +87,9 @@ def performance(
         "sharpe": r.mean() / std * annual if std > 0 else np.nan,
         "sortino": r.mean() / downside * annual if downside > 0 else np.nan,
         "max_drawdown": max_dd,
-        # equity at or below zero (a short through a rally, leverage): returns past that
-        # point, and ratios built on them, no longer mean anything
-        "ruined": bool(max_dd <= -1.0),
+        # closed out at the maintenance level: nothing was traded after ``ruin_bar``
+        "ruined": ruin_bar >= 0,
+        "ruin_bar": ruin_bar,
         "max_drawdown_bars": dd_bars,
         "max_drawdown_duration": dd_time,
         "calmar": cagr / abs(max_dd) if max_dd < 0 else np.nan,

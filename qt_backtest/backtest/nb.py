@@ -145,6 +145,12 @@ def fill_target_percent_nb(cash, position, target, price, fees, slippage):
     if not (value > 0.0):
         return cash, position, 0.0, price, 0.0, SIDE_BUY  # nothing left to size from
     wanted = target * value / price - position
+    return fill_units_nb(cash, position, wanted, price, fees, slippage)
+
+
+@njit(cache=True, inline="always")
+def fill_units_nb(cash, position, wanted, price, fees, slippage):
+    """Fill an order for ``wanted`` units (signed); see :func:`fill_target_percent_nb`."""
     if wanted > 0.0:
         fill_price = price * (1.0 + slippage)
         if cash == 0.0:
@@ -240,3 +246,100 @@ def book_fill_nb(size, price, fee, side, direction, entry_size, entry_gross, ent
         entry_fees = fee - closing_fee
         direction = -direction
     return direction, entry_size, entry_gross, entry_fees, closed, pnl
+
+
+# Liquidation. An account whose equity falls to the maintenance level (a fraction of the
+# position's value; 0 = equity reaches zero) is closed out and trades no more. Losses stop at
+# the account's equity, as with an exchange's isolated margin: the close-out never fills at a
+# price where equity after its fee would be negative (the bankruptcy price), even when the bar
+# gaps through the level. The close-out pays the fee and no slippage.
+
+
+@njit(cache=True, inline="always")
+def liquidation_level_nb(cash, position, fees, maintenance):
+    """Price at which equity after a close-out fee equals ``maintenance`` x position value.
+
+    Long (``position`` > 0): cash + q p (1 - fee) = m q p; short: cash - |q| p (1 + fee) =
+    m |q| p. NaN when no positive price reaches it (a long bought without borrowing).
+    """
+    if position > 0.0:
+        if cash >= 0.0:
+            return np.nan
+        return -cash / (position * (1.0 - fees - maintenance))
+    if position < 0.0:
+        return cash / (-position * (1.0 + fees + maintenance))
+    return np.nan
+
+
+@njit(cache=True, inline="always")
+def liquidation_price_nb(cash, position, open_, low, high, fees, maintenance, open_only):
+    """Fill price of a close-out on this bar, NaN when the account survives it.
+
+    The adverse extreme of the bar (low for a long, high for a short) is tested against the
+    level, or only the open when ``open_only``. The fill is at the level, or at the open when
+    the bar opens beyond it, but never beyond the bankruptcy price.
+    """
+    level = liquidation_level_nb(cash, position, fees, maintenance)
+    if not (level == level):
+        return np.nan
+    if position > 0.0:
+        bankrupt = liquidation_level_nb(cash, position, fees, 0.0)
+        if open_ <= level:
+            return max(open_, bankrupt)
+        if not open_only and low <= level:
+            return level
+        return np.nan
+    bankrupt = liquidation_level_nb(cash, position, fees, 0.0)
+    if open_ >= level:
+        return min(open_, bankrupt)
+    if not open_only and high >= level:
+        return level
+    return np.nan
+
+
+@njit(cache=True)
+def first_liquidation_nb(
+    cash, position, has_order, open_, low, high, fill_at_open, fees, maintenance, init_cash
+):
+    """First bar on which an account would be closed out, from a run without close-outs.
+
+    Parameters
+    ----------
+    cash, position : ndarray of float64, shape (bars,)
+        Cash and units held at each bar's close (after its fill).
+    has_order : ndarray of bool, shape (bars,)
+        Whether an order fills on the bar.
+    open_, low, high : ndarray of float64, shape (bars,)
+    fill_at_open : bool
+        Orders fill at the open (the position after the fill lives through the bar) or at the
+        close (the position before it does).
+    fees, maintenance : float
+    init_cash : float
+
+    Returns
+    -------
+    (bar, price, order_first)
+        The bar (-1 when none), the close-out price and whether the bar's own order filled
+        before the close-out (an order at the open, the close-out later in the bar).
+    """
+    held_cash = init_cash
+    held = 0.0
+    for t in range(cash.shape[0]):
+        if held != 0.0:
+            # the position carried into the bar meets the open first (the whole bar when
+            # orders fill at the close)
+            price = liquidation_price_nb(
+                held_cash, held, open_[t], low[t], high[t], fees, maintenance, fill_at_open
+            )
+            if price == price:
+                return t, price, False
+        if fill_at_open and position[t] != 0.0:
+            # the position after the open's fill lives through the rest of the bar
+            price = liquidation_price_nb(
+                cash[t], position[t], open_[t], low[t], high[t], fees, maintenance, False
+            )
+            if price == price:
+                return t, price, has_order[t]
+        held_cash = cash[t]
+        held = position[t]
+    return -1, np.nan, False

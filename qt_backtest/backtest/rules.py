@@ -34,11 +34,18 @@ class PositionRules:
     slippage_bps : float
         Adverse price move per fill, in basis points.
     size : float
-        Position size as a fraction of equity (1.0 = fully invested).
+        Position size as a fraction of equity, in (0, 1]: 1.0 is fully invested. Fills are
+        limited by cash, as in vectorbt: a long cannot borrow, so leverage is not modelled (a
+        short's loss is not bounded by the price, which is what a close-out stops).
     scale_by_confidence : bool
         Multiply the size by the decision's confidence when a position is opened or reversed.
     init_cash : float
         Starting equity, in quote currency.
+    maintenance_margin : float
+        Equity, as a fraction of the position's value, below which the account is closed out
+        (liquidated) and trades no more; 0 closes it out when equity reaches zero. Checked
+        against each bar's adverse extreme (low for a long, high for a short); losses stop at
+        the account's equity.
     """
 
     long_only: bool = False
@@ -51,6 +58,7 @@ class PositionRules:
     size: float = 1.0
     scale_by_confidence: bool = False
     init_cash: float = 100_000.0
+    maintenance_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.hold not in HOLD_POLICIES:
@@ -85,7 +93,8 @@ class PositionRules:
         for name, low, high in (
             ("fee", 0.0, 0.1),
             ("slippage_bps", 0.0, 1000.0),
-            ("size", 0.0, 10.0),
+            ("size", 0.0, 1.0),
+            ("maintenance_margin", 0.0, 0.5),
         ):
             value = getattr(self, name)
             if (
@@ -94,5 +103,7 @@ class PositionRules:
                 or not (math.isfinite(value) and low <= value <= high)
             ):
                 raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+        if self.size == 0.0:
+            raise ValueError("size must be above 0 (a fraction of equity; 1.0 = fully invested)")
         if not (isinstance(self.init_cash, numbers.Real) and self.init_cash > 0):
             raise ValueError(f"init_cash must be a positive amount, got {self.init_cash!r}")

@@ -98,7 +98,15 @@ def run_portfolio(
 ) -> Any:
     """The vectorbt portfolio (numba engine) that trades ``target`` under ``rules``; inputs
     are taken as valid (see :func:`simulate`). A frame of targets runs one independent
-    portfolio per column."""
+    portfolio per column. An account that reaches the maintenance level is closed out and
+    trades no more (see :func:`qt_backtest.backtest.nb.liquidation_price_nb`)."""
+    return _run(bars, target, rules, per_year)[0]
+
+
+def _run(
+    bars: pd.DataFrame, target: pd.Series | pd.DataFrame, rules: PositionRules, per_year: float
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(portfolio, close-out bar per column (-1: none), close-out price per column)."""
     import vectorbt as vbt
 
     values = target.to_numpy()
@@ -109,18 +117,77 @@ def run_portfolio(
             [order_sizes(values[:, j], rules.execution_lag) for j in range(values.shape[1])]
         )
         sizes = pd.DataFrame(sizes, index=target.index, columns=target.columns)
-    return vbt.Portfolio.from_orders(
-        close=bars["close"].astype(np.float64),
+    close = bars["close"].astype(np.float64)
+    price = bars[rules.fill_price].astype(np.float64)
+    options = {
+        "init_cash": rules.init_cash,
+        "freq": pd.Timedelta(days=365) / per_year,
+    }
+    portfolio = vbt.Portfolio.from_orders(
+        close=close,
         size=sizes,
         size_type="targetpercent",
         direction="both",
-        price=bars[rules.fill_price].astype(np.float64),
+        price=price,
         fees=rules.fee,
         slippage=rules.slippage_bps / 10_000.0,
-        init_cash=rules.init_cash,
-        freq=pd.Timedelta(days=365) / per_year,
         engine="numba",
+        **options,
     )
+    size_matrix = np.asarray(sizes, dtype=np.float64).reshape(len(bars), -1)
+    cash = np.asarray(portfolio.cash(), dtype=np.float64).reshape(size_matrix.shape)
+    units = np.asarray(portfolio.assets(), dtype=np.float64).reshape(size_matrix.shape)
+    ohlc = [bars[name].to_numpy(dtype=np.float64) for name in ("open", "low", "high")]
+    columns = size_matrix.shape[1]
+    ruin_bar = np.full(columns, -1, dtype=np.int64)
+    ruin_price = np.full(columns, np.nan)
+    order_first = np.zeros(columns, dtype=np.bool_)
+    for j in range(columns):
+        ruin_bar[j], ruin_price[j], order_first[j] = nb.first_liquidation_nb(
+            cash[:, j],
+            units[:, j],
+            ~np.isnan(size_matrix[:, j]),
+            *ohlc,
+            rules.fill_price == "open",
+            rules.fee,
+            rules.maintenance_margin,
+            rules.init_cash,
+        )
+    if (ruin_bar < 0).all():
+        return portfolio, ruin_bar, ruin_price
+    # Rerun with the close-outs: a second order on the close-out bar, after the bar's own
+    # order when that filled first, needs vectorbt's flexible simulation.
+    close_out = np.full(size_matrix.shape, np.nan)
+    for j in np.flatnonzero(ruin_bar >= 0):
+        bar = ruin_bar[j]
+        size_matrix[bar + (1 if order_first[j] else 0) :, j] = np.nan
+        close_out[bar, j] = ruin_price[j]
+    close_frame = (
+        close
+        if values.ndim == 1
+        else pd.DataFrame(
+            np.repeat(close.to_numpy()[:, None], columns, axis=1),
+            index=close.index,
+            columns=target.columns,
+        )
+    )
+    from qt_backtest.backtest import flex_nb
+
+    portfolio = vbt.Portfolio.from_order_func(
+        close_frame,
+        flex_nb.order_or_close_out_nb,
+        size_matrix,
+        price.to_numpy(),
+        close_out,
+        float(rules.fee),
+        rules.slippage_bps / 10_000.0,
+        flexible=True,
+        pre_segment_func_nb=flex_nb.value_at_order_price_nb,
+        pre_segment_args=(price.to_numpy(),),
+        max_orders=2 * size_matrix.size,
+        **options,
+    )
+    return portfolio, ruin_bar, ruin_price
 
 
 def simulate(
@@ -149,7 +216,7 @@ def simulate(
         raise ValueError("decisions must be indexed like the bars (one decision per bar)")
     ppy = periods_per_year(bars.index, interval)
     target = target_exposure(decisions, rules)
-    portfolio = run_portfolio(bars, target, rules, ppy)
+    portfolio, ruin_bars, _ = _run(bars, target, rules, ppy)
     value = portfolio.value()
     value.name = "value"
     records = portfolio.orders.records
@@ -189,6 +256,7 @@ def simulate(
         float(orders["fees"].sum()),
         rules.init_cash,
         ppy,
+        ruin_bar=int(ruin_bars[0]),
     )
     return BacktestResult(
         value, target, position, orders, trades, pd.Series(metrics), portfolio, rules

@@ -17,6 +17,7 @@ from qt_backtest import __version__
 from qt_backtest.report import figures
 from qt_backtest.report.format import integer, money, number, percent, signed_percent, table
 from qt_backtest.report.study import StudyResult
+from qt_backtest.sweep.run import rank_rows
 
 COMPARISON_COLUMNS = [
     "total_return",
@@ -119,10 +120,33 @@ def _configuration(study: StudyResult) -> list[str]:
         "<div class='scroll'>"
         + table(
             provenance,
-            {"first_bar": _stamp, "last_bar": _stamp, "sha256": lambda v: str(v)[:16] + "…"},
+            {
+                "first_bar": _stamp,
+                "last_bar": _stamp,
+                "window_start": _stamp,
+                "window_end": _stamp,
+                "sha256": lambda v: str(v)[:16] + "…",
+            },
         )
         + "</div>",
         _settings_table(study),
+    ]
+
+
+def _window_sentence(study: StudyResult) -> list[str]:
+    """Where every run was scored: each symbol's evaluation window."""
+    provenance = study.provenance
+    if "window_start" not in provenance.columns:
+        return []
+    parts = [
+        f"{html.escape(str(row.symbol))} {_stamp(row.window_start)} to {_stamp(row.window_end)} "
+        f"({integer(row.window_bars)} bars, {integer(row.warmup_bars)} warm-up bars before)"
+        for row in provenance.itertuples()
+    ]
+    return [
+        "<p>Evaluation window, the same for every run (first to last bar with a model vote): "
+        + "; ".join(parts)
+        + ".</p>"
     ]
 
 
@@ -139,16 +163,17 @@ def _comparison(study: StudyResult) -> list[str]:
             for symbol, run in study.table.index[study.table["ruined"].astype(bool)]
         )
         warnings.append(
-            f"<p class='note'>Equity reached zero or below in: {html.escape(ruined)}. From that "
-            "bar on, returns and the ratios built on them (Sharpe, Sortino, CAGR) do not "
-            "describe a tradable account.</p>"
+            f"<p class='note'>Closed out (ruined): {html.escape(ruined)}. Equity reached the "
+            "maintenance level; the account was liquidated and traded no more.</p>"
         )
     blocks = [
         *warnings,
         "<p>Each rollout stage on the same bars and votes: <code>ensemble</code> only, "
         "<code>meta</code> (escalations recorded, the ensemble still trades), "
-        "<code>meta_arbiter</code> (the full design) and the Arbiter alone as a reference. "
+        "<code>meta_arbiter</code> (the full design), and as references the Arbiter alone "
+        "and <code>buy_and_hold</code> of the symbol (same fees, lag and fills). "
         "Sharpe, Sortino and CAGR are annualised with the stated bars per year.</p>",
+        *_window_sentence(study),
         "<div class='scroll'>"
         + table(study.table[columns], table_id="comparison-table")
         + "</div>",
@@ -313,7 +338,7 @@ def _heatmaps(
     if not pairs:
         return []
     metric = sweep.metric
-    best = frame.loc[frame[metric].idxmax()]
+    best = rank_rows(frame, metric).iloc[0]
     summary = sweep.overfitting.set_index("symbol").loc[symbol]
     plateau = frame[frame["combination"] == summary["plateau_combination"]].iloc[0]
     blocks = []
@@ -386,7 +411,7 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
         rows = sweep.frame[sweep.frame["symbol"] == symbol]
         blocks.append(f"<h3>{html.escape(str(symbol))}</h3>")
         blocks.extend(_heatmaps(study, symbol, heatmaps))
-        top = rows.nlargest(10, metric)[["combination", *sweep.parameters, *SWEEP_COLUMNS]]
+        top = rank_rows(rows, metric).head(10)[["combination", *sweep.parameters, *SWEEP_COLUMNS]]
         blocks.append("<p>Best ten combinations by " + metric + ":</p>")
         blocks.append("<div class='scroll'>" + table(top.set_index("combination")) + "</div>")
         plateau = sweep.plateau[sweep.plateau["symbol"] == symbol].drop(columns="symbol")

@@ -280,13 +280,16 @@ def run_study(
     indicators = {symbol: arbiter_inputs(frame, inputs) for symbol, frame in bars.items()}
     comparison = compare_modes(bars, votes, indicators, rules, config)
     overrides, reliability, trades, mix = [], [], [], []
-    for symbol, frame in bars.items():
+    for symbol in bars:
+        # everything below is about the bars every run was scored on
+        frame = comparison.bars[symbol]
+        window_votes = votes[symbol].reindex(frame.index)
         decisions = comparison.decisions[symbol, "meta_arbiter"]
         values = override_values(
             frame,
             decisions,
             rules,
-            votes=votes[symbol],
+            votes=window_votes,
             min_trade_confidence=config.min_trade_confidence,
             limit=override_limit,
         )
@@ -294,9 +297,9 @@ def run_study(
             overrides.append(values.assign(symbol=symbol))
         labels = make_labels(frame["close"])
         for model in config.models:
-            if f"{model}_action" in votes[symbol]:
+            if f"{model}_action" in window_votes:
                 table = vote_reliability(
-                    votes[symbol][f"{model}_action"], votes[symbol][f"{model}_confidence"], labels
+                    window_votes[f"{model}_action"], window_votes[f"{model}_confidence"], labels
                 )
                 reliability.append(table.assign(symbol=symbol, model=model))
         final = vote_reliability(decisions["final_action"], decisions["final_confidence"], labels)
@@ -320,7 +323,12 @@ def run_study(
         config=_asdict(config),
         rules=_asdict(rules),
         inputs=_asdict(inputs),
-        provenance=provenance(bars),
+        provenance=provenance(bars).join(
+            comparison.windows.add_prefix("window_").rename(
+                columns={"window_warmup_bars": "warmup_bars"}
+            ),
+            on="symbol",
+        ),
         table=comparison.table,
         equity=equity,
         rollout=rollout_check(comparison).reset_index(),

@@ -17,6 +17,7 @@ from qt_backtest.sweep.run import (
     SweepResult,
     metrics_from_stats,
     pack_grid,
+    rank_rows,
     sweep,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "plateau_selection",
     "probabilistic_sharpe_ratio",
     "probability_of_backtest_overfitting",
+    "rank_rows",
     "sweep",
     "walk_forward_selection",
 ]

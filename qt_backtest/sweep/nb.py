@@ -23,7 +23,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qt_backtest.backtest.nb import book_fill_nb, exposure_step_nb, fill_target_percent_nb
+from qt_backtest.backtest.nb import (
+    book_fill_nb,
+    exposure_step_nb,
+    fill_target_percent_nb,
+    fill_units_nb,
+    liquidation_price_nb,
+)
 from qt_backtest.hierarchy.nb import (
     G_OVERRIDE,
     HOLD,
@@ -66,7 +72,10 @@ B_ENTROPY = 7  # uncertainty model's normalised entropy (NaN without a model)
 B_SCORE = 8  # Arbiter score
 B_FILL = 9  # fill price of the bar
 B_CLOSE = 10  # close of the bar
-BAR_COLUMNS = 11
+B_OPEN = 11  # open, low and high: the close-out checks
+B_LOW = 12
+B_HIGH = 13
+BAR_COLUMNS = 14
 
 # columns of ``rules`` (one row per combination)
 R_LONG_ONLY = 0
@@ -77,7 +86,9 @@ R_SCALE = 4
 R_LAG = 5
 R_FEE = 6
 R_SLIPPAGE = 7  # fraction
-RULE_COLUMNS = 8
+R_FILL_AT_OPEN = 8  # 1: orders fill at the open, 0: at the close
+R_MAINTENANCE = 9  # maintenance margin of the close-out
+RULE_COLUMNS = 10
 
 # columns of ``stats`` (one row per combination)
 S_FINAL_VALUE = 0
@@ -106,7 +117,8 @@ S_ARBITER_CALLS = 22
 S_OVERRIDES = 23
 S_VETOES = 24
 S_ORDERS = 25
-STAT_COLUMNS = 26
+S_RUIN_BAR = 26  # bar of the close-out, -1: none
+STAT_COLUMNS = 27
 
 # columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS)
 K_SUM = 0
@@ -133,7 +145,8 @@ T_BLOCK = 14
 T_BLOCK_SUM = 15
 T_BLOCK_SUMSQ = 16
 T_BLOCK_START = 17  # value before the current block
-STATE_COLUMNS = 18
+T_RUINED = 18  # 1 after a close-out
+STATE_COLUMNS = 19
 
 TILE = 8192
 
@@ -222,6 +235,67 @@ def _decide(
     return final, final_confidence, ran, escalated, called, overridden, vetoed
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees):
+    """Count a fill in the statistics and book it into the open trade; returns the trade."""
+    if filled > 0.0:
+        row[S_ORDERS] += 1.0
+        row[S_TRADED] += filled * price
+        row[S_FEES] += paid
+        trade_direction, entry_size, entry_gross, entry_fees, closed, pnl = book_fill_nb(
+            filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+        )
+        if closed:
+            row[S_TRADES] += 1.0
+            row[S_PNL_SUM] += pnl
+            if pnl > 0.0:
+                row[S_WINS] += 1.0
+                row[S_WIN_SUM] += pnl
+            elif pnl < 0.0:
+                row[S_LOSSES] += 1.0
+                row[S_LOSS_SUM] += pnl
+    return trade_direction, entry_size, entry_gross, entry_fees
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _close_out(
+    row,
+    t,
+    bar_inputs,
+    fees,
+    maintenance,
+    open_only,
+    cash,
+    position,
+    trade_direction,
+    entry_size,
+    entry_gross,
+    entry_fees,
+):
+    """Close the account out on bar ``t`` if it reaches the maintenance level there (see
+    :func:`qt_backtest.backtest.nb.liquidation_price_nb`); returns (closed out, cash,
+    position, the open trade)."""
+    price = liquidation_price_nb(
+        cash,
+        position,
+        bar_inputs[t, B_OPEN],
+        bar_inputs[t, B_LOW],
+        bar_inputs[t, B_HIGH],
+        fees,
+        maintenance,
+        open_only,
+    )
+    if not (price == price):
+        return False, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+    cash, position, filled, price, paid, side = fill_units_nb(
+        cash, position, -position, price, fees, 0.0
+    )
+    trade_direction, entry_size, entry_gross, entry_fees = _book(
+        row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+    )
+    return True, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+
+
 @njit(cache=True, error_model="numpy")
 def _tile(
     c,
@@ -265,6 +339,8 @@ def _tile(
     lag = np.int64(rules[c, R_LAG])
     fees = rules[c, R_FEE]
     slippage = rules[c, R_SLIPPAGE]
+    fill_at_open = rules[c, R_FILL_AT_OPEN] != 0.0
+    maintenance = rules[c, R_MAINTENANCE]
     queue = pending[c]
     slot = first % (lag + 1)  # the ring position of bar t is t % (lag + 1)
     row = stats[c]
@@ -287,6 +363,7 @@ def _tile(
     block_sum = state[c, T_BLOCK_SUM]
     block_sumsq = state[c, T_BLOCK_SUMSQ]
     block_start = state[c, T_BLOCK_START]
+    ruined = state[c, T_RUINED] != 0.0
     total = row[S_SUM]
     total_sq = row[S_SUMSQ]
     total_3 = row[S_SUM3]
@@ -341,32 +418,67 @@ def _tile(
                 # slot of bar t + lag: one before this bar's slot, around the ring
                 queue[slot - 1 if slot > 0 else lag] = target
         order = queue[slot]
-        if order == order:  # not NaN: an order fills on this bar
-            queue[slot] = np.nan
+        queue[slot] = np.nan
+        dead = ruined  # closed out on an earlier bar: no fills, no returns
+        if not ruined and position != 0.0:
+            # the position carried into the bar meets the open first (the whole bar when
+            # orders fill at the close)
+            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
+                _close_out(
+                    row,
+                    t,
+                    bar_inputs,
+                    fees,
+                    maintenance,
+                    fill_at_open,
+                    cash,
+                    position,
+                    trade_direction,
+                    entry_size,
+                    entry_gross,
+                    entry_fees,
+                )
+            )
+        if not ruined and order == order:  # not NaN: an order fills on this bar
             cash, position, filled, price, paid, side = fill_target_percent_nb(
                 cash, position, order, bar_inputs[t, B_FILL], fees, slippage
             )
-            if filled > 0.0:
-                row[S_ORDERS] += 1.0
-                row[S_TRADED] += filled * price
-                row[S_FEES] += paid
-                trade_direction, entry_size, entry_gross, entry_fees, closed, pnl = book_fill_nb(
-                    filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+            trade_direction, entry_size, entry_gross, entry_fees = _book(
+                row,
+                filled,
+                price,
+                paid,
+                side,
+                trade_direction,
+                entry_size,
+                entry_gross,
+                entry_fees,
+            )
+        if not ruined and fill_at_open and position != 0.0:
+            # the position after the open's fill lives through the rest of the bar
+            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
+                _close_out(
+                    row,
+                    t,
+                    bar_inputs,
+                    fees,
+                    maintenance,
+                    False,
+                    cash,
+                    position,
+                    trade_direction,
+                    entry_size,
+                    entry_gross,
+                    entry_fees,
                 )
-                if closed:
-                    row[S_TRADES] += 1.0
-                    row[S_PNL_SUM] += pnl
-                    if pnl > 0.0:
-                        row[S_WINS] += 1.0
-                        row[S_WIN_SUM] += pnl
-                    elif pnl < 0.0:
-                        row[S_LOSSES] += 1.0
-                        row[S_LOSS_SUM] += pnl
+            )
+        if ruined and not dead:
+            row[S_RUIN_BAR] = t
         value = cash
         if position != 0.0:
             value = cash + position * bar_inputs[t, B_CLOSE]
             exposed += 1.0
-        r = value / previous_value - 1.0
+        r = 0.0 if dead else value / previous_value - 1.0
         previous_value = value
         r2 = r * r
         total += r
@@ -396,7 +508,8 @@ def _tile(
         if t + 1 == next_edge:
             blocks[c, block, K_SUM] = block_sum
             blocks[c, block, K_SUMSQ] = block_sumsq
-            blocks[c, block, K_GROWTH] = value / block_start
+            # a closed-out account may hold exactly nothing: no change, growth 1
+            blocks[c, block, K_GROWTH] = value / block_start if block_start != 0.0 else 1.0
             block += 1
             block_sum = 0.0
             block_sumsq = 0.0
@@ -427,6 +540,7 @@ def _tile(
     state[c, T_BLOCK_SUM] = block_sum
     state[c, T_BLOCK_SUMSQ] = block_sumsq
     state[c, T_BLOCK_START] = block_start
+    state[c, T_RUINED] = 1.0 if ruined else 0.0
     row[S_SUM] = total
     row[S_SUMSQ] = total_sq
     row[S_SUM3] = total_3
@@ -511,6 +625,7 @@ def sweep_nb(
         state[c, T_RUN_START] = -1
         state[c, T_BLOCK_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
+        stats[c, S_RUIN_BAR] = -1.0
     for first in range(0, bars, TILE):
         last = min(bars, first + TILE)
         for c in prange(combos):
@@ -555,6 +670,9 @@ def bar_inputs_nb(
     intercept,
     fill,
     close,
+    open_,
+    low,
+    high,
     out,
 ):
     """Per-bar inputs shared by every combination whose layers use ``params``' values.
@@ -591,4 +709,7 @@ def bar_inputs_nb(
             out[t, B_SCORE] = score
             out[t, B_FILL] = fill[t]
             out[t, B_CLOSE] = close[t]
+            out[t, B_OPEN] = open_[t]
+            out[t, B_LOW] = low[t]
+            out[t, B_HIGH] = high[t]
     return out

@@ -296,7 +296,7 @@ def plateau_selection(
     means = np.full(len(values), np.nan)
     for row, members in enumerate(near):
         around = values[members]
-        around = around[np.isfinite(around)]
+        around = around[~np.isnan(around)]  # -inf (a ruined neighbour) counts as the worst
         if len(around):
             medians[row] = np.median(around)
             means[row] = around.mean()

@@ -56,6 +56,7 @@ METRICS = (
     "max_drawdown_bars",
     "max_drawdown_duration",
     "ruined",
+    "ruin_bar",
     "calmar",
     "trades",
     "win_rate",
@@ -113,6 +114,8 @@ def _rule_row(rules: PositionRules) -> list[float]:
     row[nb.R_LAG] = float(rules.execution_lag)
     row[nb.R_FEE] = float(rules.fee)
     row[nb.R_SLIPPAGE] = rules.slippage_bps / 10_000.0
+    row[nb.R_FILL_AT_OPEN] = 1.0 if rules.fill_price == "open" else 0.0
+    row[nb.R_MAINTENANCE] = float(rules.maintenance_margin)
     return row
 
 
@@ -223,6 +226,9 @@ def symbol_inputs(
         combinations.intercept,
         bars[combinations.rules[0].fill_price].to_numpy(dtype=np.float64),
         bars["close"].to_numpy(dtype=np.float64),
+        bars["open"].to_numpy(dtype=np.float64),
+        bars["low"].to_numpy(dtype=np.float64),
+        bars["high"].to_numpy(dtype=np.float64),
         bar_inputs,
     )
     return SymbolInputs(
@@ -301,7 +307,10 @@ def metrics_from_stats(
         downside = np.sqrt(s[:, nb.S_DOWNSIDE] / n)
         growth = s[:, nb.S_FINAL_VALUE] / init_cash
         years = n / per_year
+        ruin_bar = s[:, nb.S_RUIN_BAR].astype(np.int64)
+        ruined = ruin_bar >= 0
         cagr = np.where(growth > 0, np.abs(growth) ** (1.0 / years) - 1.0, np.nan)
+        cagr = np.where(ruined & ~(growth > 0), -1.0, cagr)
         max_drawdown = s[:, nb.S_MAX_DRAWDOWN]
         trades = s[:, nb.S_TRADES]
         start = s[:, nb.S_DRAWDOWN_START].astype(np.int64)
@@ -324,7 +333,8 @@ def metrics_from_stats(
                 "sharpe": np.where(std > 0, mean / std * annual, np.nan),
                 "sortino": np.where(downside > 0, mean / downside * annual, np.nan),
                 "max_drawdown": max_drawdown,
-                "ruined": max_drawdown <= -1.0,
+                "ruined": ruined,
+                "ruin_bar": ruin_bar,
                 "max_drawdown_bars": s[:, nb.S_DRAWDOWN_BARS].astype(np.int64),
                 "max_drawdown_duration": duration,
                 "calmar": np.where(max_drawdown < 0, cagr / np.abs(max_drawdown), np.nan),
@@ -409,6 +419,12 @@ class SweepResult:
     loaded_chunks: int = 0
     configs: tuple[HierarchyConfig, ...] = field(default=(), repr=False)
 
+    def ranked(self, metric: str = "sharpe", symbol: str | None = None) -> pd.DataFrame:
+        """Rows best first by ``metric``: closed-out (ruined) combinations last whatever their
+        metric, then rows whose metric is NaN. ``symbol`` keeps one symbol's rows."""
+        frame = self.frame if symbol is None else self.frame[self.frame["symbol"] == symbol]
+        return rank_rows(frame, metric)
+
     def counts(self, symbol: str) -> np.ndarray:
         """Bars per time block of ``symbol``."""
         return np.diff(self.block_edges[symbol])
@@ -432,6 +448,27 @@ class SweepResult:
             )
             for symbol in self.blocks
         }
+
+
+def rank_rows(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``frame`` sorted best first by ``metric``, ruined rows last, NaN before them."""
+    if metric not in frame.columns:
+        raise ValueError(f"unknown metric {metric!r}: choose one of the sweep's columns")
+    order = np.lexsort(
+        (
+            -np.nan_to_num(frame[metric].to_numpy(dtype=np.float64), nan=-np.inf),
+            frame[metric].isna().to_numpy(),
+            frame["ruined"].to_numpy(dtype=bool),
+        )
+    )
+    return frame.iloc[order]
+
+
+def _survivors_scored(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` with ruined rows at -inf: they never win a selection."""
+    values = frame[column].to_numpy(dtype=np.float64).copy()
+    values[frame["ruined"].to_numpy(dtype=bool)] = -np.inf
+    return values
 
 
 @dataclass(frozen=True)
@@ -508,9 +545,10 @@ def overfitting_report(
     values = frame[metric].to_numpy(dtype=np.float64)
     if not np.isfinite(values).any():
         raise ValueError(f"{symbol}: no combination has a finite {metric}")
-    best = frame.iloc[int(np.nanargmax(values))]
+    best = rank_rows(frame, metric).iloc[0]
     per_bar = frame["sharpe"].to_numpy(dtype=np.float64) / np.sqrt(frame["periods_per_year"])
-    sharpe_best = frame.iloc[int(np.nanargmax(np.where(np.isfinite(per_bar), per_bar, -np.inf)))]
+    survivors = _survivors_scored(frame, "sharpe") / np.sqrt(frame["periods_per_year"])
+    sharpe_best = frame.iloc[int(np.argmax(np.where(np.isnan(survivors), -np.inf, survivors)))]
     finite = per_bar[np.isfinite(per_bar)]
     variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
     best_per_bar = float(sharpe_best["sharpe"] / np.sqrt(sharpe_best["periods_per_year"]))
@@ -520,7 +558,9 @@ def overfitting_report(
     deflated = probabilistic_sharpe_ratio(
         best_per_bar, benchmark, int(sharpe_best["bars"]), skewness, kurtosis
     )
-    plateau = plateau_selection(frame, list(result.grid.names), metric, radius)
+    # a ruined combination is the worst neighbour a plateau can have
+    scored = frame.assign(**{metric: _survivors_scored(frame, metric)})
+    plateau = plateau_selection(scored, list(result.grid.names), metric, radius)
     return OverfittingReport(
         symbol=symbol,
         metric=metric,

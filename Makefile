@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 # Numba's compiled-kernel cache stays inside the project (writable, shared by runs).
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
-export MPLBACKEND := Agg
+# headless figures for the checks only: notebook kernels started by the tests drop it
+TEST_ENV := MPLBACKEND=Agg
 
 .PHONY: demo test install lint bench clean browser
 
@@ -28,7 +29,7 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ Subcommands::
     qt-backtest run SETTINGS.toml        replay + backtest + HTML report
     qt-backtest sweep SETTINGS.toml      the same with a threshold sweep ([sweep.grid])
     qt-backtest report STUDY_FOLDER      render a saved study as HTML
+    qt-backtest compare STUDY STUDY      two saved studies side by side
     qt-backtest replay-log JOURNAL       replay a live journal and diff it layer by layer
     qt-backtest data inspect|validate|resample FILE...
 
@@ -17,16 +18,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from qt_backtest import __version__
+from qt_backtest.backtest.window import CoverageWarning
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
-SPLITTER = {"step": 720, "train_window": 8760, "min_train": 8760, "purge": 5, "horizon": 5}
-CACHE = Path(".cache") / "predictions"
 
 
 class UsageError(ValueError):
@@ -35,6 +36,44 @@ class UsageError(ValueError):
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one-line notes on stderr (a model slot without votes, say)."""
+    kind = "note" if issubclass(category, CoverageWarning) else "warning"
+    print(f"qt-backtest: {kind}: {message}", file=sys.stderr, flush=True)
+
+
+class _FoldProgress:
+    """Per-fold progress of one walk-forward training, with elapsed time and the rest."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.started = time.perf_counter()
+        self.trained = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.trained:
+            _say(f"training {self.what} walk-forward: {total} folds")
+            self.trained = True
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (total - done)
+        _say(
+            f"  {self.what}: fold {done}/{total}, {_clock(elapsed)} elapsed, "
+            f"about {_clock(left)} left"
+        )
+
+    def finish(self, cache: Path) -> None:
+        if self.trained:
+            elapsed = time.perf_counter() - self.started
+            _say(f"trained {self.what} in {_clock(elapsed)} (cached in {cache})")
+        else:
+            _say(f"{self.what}: votes loaded from the cache in {cache}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
 def _window(frame: pd.DataFrame, start: str | None, end: str | None) -> pd.DataFrame:
@@ -68,7 +107,7 @@ def load_bars(settings) -> dict[str, pd.DataFrame]:
 
 def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Votes by symbol, aligned to the bars: read from a file, or trained walk-forward."""
-    from qt_backtest.signals import WalkForward, read_predictions
+    from qt_backtest.signals import WalkForward, read_predictions, votes_from_walk_forward
     from qt_backtest.signals.cache import cached_walk_forward
 
     models = settings.hierarchy.models
@@ -93,16 +132,24 @@ def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFram
             votes[symbol] = part.reindex(frame.index)
         return votes
     if settings.train:
-        splitter = WalkForward(**SPLITTER)
+        from qt_backtest.data.interval import infer_interval
+        from qt_backtest.settings import WALK_FORWARD_DEFAULTS
+
+        cache = settings.resolve(settings.cache_dir)
         votes = {}
         for symbol, frame in bars.items():
-            table = pd.DataFrame(index=frame.index)
+            interval = frame.attrs.get("interval") or infer_interval(frame.index)
+            splitter = WalkForward.from_spans(
+                interval, **{**WALK_FORWARD_DEFAULTS, **settings.walk_forward}
+            )
+            runs = {}
             for model in settings.train:
-                _say(f"training {model} walk-forward on {symbol} (cached in {CACHE})")
-                result = cached_walk_forward(frame, model, splitter, CACHE, n_jobs=2)
-                table[f"{model}_action"] = result["action"]
-                table[f"{model}_confidence"] = result["confidence"]
-            votes[symbol] = table
+                progress = _FoldProgress(f"{model} on {symbol}")
+                runs[model] = cached_walk_forward(
+                    frame, model, splitter, cache, n_jobs=2, on_fold=progress
+                )
+                progress.finish(cache)
+            votes[symbol] = votes_from_walk_forward(runs)
         return votes
     raise UsageError("no votes: give [predictions] file = ... or train = [...]")
 
@@ -208,6 +255,28 @@ def command_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    from qt_backtest.report import load_study
+    from qt_backtest.report.side_by_side import (
+        SIDE_BY_SIDE_METRICS,
+        settings_difference,
+        side_by_side,
+    )
+
+    first, second = load_study(args.first), load_study(args.second)
+    metrics = args.metrics.split(",") if args.metrics else list(SIDE_BY_SIDE_METRICS)
+    print(f"first: {args.first} ({first.title}); second: {args.second} ({second.title})")
+    differences = settings_difference(first, second)
+    if len(differences):
+        print("settings that differ:")
+        print(differences.to_string(index=False))
+    else:
+        print("settings: the same")
+    table = side_by_side(first, second, metrics)
+    print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
+    return EXIT_OK
+
+
 def command_replay_log(args: argparse.Namespace) -> int:
     from qt_backtest.hierarchy import HierarchyConfig
     from qt_backtest.hierarchy.livelog import parse_live_log, replay_log
@@ -244,6 +313,7 @@ def command_replay_log(args: argparse.Namespace) -> int:
 
 def command_data_inspect(args: argparse.Namespace) -> int:
     from qt_backtest.data import gap_report, load_ohlcv
+    from qt_backtest.report.format import price, price_decimals
 
     for name in args.files:
         frame = load_ohlcv(name)
@@ -253,10 +323,12 @@ def command_data_inspect(args: argparse.Namespace) -> int:
             f"bars, {frame.index[0]:%Y-%m-%d %H:%M} .. {frame.index[-1]:%Y-%m-%d %H:%M} UTC; "
             f"{gaps}"
         )
+        close = frame["close"]
+        decimals = price_decimals(close.to_numpy())
         print(
-            f"  close {frame['close'].iloc[0]:,.4g} -> {frame['close'].iloc[-1]:,.4g} "
-            f"(min {frame['close'].min():,.4g}, max {frame['close'].max():,.4g}); "
-            f"zero-volume bars {int((frame['volume'] == 0).sum()):,}"
+            f"  close {price(close.iloc[0], decimals)} -> {price(close.iloc[-1], decimals)} "
+            f"(min {price(close.min(), decimals)}, max {price(close.max(), decimals)}; "
+            f"{decimals} decimals); zero-volume bars {int((frame['volume'] == 0).sum()):,}"
         )
     return EXIT_OK
 
@@ -336,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-trades", type=int, default=50, help="trades listed per symbol")
     report.set_defaults(handler=command_report)
 
+    compare = commands.add_parser(
+        "compare",
+        help="two saved studies side by side",
+        description="Metrics of two saved studies per (symbol, run), and the settings that differ.",
+    )
+    compare.add_argument("first", help="folder written by --save")
+    compare.add_argument("second", help="folder written by --save")
+    compare.add_argument(
+        "--metrics", help="comma-separated metrics (default: total_return, sharpe, ...)"
+    )
+    compare.set_defaults(handler=command_compare)
+
     log = commands.add_parser(
         "replay-log",
         help="replay a live journal's votes and diff every layer against what was logged",
@@ -386,7 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CoverageWarning)
+            warnings.showwarning = _show_note
+            return args.handler(args)
     except (
         DataValidationError,
         SettingsError,

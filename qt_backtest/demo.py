@@ -19,6 +19,7 @@ import pandas as pd
 from qt_backtest.data import gap_report, list_samples, load_sample, sample_dir
 from qt_backtest.hierarchy import HierarchyConfig, decision_rates, replay
 from qt_backtest.indicators import ARBITER_INPUT_COLUMNS, arbiter_inputs, streaming
+from qt_backtest.report.format import price, price_decimals
 from qt_backtest.signals import WalkForward, read_predictions
 from qt_backtest.signals.cache import cached_walk_forward
 
@@ -31,12 +32,15 @@ REPORT = Path("reports") / "demo.html"
 def _data_summary(name: str, frame: pd.DataFrame) -> list[str]:
     gaps = gap_report(frame)
     returns = np.log(frame["close"]).diff().dropna()
+    close = frame["close"]
+    decimals = price_decimals(close.to_numpy())
     return [
         f"{name}: {len(frame):,} {frame.attrs['interval']} bars, "
         f"{frame.index[0]:%Y-%m-%d %H:%M} .. {frame.index[-1]:%Y-%m-%d %H:%M} UTC",
         f"  gaps: {gaps}",
-        f"  close: first {frame['close'].iloc[0]:,.2f}, last {frame['close'].iloc[-1]:,.2f}, "
-        f"min {frame['close'].min():,.2f}, max {frame['close'].max():,.2f}",
+        f"  close: first {price(close.iloc[0], decimals)}, last "
+        f"{price(close.iloc[-1], decimals)}, min {price(close.min(), decimals)}, max "
+        f"{price(close.max(), decimals)}",
         f"  zero-volume bars: {int((frame['volume'] == 0).sum())}, "
         f"{frame.attrs['interval']} log-return std {returns.std():.4%}",
     ]
@@ -110,8 +114,9 @@ def _replay_summary(symbol: str, frame: pd.DataFrame, inputs: pd.DataFrame, retr
 
 #: The demo's small sweep: Arbiter gate x Meta consensus x maximum holding, in two modes.
 DEMO_GRID = {
-    "arbiter.arbiter_threshold": [0.60, 0.70, 0.80, 0.90],
-    "meta.consensus_threshold": [0.50, 0.75, 1.00],
+    "arbiter.arbiter_threshold": [0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90],
+    "meta.low_confidence_threshold": [0.45, 0.55, 0.65],
+    "meta.consensus_threshold": [0.75, 1.00],
     "rules.max_hold_bars": [None, 5],
 }
 
@@ -141,7 +146,7 @@ def _report(out: Path, retrain: bool, override_limit: int) -> list[str]:
     path = write_report(study, out)
     table = study.table.xs("equal_weight", level="symbol")
     lines = [
-        f"report: {len(bars)} symbols, three rollout stages + Arbiter-only, "
+        f"report: {len(bars)} symbols, three rollout stages + Arbiter-only and buy-and-hold, "
         f"{len(study.overrides):,} overrides valued, "
         f"{study.sweep.frame['combination'].nunique():,} sweep combinations per symbol "
         f"({time.perf_counter() - started:.1f} s)"

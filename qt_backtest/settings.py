@@ -12,6 +12,10 @@ Example::
 
     [predictions]
     file = "data/sample-predictions.parquet"  # or: train = ["xgb", "lgbm"]
+    cache_dir = ".cache/predictions"          # trained votes, relative to this file
+    [predictions.walk_forward]                # bar counts or durations ("365D", "30D")
+    train_window = "365D"
+    step = "30D"
 
     [hierarchy]
     mode = "meta_arbiter"
@@ -43,7 +47,15 @@ from qt_backtest.indicators import ArbiterInputConfig
 TABLES = {
     "": {"title", "data", "predictions", "hierarchy", "indicators", "rules", "report", "sweep"},
     "data": {"samples", "files", "start", "end", "gaps"},
-    "predictions": {"file", "train"},
+    "predictions": {"file", "train", "walk_forward", "cache_dir"},
+    "predictions.walk_forward": {
+        "step",
+        "train_window",
+        "min_train",
+        "purge",
+        "embargo",
+        "horizon",
+    },
     "report": {"out", "save", "override_limit", "max_trades", "heatmaps"},
     "sweep": {
         "grid",
@@ -64,6 +76,14 @@ HIERARCHY_SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter":
 
 
 NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars"}
+#: Walk-forward spans of ``[predictions] train`` (hourly bars: monthly retraining on a year).
+WALK_FORWARD_DEFAULTS = {
+    "step": "30D",
+    "train_window": "365D",
+    "min_train": "365D",
+    "purge": 5,
+    "horizon": 5,
+}
 
 
 def none_words(value: Any) -> Any:
@@ -90,6 +110,9 @@ class Settings:
     gaps: str = "report"
     predictions: str | None = None
     train: list[str] = field(default_factory=list)
+    #: walk-forward spans of ``train``: bar counts or durations (see WalkForward.from_spans)
+    walk_forward: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str = ".cache/predictions"
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
     indicators: ArbiterInputConfig = field(default_factory=ArbiterInputConfig)
     rules: PositionRules = field(default_factory=PositionRules)
@@ -153,6 +176,7 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
     settings.train = _strings(predictions.get("train", []), "predictions.train", source)
     if settings.predictions and settings.train:
         raise SettingsError(f"{source}: [predictions] takes a file or train, not both")
+    _check_train(settings, predictions, source)
     hierarchy = dict(document.get("hierarchy", {}))
     sections = {}
     for name, kind in HIERARCHY_SECTIONS.items():
@@ -174,7 +198,55 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
         if not isinstance(values, list) or not values:
             raise SettingsError(f"{source}: sweep.grid.{name} must be a non-empty list of values")
         grid[name] = [none_words(value) for value in values]
+    _check_grid(settings, grid, source)
     return settings
+
+
+def _check_train(settings: Settings, predictions: dict[str, Any], source: str) -> None:
+    """Model slots and walk-forward spans, checked before any data is read."""
+    from qt_backtest.signals import MODEL_SLOTS, WalkForward
+    from qt_backtest.signals.models import NEURAL_SLOTS
+
+    slots = (*MODEL_SLOTS, *NEURAL_SLOTS)
+    unknown = [model for model in settings.train if model not in slots]
+    if unknown:
+        raise SettingsError(
+            f"{source}: predictions.train names unknown model slot(s) {unknown}; slots are "
+            f"{list(slots)}"
+        )
+    outside = [model for model in settings.train if model not in settings.hierarchy.models]
+    if outside:
+        raise SettingsError(
+            f"{source}: predictions.train trains {outside}, which the hierarchy's models "
+            f"{list(settings.hierarchy.models)} do not include"
+        )
+    spans = predictions.get("walk_forward", {})
+    if not isinstance(spans, dict):
+        raise SettingsError(f"{source}: [predictions.walk_forward] must be a table")
+    _check_keys("predictions.walk_forward", spans, TABLES["predictions.walk_forward"], source)
+    spans = {key: none_words(value) for key, value in spans.items()}
+    try:
+        # checked on a 1h calendar now; the data's own interval converts durations later
+        WalkForward.from_spans("1h", **{**WALK_FORWARD_DEFAULTS, **spans})
+    except (TypeError, ValueError) as error:
+        raise SettingsError(f"{source}: [predictions.walk_forward] {error}") from None
+    settings.walk_forward = spans
+    cache_dir = predictions.get("cache_dir", settings.cache_dir)
+    if not isinstance(cache_dir, str) or not cache_dir:
+        raise SettingsError(f"{source}: predictions.cache_dir must be a path")
+    settings.cache_dir = cache_dir
+
+
+def _check_grid(settings: Settings, grid: dict[str, list[Any]], source: str) -> None:
+    """Every grid parameter name, and every value on its own, checked before any work."""
+    from qt_backtest.sweep.grid import apply_parameters
+
+    for name, values in grid.items():
+        for value in values:
+            try:
+                apply_parameters(settings.hierarchy, settings.rules, {name: value})
+            except (TypeError, ValueError) as error:
+                raise SettingsError(f"{source}: sweep.grid.{name} = {value!r}: {error}") from None
 
 
 def load_settings(path: str | Path) -> Settings:

@@ -223,3 +223,109 @@ def test_the_installed_entry_point_answers_help():
     )
     assert completed.returncode == 1
     assert completed.stderr.strip().count("\n") == 0 and "nonexistent" in completed.stderr
+
+
+def test_run_names_model_slots_without_votes(tmp_path, capsys):
+    votes = pd.read_parquet(PREDICTIONS)
+    two = votes[[c for c in votes.columns if not c.startswith(("nhits", "patchtst"))]]
+    path = tmp_path / "two-models.parquet"
+    two.to_parquet(path)
+    settings = settings_file(tmp_path, RUN.replace(str(PREDICTIONS), str(path)))
+    code, stdout, err = run_cli(capsys, "run", str(settings), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("qt-backtest: note:")]
+    assert len(notes) == 1, err  # said once, for both symbols
+    for fragment in (
+        "nhits has no predictions",
+        "patchtst has no predictions",
+        "BTCUSDT",
+        "ETHUSDT",
+        "pads a missing vote as HOLD/0.50",
+    ):
+        assert fragment in notes[0]
+    assert "evaluation window" in stdout and "buy_and_hold" in stdout
+    assert "nhits has no predictions" in (tmp_path / "r.html").read_text()
+
+
+def test_compare_sets_two_saved_studies_side_by_side(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, fee in ((first, "0.001"), (second, "0.002")):
+        settings = settings_file(
+            tmp_path, RUN.replace("fee = 0.001", f"fee = {fee}"), f"{fee}.toml"
+        )
+        code, _, err = run_cli(
+            capsys, "run", str(settings), "--out", str(tmp_path / "x.html"), "--save", str(folder)
+        )
+        assert code == 0, err
+    code, stdout, err = run_cli(capsys, "compare", str(first), str(second))
+    assert code == 0, err
+    assert "rules.fee" in stdout and "0.001" in stdout and "0.002" in stdout
+    assert "difference" in stdout and "BTCUSDT" in stdout and "buy_and_hold" in stdout
+    code, _, err = run_cli(capsys, "compare", str(first), str(second), "--metrics", "nope")
+    assert_one_line_error(code, err, "nope")
+
+
+TRAIN = """
+title = "trained"
+[data]
+samples = ["BTCUSDT-1h"]
+start = "2026-02-01"
+[predictions]
+train = ["xgb"]
+cache_dir = "votes-cache"
+[predictions.walk_forward]
+train_window = "20D"
+min_train = "20D"
+step = "7D"
+[report]
+override_limit = 5
+"""
+
+
+def test_run_trains_walk_forward_from_the_settings_file(tmp_path, capsys, monkeypatch):
+    settings = settings_file(tmp_path, TRAIN)
+    monkeypatch.chdir(tmp_path.parent)  # the cache resolves against the file, not here
+    argv = ("run", str(settings), "--out", str(tmp_path / "t.html"))
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert list((tmp_path / "votes-cache").glob("xgb-*.parquet"))
+    folds = [line for line in err.splitlines() if "xgb on BTCUSDT: fold" in line]
+    assert folds and "elapsed" in folds[-1] and "left" in folds[-1]
+    done, total = folds[-1].split("fold ")[1].split(",")[0].split("/")
+    assert done == total
+    assert "trained xgb on BTCUSDT in" in err
+    # the slots the run did not train are named once
+    assert "lgbm has no predictions" in err and "patchtst has no predictions" in err
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "xgb on BTCUSDT: votes loaded from the cache" in err
+    assert "fold 1/" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        ('train = ["xgb"]', ('train = ["gpt"]', "unknown model slot(s) ['gpt']")),
+        ('step = "7D"', ('step = "soon"', "neither a bar count nor a duration")),
+        ('step = "7D"', ("stride = 3", "unknown key(s) stride")),
+    ],
+)
+def test_training_settings_are_checked_when_read(tmp_path, capsys, change, fragments):
+    replacement, message = fragments
+    settings = settings_file(tmp_path, TRAIN.replace(change, replacement))
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, message)
+    assert "training xgb" not in err and "loading votes" not in err
+
+
+def test_grid_names_and_values_are_checked_when_read(tmp_path, capsys):
+    for grid, message in (
+        ('"arbiter.nonsense" = [1]', "unknown parameter 'arbiter.nonsense'"),
+        ('"arbiter.arbiter_threshold" = [0.5, 7]', "sweep.grid.arbiter.arbiter_threshold = 7"),
+        ('"ensemble.weights.gpt" = [0.5]', "unknown model(s) ['gpt']"),
+    ):
+        body = RUN + f"[sweep.grid]\n{grid}\n"
+        settings = settings_file(tmp_path, body)
+        code, _, err = run_cli(capsys, "sweep", str(settings))
+        assert_one_line_error(code, err, message)
+        assert "loading votes" not in err

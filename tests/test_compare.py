@@ -100,14 +100,14 @@ def test_every_run_is_scored_on_the_window_of_the_votes():
     result = compare_modes(bars, late, arbiter_inputs(bars))
     assert set(RUNS) == {run for _, run in result.table.index}
     start, end = bars.index[300], bars.index[-101]
-    window = result.windows.loc[""]
+    window = result.windows.loc["BTCUSDT"]
     assert (window["start"], window["end"], window["warmup_bars"]) == (start, end, 300)
     for run in RUNS:
-        run_result = result.results["", run]
+        run_result = result.results["BTCUSDT", run]
         assert run_result.value.index[0] == start and run_result.value.index[-1] == end
         assert (run_result.orders["timestamp"] > start).all()  # next-bar fills
         assert len(run_result.orders) > 0
-    hold = result.results["", "buy_and_hold"]
+    hold = result.results["BTCUSDT", "buy_and_hold"]
     assert len(hold.orders) == 1 and hold.orders["size"].iloc[0] > 0
     fee = 0.0004
     expected = (1 - fee) * bars["close"].loc[end] / bars["open"].loc[bars.index[301]] - 1

@@ -253,7 +253,8 @@ def test_meta_features_layout():
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
-        (lambda: EnsembleConfig(models=("a", "b")), "3 to 8 names"),
+        (lambda: EnsembleConfig(models=(), weights={}), "1 to 8 names"),
+        (lambda: EnsembleConfig(models=tuple("abcdefghi"), weights={}), "1 to 8 names"),
         (lambda: EnsembleConfig(weights={"xgb": 1.0}), "no vote weight for model"),
         (
             lambda: EnsembleConfig(weights={**dict(EnsembleConfig().weights), "tft": 0.1}),

@@ -146,8 +146,8 @@ INDICATOR_VALUES = {
 
 
 @st.composite
-def scenario(draw):
-    count = draw(st.integers(3, 8))
+def scenario(draw, fewest=1, most=8):
+    count = draw(st.integers(fewest, most))
     models = tuple(f"m{k}" for k in range(count))
     weights = [draw(WEIGHTS) for _ in models]
     if sum(weights) == 0:
@@ -202,6 +202,14 @@ def scenario(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario())
 def test_kernel_equals_reference_agents(case):
+    assert_replay_equals_reference(*case)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(fewest=1, most=2))
+def test_kernel_equals_reference_agents_with_one_or_two_models(case):
+    # the live engine has run Meta on two models; nothing pads the list to three
+    assert len(case[0].models) <= 2
     assert_replay_equals_reference(*case)
 
 
@@ -460,3 +468,26 @@ def test_arbiter_decisions_equal_the_reference_arbiter():
         assert frame["final_action"].iloc[i] == expected["action"]
         assert frame["final_confidence"].iloc[i] == expected["confidence"]
         assert frame["arbiter_reason"].iloc[i] == expected["reason"]
+
+
+def test_replace_takes_the_names_of_a_sweep_grid():
+    config = HierarchyConfig().replace(
+        **{
+            "ensemble.weights.xgb": 0.5,
+            "meta.weights.nhits": 0.1,
+            "ensemble.label_multipliers.strong": 0.9,
+            "arbiter.arbiter_threshold": 0.8,
+            "mode": "meta",
+        }
+    )
+    assert dict(config.ensemble.weights)["xgb"] == 0.5
+    assert dict(config.ensemble.weights)["lgbm"] == 0.25  # the others keep their values
+    assert dict(config.meta.weights)["nhits"] == 0.1
+    assert config.ensemble.multiplier("strong") == 0.9
+    assert config.arbiter.arbiter_threshold == 0.8 and config.mode == "meta"
+    with pytest.raises(ValueError, match=r"unknown model\(s\) \['gpt'\]"):
+        HierarchyConfig().replace(**{"ensemble.weights.gpt": 0.5})
+    with pytest.raises(ValueError, match="unknown entr"):
+        HierarchyConfig().replace(**{"ensemble.label_multipliers.great": 0.5})
+    with pytest.raises(ValueError, match="not a table"):
+        HierarchyConfig().replace(**{"arbiter.arbiter_threshold.x": 0.5})

@@ -220,22 +220,21 @@ def test_sweep_reports_its_overfitting_controls():
         }
     )
     result = sweep(bars, votes, inputs, grid, blocks=8)
-    report = result.overfitting(train_blocks=3)[""]
+    report = result.overfitting(train_blocks=3)["series"]
     summary = report.summary()
-    assert summary["trials"] == len(grid)
+    distinct = result.frame[result.frame["stream"] == result.frame["combination"]]
+    assert summary["grid_rows"] == len(grid)
+    assert summary["trials"] == len(distinct) == result.frame["stream"].nunique()
     assert summary["cscv_splits"] == math.comb(8, 4)
     assert 0.0 <= summary["pbo"] <= 1.0
     assert 0.0 <= summary["deflated_sharpe"] <= 1.0
     assert report.best["sharpe"] == result.frame["sharpe"].max()
     assert len(report.walk_forward.steps) == 8 - 3
     assert report.plateau_choice["combination"] in set(result.frame["combination"])
-    # the deflated Sharpe uses the true number of trials: the same best with fewer trials
-    # would clear a lower hurdle
+    # the deflated Sharpe counts distinct trials: identical equity curves are one
     assert report.expected_max_sharpe_per_bar == pytest.approx(
         expected_max_sharpe(
-            len(grid),
-            float(
-                np.var(result.frame["sharpe"] / np.sqrt(result.frame["periods_per_year"]), ddof=1)
-            ),
+            len(distinct),
+            float(np.var(distinct["sharpe"] / np.sqrt(distinct["periods_per_year"]), ddof=1)),
         )
     )

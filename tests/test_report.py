@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from qt_backtest.report.format import duration, integer, number, percent, signed
 from qt_backtest.signals import read_predictions
 
 SECTIONS = (
+    "Answer",
     "Configuration and data",
     "Mode comparison",
     "Decision sources and reasons",
@@ -117,6 +119,41 @@ def test_heatmaps_of_chosen_parameter_pairs(study):
         render_report(study, heatmaps=[("meta.entropy_threshold", "rules.fee")])
 
 
+def test_the_report_opens_with_an_answer(study, page):
+    from qt_backtest.report.build import answer_sentence
+
+    sentence = answer_sentence(study)
+    assert page.index(html_escape(sentence)) < page.index("<h2>Configuration and data</h2>")
+    table = study.table
+    assert number(table.loc[("equal_weight", "meta_arbiter"), "sharpe"]) in sentence
+    assert number(table.loc[("equal_weight", "buy_and_hold"), "sharpe"]) in sentence
+    assert "thresholds for the full hierarchy from the sweep: BTCUSDT arbiter." in sentence
+
+
+def test_default_heatmaps_show_the_full_hierarchy_with_the_best_cell_boxed(study, page):
+    figures = re.findall(
+        r'<figure><svg[^>]*aria-label="BTCUSDT: sharpe over .*?</figure>', page, re.S
+    )
+    assert len(figures) == 1
+    # the red box and its label are drawn, and the caption says what they mark
+    assert ">best<" in figures[0] and "a red box marks the best cell" in figures[0]
+    assert "BTCUSDT (meta_arbiter)" in figures[0]
+
+
+def test_the_best_table_has_one_row_per_stream_and_buy_and_hold_last(study):
+    from qt_backtest.report.build import _best_table
+
+    rows = study.sweep.frame[study.sweep.frame["symbol"] == "ETHUSDT"]
+    best = _best_table(rows, study.sweep, "ETHUSDT")
+    streams = rows.set_index("combination").loc[best.index[:-1].astype(int), "stream"]
+    assert streams.is_unique
+    assert best.index[-1] == "buy_and_hold"
+    reference = study.sweep.reference.set_index("symbol").loc["ETHUSDT"]
+    assert best["sharpe"].iloc[-1] == reference["sharpe"]
+    assert best["same_trades"].iloc[:-1].sum() <= len(rows)
+    assert (best["same_trades"].iloc[:-1] >= 1).all()
+
+
 def test_the_page_is_self_contained(page):
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)
     assert "<script" not in page and "<link" not in page and "@import" not in page
@@ -191,3 +228,35 @@ def test_the_console_check_catches_an_error(tmp_path):
     )
     dumped = browse(tmp_path, broken, "--dump-dom")
     assert console_errors(dumped.stderr), dumped.stderr[-2000:]
+
+
+def test_model_diagnostics_show_the_baselines_without_skill(study, page):
+    assert "one in three" not in page
+    skill = study.skill.set_index(["symbol", "model"])
+    row = skill.loc[("BTCUSDT", "meta_arbiter (final)")]
+    # HOLD dominates the labels: the majority rate is far above a third
+    assert row["majority_rate"] > 0.5
+    for column in ("hit_rate", "balanced_accuracy", "majority_rate", "random_rate"):
+        assert f"'num'>{percent(row[column])}</td>" in page
+    assert {"recall_sell", "recall_hold", "recall_buy"} <= set(skill.columns)
+
+
+def test_prices_are_shown_with_the_decimals_of_the_data():
+    from qt_backtest.report.format import price, price_decimals
+
+    assert price_decimals([0.5123, 0.5, 0.61]) == 4  # XRP-like quotes
+    assert price_decimals([65123.45, 65000.1]) == 2
+    assert price_decimals([1.0, 2.0]) == 2
+    assert price_decimals([0.00001234]) == 8
+    assert price_decimals([np.nan, 0.123]) == 3
+    assert price(0.5123, 4) == "0.5123" and price(65123.456, 2) == "65,123.46"
+
+
+def test_trades_of_a_finely_quoted_symbol_keep_their_decimals(study):
+    import dataclasses
+
+    provenance = study.provenance.assign(price_decimals=5)
+    finer = dataclasses.replace(study, provenance=provenance)
+    page = render_report(finer, max_trades=3)
+    trade = study.trades[study.trades["symbol"] == "BTCUSDT"].iloc[0]
+    assert f"'num'>{trade['entry_price']:,.5f}</td>" in page

@@ -122,11 +122,11 @@ def test_the_sweep_and_the_comparison_close_out_the_same_bar():
     votes = unanimous_votes(bars, "S" + "H" * (len(bars) - 1))
     inputs = arbiter_inputs(bars, ArbiterInputConfig(macd_scale="percent"))
     comparison = compare_modes(bars, votes, inputs)
-    ensemble = comparison.results["", "ensemble"]
+    ensemble = comparison.results["series", "ensemble"]
     assert bool(ensemble.metrics["ruined"])
     assert ensemble.metrics["total_return"] == pytest.approx(-1.0, abs=1e-9)
     check = rollout_check(comparison)
-    if bool(comparison.table.loc[("", "meta_arbiter"), "ruined"]):
+    if bool(comparison.table.loc[("series", "meta_arbiter"), "ruined"]):
         assert not check["passes"].any()
     grid = Grid.product({"rules.fee": [0.0, 0.0004], "rules.size": [0.3, 1.0]})
     result = sweep(bars, votes, inputs, grid, modes=["ensemble"], blocks=3)
@@ -149,7 +149,7 @@ def test_a_ruined_meta_arbiter_run_fails_every_rollout_criterion():
     votes = unanimous_votes(bars, "S" + "H" * (len(bars) - 1))
     inputs = arbiter_inputs(bars, ArbiterInputConfig(macd_scale="percent"))
     comparison = compare_modes(bars, votes, inputs)
-    assert bool(comparison.table.loc[("", "meta_arbiter"), "ruined"])
+    assert bool(comparison.table.loc[("series", "meta_arbiter"), "ruined"])
     check = rollout_check(comparison)
     assert len(check) > 1 and not check["passes"].any()
 
@@ -238,5 +238,5 @@ def test_sweeps_rank_ruined_combinations_last():
     # a ruined row ranks last even where its metric is the best
     fake = frame.assign(sharpe=np.where(frame["ruined"], 99.0, frame["sharpe"]))
     assert bool(rank_rows(fake, "sharpe")["ruined"].iloc[-1])
-    report = result.overfitting("sharpe")[""]
+    report = result.overfitting("sharpe")["series"]
     assert not bool(report.best["ruined"])

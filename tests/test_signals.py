@@ -360,3 +360,43 @@ def test_any_classifier_through_estimator_slot():
 
     with pytest.raises(ValueError, match="wrap a plain classifier with estimator_slot"):
         walk_forward_predict(features, labels, TwoColumns, SMALL)
+
+
+def test_vote_skill_measures_against_the_baselines_without_skill():
+    from qt_backtest.signals.diagnostics import vote_skill
+
+    labels = pd.Series([0] * 7 + [1, 1, -1])
+    always_hold = vote_skill(pd.Series(["HOLD"] * 10), labels)
+    assert always_hold["hit_rate"] == pytest.approx(0.7)
+    assert always_hold["majority_rate"] == pytest.approx(0.7)
+    assert always_hold["random_rate"] == pytest.approx(0.49 + 0.04 + 0.01)
+    assert always_hold["balanced_accuracy"] == pytest.approx(1 / 3)
+    assert always_hold["recall_hold"] == 1.0 and always_hold["recall_buy"] == 0.0
+    perfect = vote_skill(labels.map({-1: "SELL", 0: "HOLD", 1: "BUY"}), labels)
+    assert perfect["balanced_accuracy"] == 1.0 and perfect["hit_rate"] == 1.0
+    missing = vote_skill(pd.Series([None] * 10), labels)
+    assert missing == {"bars": 0}
+
+
+def test_walk_forward_predictions_of_several_models_become_a_votes_frame():
+    from qt_backtest.hierarchy import replay
+    from qt_backtest.signals import votes_from_walk_forward
+
+    index = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
+    xgb = pd.DataFrame(
+        {"action": [None, "BUY", "SELL", "HOLD"], "confidence": [np.nan, 0.8, 0.7, 0.6]},
+        index=index,
+    )
+    lgbm = pd.DataFrame(
+        {"action": [None, "BUY", "BUY", "SELL"], "confidence": [np.nan, 0.9, 0.6, 0.55]},
+        index=index,
+    )
+    votes = votes_from_walk_forward({"xgb": xgb, "lgbm": lgbm})
+    assert list(votes.columns) == ["xgb_action", "xgb_confidence", "lgbm_action", "lgbm_confidence"]
+    assert votes["lgbm_action"].tolist()[1:] == ["BUY", "BUY", "SELL"]
+    decisions = replay(votes)
+    assert decisions["base_action"].iloc[1] == "BUY"
+    with pytest.raises(ValueError, match="not on the first model's index"):
+        votes_from_walk_forward({"xgb": xgb, "lgbm": lgbm.iloc[1:]})
+    with pytest.raises(ValueError, match="miss column"):
+        votes_from_walk_forward({"xgb": xgb.drop(columns="confidence")})

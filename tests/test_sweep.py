@@ -18,7 +18,13 @@ from sweep_fixtures import GRID_AXES, synthetic_market
 
 from qt_backtest.backtest import PositionRules, simulate
 from qt_backtest.data import load_sample, sample_dir
-from qt_backtest.hierarchy import HierarchyConfig, fit_uncertainty_model, replay
+from qt_backtest.hierarchy import (
+    EnsembleConfig,
+    HierarchyConfig,
+    MetaConfig,
+    fit_uncertainty_model,
+    replay,
+)
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
 from qt_backtest.signals import read_predictions
 from qt_backtest.sweep import Grid, apply_parameters, sweep
@@ -231,9 +237,9 @@ def test_block_moments_add_up_to_the_whole_run(four_models):
     bars, votes, inputs = four_models
     grid = Grid.product({"arbiter.arbiter_threshold": [0.6, 0.9]})
     result = sweep(bars, votes, inputs, grid, blocks=5)
-    moments = result.blocks[""]
+    moments = result.blocks["series"]
     assert moments.shape == (2, 5, 3)
-    assert result.counts("").sum() == len(bars)
+    assert result.counts("series").sum() == len(bars)
     growth = np.prod(moments[:, :, 2], axis=1)
     np.testing.assert_allclose(growth - 1, result.frame["total_return"], rtol=1e-12)
 
@@ -244,7 +250,7 @@ def test_no_lookahead_changing_the_future_leaves_earlier_blocks_alone(four_model
         {"arbiter.arbiter_threshold": [0.6, 0.75], "rules.max_hold_bars": [None, 3]}
     )
     before = sweep(bars, votes, inputs, grid, blocks=4)
-    cut = int(before.block_edges[""][2])  # first bar of block 2
+    cut = int(before.block_edges["series"][2])  # first bar of block 2
     changed_bars = bars.copy()
     scale = np.exp(np.linspace(0, 0.5, len(bars) - cut))
     for column in ("open", "high", "low", "close"):
@@ -256,8 +262,8 @@ def test_no_lookahead_changing_the_future_leaves_earlier_blocks_alone(four_model
     after = sweep(changed_bars, changed_votes, changed_inputs, grid, blocks=4)
     # a decision at the last bar of block 1 fills at the first bar of block 2, which changed,
     # so blocks 0 and 1 must match exactly and block 2 must not
-    np.testing.assert_array_equal(after.blocks[""][:, :2], before.blocks[""][:, :2])
-    assert not np.array_equal(after.blocks[""][:, 2:], before.blocks[""][:, 2:])
+    np.testing.assert_array_equal(after.blocks["series"][:, :2], before.blocks["series"][:, :2])
+    assert not np.array_equal(after.blocks["series"][:, 2:], before.blocks["series"][:, 2:])
 
 
 def test_resume_after_a_killed_run_computes_only_the_missing_chunks(tmp_path, four_models):
@@ -413,3 +419,27 @@ def test_progress_bar_reports_every_chunk(four_models, capsys):
     bars, votes, inputs = four_models
     sweep(bars, votes, inputs, GRID_AXES, chunk_size=4, progress=True, blocks=2)
     assert "3/3" in capsys.readouterr().err
+
+
+def test_kernel_equals_single_runs_with_two_models(four_models):
+    bars, votes, inputs = four_models
+    two = votes[["xgb_action", "xgb_confidence", "lgbm_action", "lgbm_confidence"]]
+    config = HierarchyConfig(
+        ensemble=EnsembleConfig(models=("xgb", "lgbm"), weights={"xgb": 0.6, "lgbm": 0.4}),
+        meta=MetaConfig(weights={"xgb": 0.5, "lgbm": 0.5}),
+    )
+    grid = Grid.product(
+        {
+            "arbiter.arbiter_threshold": [0.55, 0.8],
+            "meta.consensus_threshold": [0.5, 1.0],
+            "fidelity": ["production", "intended"],
+        }
+    )
+    result = sweep(bars, two, inputs, grid, config=config, modes=["meta_arbiter"], blocks=4)
+    assert result.frame["escalation_rate"].gt(0).any()
+    for position, combination in enumerate(result.grid.combinations):
+        chosen, rules = apply_parameters(config, PositionRules(), combination)
+        decisions = replay(two, inputs, chosen)
+        assert_matches_single_run(
+            result.frame.iloc[position], simulate(bars, decisions, rules), decisions
+        )

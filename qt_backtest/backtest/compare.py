@@ -4,6 +4,7 @@ and the rollout check of their rates and results."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +15,13 @@ from qt_backtest.backtest.metrics import performance
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.backtest.simulate import BacktestResult, simulate
-from qt_backtest.backtest.window import evaluation_window
+from qt_backtest.backtest.window import (
+    CoverageWarning,
+    coverage_message,
+    evaluation_window,
+    model_coverage,
+)
+from qt_backtest.data.loaders import frame_symbol
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.rates import RateTargets, decision_rates
 from qt_backtest.hierarchy.replay import arbiter_decisions, replay
@@ -47,6 +54,9 @@ class Comparison:
         bar), ``bars`` and ``warmup_bars`` (bars before it, left out).
     bars : dict
         The bars of each symbol's window, which every run was scored on.
+    coverage : DataFrame
+        Per (symbol, model) of the configuration: bars with a vote in the window, their share,
+        first and last (see :func:`qt_backtest.backtest.window.model_coverage`).
     """
 
     table: pd.DataFrame
@@ -55,6 +65,7 @@ class Comparison:
     results: dict = field(repr=False)
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)
     bars: dict = field(default_factory=dict, repr=False)
+    coverage: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: float) -> dict:
@@ -120,10 +131,11 @@ def compare_modes(
     rules = rules or PositionRules()
     config = config or HierarchyConfig()
     if not isinstance(bars, Mapping):
-        bars, votes, indicators = {"": bars}, {"": votes}, {"": indicators}
+        symbol = frame_symbol(bars)
+        bars, votes, indicators = {symbol: bars}, {symbol: votes}, {symbol: indicators}
     if not (set(bars) == set(votes) == set(indicators)):
         raise ValueError("bars, votes and indicators must name the same symbols")
-    decisions, results, rows, windows, scored = {}, {}, {}, {}, {}
+    decisions, results, rows, windows, scored, coverage = {}, {}, {}, {}, {}, {}
     for symbol, full in bars.items():
         if not votes[symbol].index.equals(full.index):
             raise ValueError(
@@ -140,6 +152,7 @@ def compare_modes(
             "warmup_bars": first,
         }
         scored[symbol] = frame
+        coverage[symbol] = model_coverage(window_votes, config.models)
         for run in RUNS:
             run_rules = rules
             if run == "arbiter_only":
@@ -168,7 +181,14 @@ def compare_modes(
     equity = pd.concat({key: result.value for key, result in results.items()}, axis=1)
     equity.columns.names = ["symbol", "run"]
     window_table = pd.DataFrame.from_dict(windows, orient="index").rename_axis("symbol")
-    return Comparison(table, equity, decisions, results, window_table, scored)
+    messages = [
+        coverage_message(frame, config.fidelity, symbol) for symbol, frame in coverage.items()
+    ]
+    messages = [message for message in messages if message]
+    if messages:
+        warnings.warn(" | ".join(messages), CoverageWarning, stacklevel=2)
+    coverage_table = pd.concat(coverage, names=["symbol", "model"])
+    return Comparison(table, equity, decisions, results, window_table, scored, coverage_table)
 
 
 def rollout_check(comparison: Comparison, targets: RateTargets | None = None) -> pd.DataFrame:

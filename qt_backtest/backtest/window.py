@@ -52,3 +52,57 @@ def describe_window(index: pd.Index, first: int, stop: int) -> str:
         f"{index[first]} to {index[stop - 1]} ({stop - first:,} bars; "
         f"{first:,} warm-up bar(s) before, {len(index) - stop:,} after)"
     )
+
+
+#: A configured model voting on fewer than this share of a window's bars is reported.
+FULL_COVERAGE = 0.9
+
+
+class CoverageWarning(UserWarning):
+    """A configured model has no votes, or votes on only part of the evaluation window."""
+
+
+def model_coverage(votes: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Per configured model: bars of ``votes`` with its vote, their share, first and last.
+
+    Returns
+    -------
+    DataFrame indexed by model: ``bars``, ``coverage`` (0 to 1), ``first``, ``last``
+    (timestamps, NaT without a vote).
+    """
+    rows = {}
+    for model in models:
+        column = f"{model}_action"
+        voted = votes[column].notna().to_numpy() if column in votes.columns else None
+        if voted is None or not voted.any():
+            rows[model] = {"bars": 0, "coverage": 0.0, "first": pd.NaT, "last": pd.NaT}
+            continue
+        where = np.flatnonzero(voted)
+        rows[model] = {
+            "bars": int(voted.sum()),
+            "coverage": float(voted.mean()),
+            "first": votes.index[where[0]],
+            "last": votes.index[where[-1]],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def coverage_message(coverage: pd.DataFrame, fidelity: str, where: str = "") -> str | None:
+    """One line naming the configured models with no or partial votes and what the fidelity
+    does with their missing votes; None when every model covers the window."""
+    short = coverage[coverage["coverage"] < FULL_COVERAGE]
+    if not len(short):
+        return None
+    parts = [
+        f"{model} has no predictions"
+        if row.bars == 0
+        else f"{model} votes on {row.coverage:.1%} of the bars ({row.first} to {row.last})"
+        for model, row in short.iterrows()
+    ]
+    effect = (
+        "production fidelity pads a missing vote as HOLD/0.50 for Meta (the ensemble skips it)"
+        if fidelity == "production"
+        else "intended fidelity leaves a missing vote out of Meta and the ensemble"
+    )
+    prefix = f"{where}: " if where else ""
+    return f"{prefix}{'; '.join(parts)}; {effect}"

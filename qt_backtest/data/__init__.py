@@ -14,6 +14,7 @@ from qt_backtest.data.gaps import (
 from qt_backtest.data.interval import format_interval, infer_interval, parse_interval
 from qt_backtest.data.loaders import (
     BINANCE_COLUMNS,
+    frame_symbol,
     from_wide,
     load_folder,
     load_many,
@@ -39,6 +40,7 @@ __all__ = [
     "fill_gaps",
     "find_gaps",
     "format_interval",
+    "frame_symbol",
     "from_wide",
     "gap_report",
     "infer_interval",

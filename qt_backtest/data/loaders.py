@@ -62,6 +62,24 @@ def symbol_from_name(name: str) -> str | None:
     return match.group(1).upper()
 
 
+#: The name a frame goes by when neither its attrs nor its file name give one.
+UNNAMED_SYMBOL = "series"
+
+
+def frame_symbol(frame: pd.DataFrame) -> str:
+    """The symbol of a single frame: ``attrs["symbol"]``, else the start of the file name in
+    ``attrs["source"]`` (``BTCUSDT-1h.csv.gz`` -> ``BTCUSDT``), else ``"series"``."""
+    symbol = frame.attrs.get("symbol")
+    if isinstance(symbol, str) and symbol:
+        return symbol
+    source = frame.attrs.get("source")
+    if isinstance(source, str | Path) and str(source):
+        named = symbol_from_name(Path(str(source)).name)
+        if named:
+            return named
+    return UNNAMED_SYMBOL
+
+
 def _epoch_to_index(values: np.ndarray, source: str, lines: np.ndarray) -> pd.DatetimeIndex:
     magnitude = np.abs(values.astype(np.float64))
     unit_class = np.searchsorted([limit for _, limit in _EPOCH_UNITS], magnitude, side="right")

@@ -16,7 +16,7 @@ from typing import Any
 DEFAULT_MODELS = ("xgb", "lgbm", "nhits", "patchtst")
 #: Layer 1 weights, also Meta-V2's own weight table (in this order).
 DEFAULT_WEIGHTS = (("xgb", 0.25), ("lgbm", 0.25), ("nhits", 0.30), ("patchtst", 0.20))
-MIN_MODELS = 3
+MIN_MODELS = 1
 MAX_MODELS = 8
 
 CONSENSUS_LABELS = ("unanimous", "strong", "split", "weak")
@@ -77,7 +77,7 @@ class EnsembleConfig:
     Parameters
     ----------
     models : sequence of str
-        Model names in vote order (3 to 8).
+        Model names in vote order (1 to 8).
     weights : mapping or sequence of (name, weight)
         Vote weight of each model (>= 0, not all 0); models not listed get no default.
     confidence_cap : float
@@ -452,25 +452,52 @@ class HierarchyConfig:
         return self.ensemble.models
 
     def replace(self, **changes: Any) -> HierarchyConfig:
-        """A copy with some fields changed; nested fields as ``"arbiter.arbiter_threshold"``."""
+        """A copy with some fields changed, named as in a sweep grid: ``"mode"``, nested fields
+        as ``"arbiter.arbiter_threshold"``, and one entry of a table as
+        ``"ensemble.weights.xgb"`` or ``"ensemble.label_multipliers.strong"``."""
         top: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {}
+        entries: dict[tuple[str, str], dict[str, Any]] = {}
         for key, value in changes.items():
-            if "." in key:
-                part, name = key.split(".", 1)
-                nested.setdefault(part, {})[name] = value
-            else:
+            parts = key.split(".")
+            if len(parts) == 1:
                 top[key] = value
+            elif len(parts) == 2:
+                nested.setdefault(parts[0], {})[parts[1]] = value
+            elif len(parts) == 3:
+                entries.setdefault((parts[0], parts[1]), {})[parts[2]] = value
+            else:
+                raise ValueError(f"unknown parameter {key!r}")
+        for (part, table), values in entries.items():
+            section = self._section(part)
+            if not isinstance(getattr(section, table, None), tuple) or table == "models":
+                raise ValueError(f"{part}.{table} is not a table of entries")
+            current = dict(getattr(section, table))
+            if table == "weights":
+                known = self.models
+            else:
+                known = tuple(current)
+            unknown = [name for name in values if name not in known]
+            if unknown:
+                kind = "model(s)" if table == "weights" else "entr(y/ies)"
+                raise ValueError(f"{part}.{table}: unknown {kind} {unknown}; use {list(known)}")
+            if (part, table) in {(p, t) for p in nested for t in nested[p]}:
+                raise ValueError(f"{part}.{table} given whole and by entry")
+            current.update(values)
+            nested.setdefault(part, {})[table] = tuple(current.items())
         for part, values in nested.items():
-            if part not in ("ensemble", "meta", "arbiter"):
-                raise ValueError(f"unknown configuration section {part!r}")
-            current = top.get(part, getattr(self, part))
+            current = top.get(part, self._section(part))
             known = {f.name for f in fields(current)}
             bad = [name for name in values if name not in known]
             if bad:
                 raise ValueError(f"{part} has no parameter(s) {bad}")
             top[part] = _dataclass_replace(current, values)
         return _dataclass_replace(self, top)
+
+    def _section(self, part: str) -> Any:
+        if part not in ("ensemble", "meta", "arbiter"):
+            raise ValueError(f"unknown configuration section {part!r}")
+        return getattr(self, part)
 
 
 def _dataclass_replace(instance: Any, values: dict[str, Any]) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,15 @@ import pandas as pd
 
 from qt_backtest import __version__
 from qt_backtest.report import figures
-from qt_backtest.report.format import integer, money, number, percent, signed_percent, table
+from qt_backtest.report.format import (
+    integer,
+    money,
+    number,
+    percent,
+    price,
+    signed_percent,
+    table,
+)
 from qt_backtest.report.study import StudyResult
 from qt_backtest.sweep.run import rank_rows
 
@@ -294,7 +301,11 @@ def _models(study: StudyResult) -> list[str]:
     blocks = [
         "<p>Reliability: the stated confidence of each model's votes (and of the final "
         "decisions) against how often the vote matched the label (the forward 5-bar return "
-        "class). A calibrated voter sits on the diagonal; chance is about one in three.</p>"
+        "class). A calibrated voter sits on the diagonal. The labels are not balanced, so a "
+        "voter without skill is measured against two baselines: the hit rate of always voting "
+        "the most frequent label (majority rate) and of voting at random with the label "
+        "frequencies (random rate); balanced accuracy is the mean recall of the three classes "
+        "(1/3 without skill).</p>"
     ]
     for symbol in frame["symbol"].unique():
         part = frame[frame["symbol"] == symbol]
@@ -316,7 +327,37 @@ def _models(study: StudyResult) -> list[str]:
             include_groups=False,
         )
         blocks.append(table(overall))
+        skill = getattr(study, "skill", None)
+        if skill is not None and len(skill) and symbol in set(skill["symbol"]):
+            rows = skill[skill["symbol"] == symbol].drop(columns="symbol").set_index("model")
+            shown = {
+                column: percent
+                for column in rows.columns
+                if column.startswith(("hit_rate", "balanced", "recall", "majority", "random"))
+            }
+            blocks.append("<div class='scroll'>" + table(rows, shown, table_id=None) + "</div>")
     return blocks
+
+
+def _deciding_parameters(frame: pd.DataFrame, parameters: list[str]) -> list[str]:
+    """Numeric swept parameters, those that split the most decision streams first: the mean
+    number of distinct streams a parameter's values give with every other parameter fixed.
+    A parameter that changes no decision (a Meta threshold above every share) scores 1."""
+    numeric = [
+        p
+        for p in parameters
+        if p != "mode" and pd.api.types.is_numeric_dtype(frame[p]) and frame[p].nunique() > 1
+    ]
+    if "stream" not in frame.columns:
+        return numeric
+    scores = {}
+    for name in numeric:
+        others = [p for p in parameters if p != name]
+        grouped = frame.groupby(others, dropna=False)["stream"] if others else None
+        scores[name] = (
+            grouped.nunique().mean() if grouped is not None else frame["stream"].nunique()
+        )
+    return sorted(numeric, key=lambda name: -scores[name])
 
 
 def _heatmaps(
@@ -324,13 +365,14 @@ def _heatmaps(
 ) -> list[str]:
     sweep = study.sweep
     frame = sweep.frame[sweep.frame["symbol"] == symbol]
-    numeric = [
-        p
-        for p in sweep.parameters
-        if pd.api.types.is_numeric_dtype(frame[p]) and frame[p].nunique() > 1
-    ]
+    parameters = list(sweep.parameters)
+    if "mode" in frame.columns and "meta_arbiter" in set(frame["mode"]):
+        # Meta alone trades like the ensemble: only the full hierarchy has a surface to show
+        frame = frame[frame["mode"] == "meta_arbiter"]
+        parameters = [p for p in parameters if p != "mode"]
     if pairs is None:
-        pairs = list(itertools.pairwise(numeric))[:3]
+        deciding = _deciding_parameters(frame, parameters)
+        pairs = [tuple(deciding[:2])] if len(deciding) >= 2 else []
     for pair in pairs:
         unknown = [name for name in pair if name not in sweep.parameters]
         if unknown:
@@ -339,11 +381,18 @@ def _heatmaps(
         return []
     metric = sweep.metric
     best = rank_rows(frame, metric).iloc[0]
-    summary = sweep.overfitting.set_index("symbol").loc[symbol]
-    plateau = frame[frame["combination"] == summary["plateau_combination"]].iloc[0]
+    plateau_rows = sweep.plateau[
+        (sweep.plateau["symbol"] == symbol)
+        & sweep.plateau["combination"].isin(frame["combination"])
+    ]
+    plateau = (
+        frame[frame["combination"] == plateau_rows["combination"].iloc[0]].iloc[0]
+        if len(plateau_rows)
+        else None
+    )
     blocks = []
     for x_name, y_name in pairs:
-        others = [p for p in sweep.parameters if p not in (x_name, y_name)]
+        others = [p for p in parameters if p not in (x_name, y_name)]
         # the slice through the best combination: every other parameter at its value
         mask = np.ones(len(frame), dtype=bool)
         for name in others:
@@ -352,23 +401,74 @@ def _heatmaps(
             ).to_numpy()
         pivot = frame[mask].pivot_table(index=y_name, columns=x_name, values=metric)
         marks = {"best": (best[x_name], best[y_name])}
-        if all(plateau[name] == best[name] for name in others if pd.notna(best[name])):
+        marked = "a red box marks the best cell"
+        if plateau is not None and all(
+            plateau[name] == best[name] for name in others if pd.notna(best[name])
+        ):
             marks["plateau"] = (plateau[x_name], plateau[y_name])
+            marked += ", a white box the centre of the most robust plateau"
         fixed = (
             ", ".join(f"{name} = {_value_text(best[name])}" for name in others)
             or "nothing else swept"
         )
+        mode = f" ({best['mode']})" if "mode" in frame.columns else ""
         blocks.append(
             _figure(
                 figures.heatmap(
-                    pivot, f"{symbol}: {metric} over {y_name} by {x_name}", metric.replace("_", " ")
+                    pivot,
+                    f"{symbol}: {metric} over {y_name} by {x_name}",
+                    metric.replace("_", " "),
+                    marks=marks,
                 ),
-                f"{symbol}: {metric} (annualised where a ratio) of each combination of "
-                f"{x_name} and {y_name}, with {fixed} (the best combination's values). "
-                "Boxes mark the best point and the best plateau.",
+                f"{symbol}{mode}: {metric} (annualised where a ratio) of each combination of "
+                f"{x_name} and {y_name}, with {fixed} (the best combination's values); "
+                f"{marked}.",
             )
         )
     return blocks
+
+
+def _best_table(rows: pd.DataFrame, sweep: Any, symbol: str, count: int = 10) -> pd.DataFrame:
+    """The best ``count`` distinct decision streams (one row each: the first combination that
+    trades it, and how many combinations do), then buy-and-hold as a reference row."""
+    ranked = rank_rows(rows, sweep.metric)
+    columns = ["combination", *sweep.parameters]
+    if "stream" in ranked.columns:
+        sizes = rows.groupby("stream").size()
+        ranked = ranked.drop_duplicates("stream").assign(
+            same_trades=lambda f: f["stream"].map(sizes).to_numpy()
+        )
+        columns.append("same_trades")
+    top = ranked.head(count)[[*columns, *SWEEP_COLUMNS]].astype({"combination": object})
+    reference = getattr(sweep, "reference", None)
+    if reference is not None and len(reference) and symbol in set(reference["symbol"]):
+        row = reference[reference["symbol"] == symbol].iloc[0]
+        extra = {"combination": str(row["run"])}
+        extra.update({name: row[name] for name in SWEEP_COLUMNS if name in row.index})
+        top = pd.concat([top, pd.DataFrame([extra])], ignore_index=True)
+    return top.set_index("combination")
+
+
+def _best_table_caption(rows: pd.DataFrame, metric: str) -> str:
+    text = f"Best combinations by {metric}, closed-out (ruined) ones last"
+    if "stream" in rows.columns:
+        text += (
+            f"; combinations that trade identically are one row ({rows['stream'].nunique()} "
+            f"distinct streams of orders among {len(rows)} combinations; same_trades counts "
+            "them)"
+        )
+    return text + ". The last row is buy-and-hold of the symbol on the same bars."
+
+
+def _parameters_text(sweep: Any, symbol: str, combination: Any) -> str:
+    """``name = value, ...`` of one combination of the sweep."""
+    rows = sweep.frame[
+        (sweep.frame["symbol"] == symbol) & (sweep.frame["combination"] == combination)
+    ]
+    if not len(rows):
+        return str(combination)
+    row = rows.iloc[0]
+    return ", ".join(f"{name} = {_value_text(row[name])}" for name in sweep.parameters)
 
 
 def _value_text(value: Any) -> str:
@@ -394,7 +494,14 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
         "beats what the best of this many skill-less trials would show; walk-forward selection "
         "chooses on four blocks and trades the next.</p>"
     ]
-    overview = sweep.overfitting.set_index("symbol")
+    overview = sweep.overfitting.set_index("symbol").copy()
+    # combinations by their parameter values, not their position in the grid
+    for column in ("best_combination", "plateau_combination"):
+        if column in overview.columns:
+            overview[column] = [
+                _parameters_text(sweep, symbol, number)
+                for symbol, number in overview[column].items()
+            ]
     formats = {
         "pbo": percent,
         "deflated_sharpe": percent,
@@ -411,9 +518,12 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
         rows = sweep.frame[sweep.frame["symbol"] == symbol]
         blocks.append(f"<h3>{html.escape(str(symbol))}</h3>")
         blocks.extend(_heatmaps(study, symbol, heatmaps))
-        top = rank_rows(rows, metric).head(10)[["combination", *sweep.parameters, *SWEEP_COLUMNS]]
-        blocks.append("<p>Best ten combinations by " + metric + ":</p>")
-        blocks.append("<div class='scroll'>" + table(top.set_index("combination")) + "</div>")
+        blocks.append("<p>" + html.escape(_best_table_caption(rows, metric)) + "</p>")
+        blocks.append(
+            "<div class='scroll'>"
+            + table(_best_table(rows, sweep, symbol), table_id=None)
+            + "</div>"
+        )
         plateau = sweep.plateau[sweep.plateau["symbol"] == symbol].drop(columns="symbol")
         blocks.append("<p>Best plateaus (median of each combination's grid neighbourhood):</p>")
         blocks.append("<div class='scroll'>" + table(plateau.set_index("combination")) + "</div>")
@@ -430,17 +540,100 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
     return blocks
 
 
+def _price_decimals(study: StudyResult, symbol: str) -> int:
+    """The decimals of the symbol's quoted prices (2 for studies saved without them)."""
+    provenance = study.provenance
+    if "price_decimals" not in provenance.columns:
+        return 2
+    rows = provenance[provenance["symbol"] == symbol]
+    return int(rows["price_decimals"].iloc[0]) if len(rows) else 2
+
+
 def _trades(study: StudyResult, max_trades: int) -> list[str]:
     blocks = []
     for symbol in study.symbols:
         part = study.trades[study.trades["symbol"] == symbol]
         shown = part[[c for c in TRADE_COLUMNS if c in part.columns]].head(max_trades)
+        decimals = _price_decimals(study, symbol)
+        prices = {
+            name: (lambda value, d=decimals: price(value, d))
+            for name in ("entry_price", "exit_price")
+        }
         blocks.append(
             f"<h3>{html.escape(str(symbol))}</h3><p>Trades of the <code>meta_arbiter</code> run: "
             f"showing {integer(len(shown))} of {integer(len(part))}.</p>"
         )
-        blocks.append("<div class='scroll'>" + table(shown, index=False) + "</div>")
+        blocks.append("<div class='scroll'>" + table(shown, prices, index=False) + "</div>")
     return blocks
+
+
+def answer_sentence(study: StudyResult) -> str:
+    """One sentence: does the full hierarchy pay against ensemble-only and buy-and-hold, and
+    which thresholds the sweep would deploy (point estimates, no uncertainty)."""
+    table = study.table
+    symbols = list(dict.fromkeys(table.index.get_level_values("symbol")))
+    scope = "equal_weight" if "equal_weight" in symbols else symbols[0]
+    runs = set(table.loc[scope].index)
+
+    def sharpe(run: str) -> float:
+        return float(table.loc[(scope, run), "sharpe"])
+
+    where = "equal weight" if scope == "equal_weight" else str(scope)
+    text = f"{where}: "
+    if {"ensemble", "meta_arbiter"} <= runs:
+        full, base = sharpe("meta_arbiter"), sharpe("ensemble")
+        verdict = "add value" if full > base else "lose value"
+        text += (
+            f"the full hierarchy (Meta + Arbiter) has Sharpe {number(full)} against "
+            f"{number(base)} for the ensemble alone, so the upper layers {verdict} at these "
+            "thresholds"
+        )
+        if "buy_and_hold" in runs:
+            text += f" (buy-and-hold {number(sharpe('buy_and_hold'))})"
+    sweep = study.sweep
+    if sweep is not None:
+        choices = [_sweep_choice(study, symbol) for symbol in sweep.overfitting["symbol"]]
+        choices = [choice for choice in choices if choice]
+        if choices:
+            text += "; thresholds for the full hierarchy from the sweep: " + "; ".join(choices)
+    return text + ". Point estimates on one history: differences may be within chance."
+
+
+def _sweep_choice(study: StudyResult, symbol: str) -> str:
+    """The sweep's choice of ``meta_arbiter`` thresholds for ``symbol``: its most robust
+    plateau when one of the listed plateaus is a ``meta_arbiter`` row, else its best row."""
+    sweep = study.sweep
+    rows = sweep.frame[sweep.frame["symbol"] == symbol]
+    if "mode" in rows.columns:
+        rows = rows[rows["mode"] == "meta_arbiter"]
+    if not len(rows):
+        return ""
+    plateau = sweep.plateau[
+        (sweep.plateau["symbol"] == symbol) & sweep.plateau["combination"].isin(rows["combination"])
+    ]
+    if len(plateau):
+        chosen = rows[rows["combination"] == plateau["combination"].iloc[0]].iloc[0]
+        kind = "most robust plateau"
+    else:
+        chosen = rank_rows(rows, sweep.metric).iloc[0]
+        kind = "best"
+    values = ", ".join(
+        f"{name} = {_value_text(chosen[name])}" for name in sweep.parameters if name != "mode"
+    )
+    text = f"{symbol} {values} ({kind}, {sweep.metric} {number(float(chosen[sweep.metric]))}"
+    key = (symbol, "ensemble")
+    if sweep.metric in study.table.columns and key in study.table.index:
+        base = float(study.table.loc[key, sweep.metric])
+        text += f" against {number(base)} for the ensemble alone"
+    return text + ")"
+
+
+def _answer(study: StudyResult) -> list[str]:
+    try:
+        sentence = answer_sentence(study)
+    except (KeyError, IndexError):
+        return []
+    return [f"<p class='answer'>{html.escape(sentence)}</p>"]
 
 
 def render_report(
@@ -455,6 +648,7 @@ def render_report(
     pairs of successive numeric parameters of the grid.
     """
     built = {
+        "answer": ("Answer", _answer(study)),
         "configuration": ("Configuration and data", _configuration(study)),
         "comparison": ("Mode comparison", _comparison(study)),
         "decisions": ("Decision sources and reasons", _decisions(study)),

@@ -20,7 +20,9 @@ COLORS = {
     "meta": "#8c8c8c",
     "meta_arbiter": "#dd8452",
     "arbiter_only": "#55a868",
+    "buy_and_hold": "#222222",
 }
+DASHED = {"buy_and_hold"}  # references are drawn dashed
 STYLE = {
     "svg.fonttype": "none",  # text stays text: smaller files, searchable labels
     "svg.hashsalt": "qt_backtest",  # element ids from content: the same figure, the same SVG
@@ -69,10 +71,13 @@ def equity_and_drawdown(equity: pd.DataFrame, init_cash: float, title: str) -> s
         for run in equity.columns:
             values = _thin(equity[run])
             color = COLORS.get(str(run))
-            top.plot(values.index, values.to_numpy(), label=str(run), color=color, lw=1.1)
+            style = "--" if str(run) in DASHED else "-"
+            # a closed-out account may end at zero equity, which a log scale cannot show
+            shown = values.where(values > 0).to_numpy()
+            top.plot(values.index, shown, label=str(run), color=color, lw=1.1, ls=style)
             peak = np.maximum.accumulate(np.maximum(equity[run].to_numpy(), init_cash))
             drawdown = _thin(pd.Series(equity[run].to_numpy() / peak - 1.0, index=equity.index))
-            bottom.plot(drawdown.index, drawdown.to_numpy() * 100, color=color, lw=0.9)
+            bottom.plot(drawdown.index, drawdown.to_numpy() * 100, color=color, lw=0.9, ls=style)
         top.set_yscale("log")
         top.set_ylabel("equity (quote currency, log scale)")
         top.set_title(title)

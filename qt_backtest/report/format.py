@@ -179,3 +179,23 @@ def _format_cell(value: Any, formatter: Formatter | None) -> str:
     if isinstance(value, pd.Timedelta):
         return html.escape(duration(value))
     return html.escape(text(value))
+
+
+def price_decimals(prices: Any, most: int = 8) -> int:
+    """Decimals the prices are quoted with: the fewest (at least 2, at most ``most``) that
+    write every finite price exactly (to 1e-9 of a unit of the last decimal). XRP quoted to
+    the ten-thousandth gives 4, BTC to the cent 2."""
+    values = np.asarray(prices, dtype=np.float64)
+    values = np.abs(values[np.isfinite(values)])
+    if not len(values):
+        return 2
+    for decimals in range(2, most + 1):
+        scaled = values * 10.0**decimals
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, scaled * 1e-9)):
+            return decimals
+    return most
+
+
+def price(value: Any, decimals: int = 2) -> str:
+    """A price with thousands separators and the data's decimals."""
+    return number(value, decimals)

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,18 @@ import pandas as pd
 
 from qt_backtest import __version__
 from qt_backtest.backtest import PositionRules, compare_modes, override_values, rollout_check
+from qt_backtest.backtest.window import CoverageWarning
 from qt_backtest.data import gap_report
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
-from qt_backtest.signals.diagnostics import vote_reliability
+from qt_backtest.report.format import price_decimals
+from qt_backtest.signals.diagnostics import vote_reliability, vote_skill
 from qt_backtest.signals.labels import make_labels
 
 FRAMES = ("provenance", "table", "rollout", "mix", "overrides", "reliability", "trades")
-SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau")
+#: frames that studies saved by earlier versions lack
+OPTIONAL_FRAMES = ("skill",)
+SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau", "reference")
 
 
 @dataclass
@@ -52,6 +57,8 @@ class SweepSummary:
         Walk-forward steps per symbol (``symbol`` column).
     plateau : DataFrame
         The ten best plateaus per symbol, with their parameters.
+    reference : DataFrame
+        Buy-and-hold per symbol on the same bars (:attr:`SweepResult.reference`).
     """
 
     frame: pd.DataFrame
@@ -60,6 +67,7 @@ class SweepSummary:
     overfitting: pd.DataFrame
     walk_forward: pd.DataFrame
     plateau: pd.DataFrame
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -81,6 +89,9 @@ class StudyResult:
     reliability: pd.DataFrame
     trades: pd.DataFrame
     sweep: SweepSummary | None = None
+    #: per (symbol, model): hit rate, balanced accuracy, recall per class and the baselines
+    #: that need no skill (see :func:`qt_backtest.signals.diagnostics.vote_skill`)
+    skill: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     #: sections of HTML written by the caller (``id``, ``title``, ``blocks``), shown first
     extra_sections: list[dict[str, Any]] = field(default_factory=list)
@@ -105,7 +116,7 @@ class StudyResult:
             "symbols": self.symbols,
             "sweep": None,
         }
-        for name in FRAMES:
+        for name in (*FRAMES, *OPTIONAL_FRAMES):
             _write(getattr(self, name), folder / f"{name}.parquet")
         for position, equity in enumerate(self.equity.values()):
             _write(equity, folder / f"equity-{position}.parquet")
@@ -134,13 +145,21 @@ def load_study(folder: str | Path) -> StudyResult:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not a valid study file ({error})") from None
     frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in FRAMES}
+    for name in OPTIONAL_FRAMES:
+        if (folder / f"{name}.parquet").is_file():
+            frames[name] = pd.read_parquet(folder / f"{name}.parquet")
     equity = {
         symbol: pd.read_parquet(folder / f"equity-{position}.parquet")
         for position, symbol in enumerate(meta["symbols"])
     }
     sweep = None
     if meta.get("sweep"):
-        parts = {name: pd.read_parquet(folder / f"sweep-{name}.parquet") for name in SWEEP_FRAMES}
+        # studies saved before a frame existed lack its file: it is left empty
+        parts = {
+            name: pd.read_parquet(folder / f"sweep-{name}.parquet")
+            for name in SWEEP_FRAMES
+            if (folder / f"sweep-{name}.parquet").is_file()
+        }
         sweep = SweepSummary(
             parameters=list(meta["sweep"]["parameters"]), metric=meta["sweep"]["metric"], **parts
         )
@@ -190,6 +209,7 @@ def provenance(bars: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 "interval": frame.attrs.get("interval", ""),
                 "gaps": gaps.count if gaps is not None else 0,
                 "missing_bars": gaps.missing_bars if gaps is not None else 0,
+                "price_decimals": price_decimals(frame["close"].to_numpy()),
             }
         )
     return pd.DataFrame(rows)
@@ -278,8 +298,14 @@ def run_study(
     if set(bars) != set(votes):
         raise ValueError("bars and votes must name the same symbols")
     indicators = {symbol: arbiter_inputs(frame, inputs) for symbol, frame in bars.items()}
-    comparison = compare_modes(bars, votes, indicators, rules, config)
-    overrides, reliability, trades, mix = [], [], [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CoverageWarning)
+        comparison = compare_modes(bars, votes, indicators, rules, config)
+    # said once: as the comparison's warning, and as a note on the report
+    coverage_notes = [str(w.message) for w in caught if issubclass(w.category, CoverageWarning)]
+    for caught_warning in caught:
+        warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
+    overrides, reliability, trades, mix, skill = [], [], [], [], []
     for symbol in bars:
         # everything below is about the bars every run was scored on
         frame = comparison.bars[symbol]
@@ -302,8 +328,22 @@ def run_study(
                     window_votes[f"{model}_action"], window_votes[f"{model}_confidence"], labels
                 )
                 reliability.append(table.assign(symbol=symbol, model=model))
+                skill.append(
+                    {
+                        "symbol": symbol,
+                        "model": model,
+                        **vote_skill(window_votes[f"{model}_action"], labels),
+                    }
+                )
         final = vote_reliability(decisions["final_action"], decisions["final_confidence"], labels)
         reliability.append(final.assign(symbol=symbol, model="meta_arbiter (final)"))
+        skill.append(
+            {
+                "symbol": symbol,
+                "model": "meta_arbiter (final)",
+                **vote_skill(decisions["final_action"], labels),
+            }
+        )
         trades.append(comparison.results[symbol, "meta_arbiter"].trades.assign(symbol=symbol))
         mix.extend(_mix(decisions, symbol))
     equity = {}
@@ -336,8 +376,9 @@ def run_study(
         overrides=pd.concat(overrides, ignore_index=True) if overrides else pd.DataFrame(),
         reliability=pd.concat(reliability, ignore_index=True),
         trades=pd.concat(trades, ignore_index=True),
+        skill=pd.DataFrame(skill),
         sweep=summary,
-        notes=list(notes),
+        notes=[*notes, *coverage_notes],
     )
 
 
@@ -347,7 +388,10 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
     if not isinstance(grid, Grid):
         grid = Grid.product(grid)
     train_blocks = options.pop("train_blocks", None)
-    result = sweep(bars, votes, indicators, grid, config=config, rules=rules, **options)
+    with warnings.catch_warnings():
+        # the comparison has said it already
+        warnings.simplefilter("ignore", CoverageWarning)
+        result = sweep(bars, votes, indicators, grid, config=config, rules=rules, **options)
     reports = result.overfitting(metric, train_blocks=train_blocks)
     walk = []
     plateau = []
@@ -355,7 +399,12 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
         rows = result.frame[result.frame["symbol"] == symbol].reset_index(drop=True)
         steps = report.walk_forward.steps.assign(symbol=symbol)
         walk.append(steps.join(rows[list(result.grid.names)], on="chosen"))
-        top = report.plateau.head(10)
+        # the ten best plateaus of each mode: neighbours share their mode, so each mode's
+        # best plateau is a choice of thresholds for that mode
+        ranked = report.plateau.join(rows[["mode"]]) if "mode" in rows else report.plateau
+        top = (
+            ranked.groupby("mode", sort=False).head(10) if "mode" in ranked else ranked.head(10)
+        ).drop(columns="mode", errors="ignore")
         plateau.append(
             rows.loc[top.index, ["combination", *result.grid.names]]
             .join(top[["plateau_median", "neighbours", metric]])
@@ -368,4 +417,5 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
         overfitting=pd.DataFrame([report.summary() for report in reports.values()]),
         walk_forward=pd.concat(walk, ignore_index=True),
         plateau=pd.concat(plateau, ignore_index=True),
+        reference=result.reference,
     )

@@ -16,6 +16,7 @@ from qt_backtest.signals.store import (
     prediction_models,
     read_predictions,
     validate_predictions,
+    votes_from_walk_forward,
     write_predictions,
 )
 from qt_backtest.signals.walkforward import Fold, WalkForward
@@ -39,6 +40,7 @@ __all__ = [
     "prediction_models",
     "read_predictions",
     "validate_predictions",
+    "votes_from_walk_forward",
     "walk_forward_predict",
     "write_predictions",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -94,13 +95,15 @@ def cached_walk_forward(
     threshold: float = LABEL_THRESHOLD,
     seed: int = 0,
     n_jobs: int = 1,
+    on_fold: Callable[[int, int], None] | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Walk-forward votes of slot ``model`` on ``bars``, from the cache when possible.
 
     Returns what :func:`~qt_backtest.signals.walk_forward_predict` returns; ``params`` go to
     :func:`~qt_backtest.signals.make_model`. ``n_jobs`` does not enter the key: the slots are
-    deterministic whatever the thread count.
+    deterministic whatever the thread count. ``on_fold`` is called after each trained fold
+    (never on a cache hit).
     """
     from qt_backtest.signals.models import make_model
 
@@ -127,6 +130,7 @@ def cached_walk_forward(
         make_labels(bars["close"], horizon, threshold),
         lambda: make_model(model, seed, n_jobs, **params),
         splitter,
+        on_fold=on_fold,
     )
     partial = path.with_suffix(".parquet.partial")
     votes.to_parquet(partial)

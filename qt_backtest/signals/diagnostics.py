@@ -134,3 +134,49 @@ def vote_reliability(
                 }
             )
     return pd.DataFrame(rows, columns=["low", "high", "bars", "mean_confidence", "hit_rate"])
+
+
+def vote_skill(actions: pd.Series, labels: pd.Series) -> dict[str, float]:
+    """How often votes match the label, against the baselines that need no skill.
+
+    Parameters
+    ----------
+    actions : Series
+        BUY / SELL / HOLD (or -1 / 0 / 1); bars without a vote or a label are left out.
+    labels : Series of {-1, 0, 1}
+        Indexed like ``actions``.
+
+    Returns
+    -------
+    dict
+        ``bars``; ``hit_rate`` (accuracy); ``balanced_accuracy`` (mean recall over the label
+        classes present); ``recall_sell/hold/buy`` (NaN for a class absent from the labels);
+        ``majority_rate`` (the hit rate of always voting the most frequent label) and
+        ``random_rate`` (the expected hit rate of voting at random with the label
+        frequencies, the sum of their squares). With 71 % HOLD labels, 71 % is what a model
+        without skill reaches by always voting HOLD, not 1/3.
+    """
+    from qt_backtest.hierarchy.actions import encode_actions
+
+    codes, present, bad = encode_actions(actions)
+    truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
+    usable = present & ~bad & np.isfinite(truth)
+    voted, truth = codes[usable].astype(np.int64), truth[usable].astype(np.int64)
+    result: dict[str, float] = {"bars": int(usable.sum())}
+    if not usable.any():
+        return result
+    shares = np.array([np.mean(truth == c) for c in (-1, 0, 1)])
+    recalls = {}
+    for code, name in zip((-1, 0, 1), CLASS_NAMES, strict=True):
+        members = truth == code
+        recalls[name] = float(np.mean(voted[members] == code)) if members.any() else np.nan
+    result.update(
+        {
+            "hit_rate": float(np.mean(voted == truth)),
+            "balanced_accuracy": float(np.nanmean(list(recalls.values()))),
+            **{f"recall_{name.lower()}": value for name, value in recalls.items()},
+            "majority_rate": float(shares.max()),
+            "random_rate": float(np.sum(shares**2)),
+        }
+    )
+    return result

@@ -167,6 +167,7 @@ def walk_forward_predict(
     *,
     seed: int = 0,
     n_jobs: int = 1,
+    on_fold: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Out-of-sample votes of one model for every bar, fold by fold.
 
@@ -182,6 +183,8 @@ def walk_forward_predict(
         instead of rows (see :func:`lookback_windows`).
     splitter : WalkForward
         The folds; its purge must cover the labels' horizon.
+    on_fold : callable, optional
+        Called with ``(folds done, folds in all)`` after each fold (for progress).
 
     Returns
     -------
@@ -201,7 +204,10 @@ def walk_forward_predict(
     bars = len(features)
     probabilities = np.full((bars, CLASSES), np.nan)
     fold_of_bar = np.full(bars, -1, dtype=np.int64)
-    for fold in splitter.folds(bars):
+    folds = splitter.folds(bars)
+    for done, fold in enumerate(folds, start=1):
+        if on_fold is not None and done > 1:
+            on_fold(done - 1, len(folds))
         rows = np.arange(fold.train_start, fold.train_stop)
         rows = rows[~np.isnan(targets[rows])]
         if rows.size == 0:
@@ -216,6 +222,8 @@ def walk_forward_predict(
             )
         probabilities[fold.test] = answer
         fold_of_bar[fold.test] = fold.number
+    if on_fold is not None and folds:
+        on_fold(len(folds), len(folds))
     predicted = ~np.isnan(probabilities[:, 0])
     best = np.argmax(np.where(predicted[:, None], probabilities, 0.0), axis=1)
     action = np.where(predicted, np.array(CLASS_NAMES, dtype=object)[best], None)

@@ -12,7 +12,7 @@ columns; parquet keeps the index.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +234,35 @@ def _index_from_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         frame = frame.set_index("symbol", append=True).swaplevel()
         frame.index = frame.index.set_names(["symbol", "timestamp"])
     return frame
+
+
+def votes_from_walk_forward(predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The votes frame :func:`qt_backtest.hierarchy.replay` takes, from walk-forward runs.
+
+    Parameters
+    ----------
+    predictions : mapping of model name to DataFrame
+        :func:`qt_backtest.signals.walk_forward_predict` outputs (``action``, ``confidence``),
+        one per model, in vote order, all on one index.
+
+    Returns
+    -------
+    DataFrame
+        ``<model>_action`` (categorical SELL / HOLD / BUY) and ``<model>_confidence`` per
+        model, validated as a predictions table.
+    """
+    if not predictions:
+        raise ValueError("no model predictions given")
+    index = None
+    columns = {}
+    for model, frame in predictions.items():
+        missing = [c for c in ("action", "confidence") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{model}: predictions miss column(s) {missing}")
+        if index is None:
+            index = frame.index
+        elif not frame.index.equals(index):
+            raise ValueError(f"{model}: predictions are not on the first model's index")
+        columns[f"{model}_action"] = frame["action"].astype(object).astype(ACTION_DTYPE)
+        columns[f"{model}_confidence"] = frame["confidence"].astype(np.float64)
+    return validate_predictions(pd.DataFrame(columns, index=index))

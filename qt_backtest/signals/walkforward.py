@@ -8,11 +8,31 @@ label horizon, so no training label looks into the predicted block) plus an opti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from qt_backtest.data.interval import parse_interval
 from qt_backtest.indicators._validate import check_period
+
+
+def _bars(value: int | str | pd.Timedelta | None, bar: pd.Timedelta, name: str) -> int | None:
+    """A span as a bar count: integers as they are, durations rounded up to whole bars."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str | pd.Timedelta):
+        try:
+            span = pd.Timedelta(value)
+        except ValueError:
+            raise ValueError(
+                f"{name}: {value!r} is neither a bar count nor a duration such as '365D'"
+            ) from None
+        if span <= pd.Timedelta(0):
+            raise ValueError(f"{name}: a duration must be positive, got {value!r}")
+        return math.ceil(span / bar)
+    raise ValueError(f"{name}: a bar count or a duration such as '365D', got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,25 @@ class WalkForward:
                 f"purge ({self.purge} bars) must be at least the label horizon "
                 f"({self.horizon} bars), or training labels would see the predicted bars"
             )
+
+    @classmethod
+    def from_spans(
+        cls, interval: str | pd.Timedelta, **spans: int | str | pd.Timedelta | None
+    ) -> WalkForward:
+        """A splitter whose spans are bar counts or durations of time (``"365D"``, ``"30D"``,
+        ``"4h"``), turned into bars of ``interval`` (a duration rounds up to whole bars).
+
+        >>> WalkForward.from_spans("5m", step="30D", train_window="365D", min_train="365D",
+        ...                        purge=60, horizon=60).step
+        8640
+        """
+        bar = parse_interval(interval)
+        known = {"step", "train_window", "min_train", "purge", "embargo", "horizon"}
+        unknown = sorted(set(spans) - known)
+        if unknown:
+            raise ValueError(f"unknown walk-forward span(s) {unknown}; use {sorted(known)}")
+        counts = {name: _bars(value, bar, name) for name, value in spans.items()}
+        return cls(**counts)
 
     @property
     def gap(self) -> int:

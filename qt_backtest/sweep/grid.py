@@ -150,34 +150,14 @@ def apply_parameters(
 ) -> tuple[HierarchyConfig, PositionRules]:
     """The configuration and rules of one combination (validated by their dataclasses)."""
     changes: dict[str, Any] = {}
-    tables: dict[tuple[str, str], dict[str, Any]] = {}
     rule_changes: dict[str, Any] = {}
     for name, value in combination.items():
         check_parameter_name(name)
         parts = name.split(".")
         if parts[0] == "rules":
             rule_changes[parts[1]] = value
-        elif len(parts) == 3:
-            tables.setdefault((parts[0], parts[1]), {})[parts[2]] = value
         else:
             changes[name] = _plain(value)
-    for (section, table), entries in tables.items():
-        current = dict(getattr(getattr(config, section), table))
-        if table == "weights":
-            models = config.models
-            unknown = [model for model in entries if model not in models]
-            if unknown:
-                raise ValueError(
-                    f"{section}.weights: unknown model(s) {unknown}; models are {models}"
-                )
-        else:
-            unknown = [label for label in entries if label not in current]
-            if unknown:
-                raise ValueError(
-                    f"{section}.{table}: unknown entries {unknown}; use {sorted(current)}"
-                )
-        current.update({key: _plain(value) for key, value in entries.items()})
-        changes[f"{section}.{table}"] = tuple(current.items())
     if changes:
         config = config.replace(**changes)
     if rule_changes:

@@ -118,7 +118,14 @@ S_OVERRIDES = 23
 S_VETOES = 24
 S_ORDERS = 25
 S_RUIN_BAR = 26  # bar of the close-out, -1: none
-STAT_COLUMNS = 27
+S_STREAM_A = 27  # two hashes of the orders sent (bar and target of each): equal streams of
+S_STREAM_B = 28  # orders under equal rules give equal results
+STAT_COLUMNS = 29
+
+# moduli of the stream hashes: primes below 2**26, so that products fit in int64 and the
+# hashes in float64 exactly
+STREAM_PRIME_A = 67108859
+STREAM_PRIME_B = 67108837
 
 # columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS)
 K_SUM = 0
@@ -255,6 +262,15 @@ def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gro
                 row[S_LOSSES] += 1.0
                 row[S_LOSS_SUM] += pnl
     return trade_direction, entry_size, entry_gross, entry_fees
+
+
+@njit(cache=True, inline="always")
+def _stream_step(hash_a, hash_b, t, target):
+    """The stream hashes after an order for ``target`` (exposure, to 1e-9) sent on bar ``t``."""
+    code = np.int64(t) * 4_000_000_007 + np.int64(round(target * 1e9))
+    a = (np.int64(hash_a) * 1_000_003 + code % STREAM_PRIME_A) % STREAM_PRIME_A
+    b = (np.int64(hash_b) * 999_983 + code % STREAM_PRIME_B) % STREAM_PRIME_B
+    return float(a), float(b)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -417,6 +433,9 @@ def _tile(
             if t + lag < bars:
                 # slot of bar t + lag: one before this bar's slot, around the ring
                 queue[slot - 1 if slot > 0 else lag] = target
+                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
+                    row[S_STREAM_A], row[S_STREAM_B], t, target
+                )
         order = queue[slot]
         queue[slot] = np.nan
         dead = ruined  # closed out on an earlier bar: no fills, no returns

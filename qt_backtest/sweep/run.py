@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,13 @@ import pandas as pd
 
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
+from qt_backtest.backtest.window import (
+    CoverageWarning,
+    coverage_message,
+    evaluation_window,
+    model_coverage,
+)
+from qt_backtest.data.loaders import frame_symbol
 from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.hierarchy.config import MODES, HierarchyConfig
 from qt_backtest.hierarchy.params import INDEX, SCALARS, PackedConfig, pack
@@ -203,13 +211,23 @@ def symbol_inputs(
     combinations: Combinations,
     interval: str | pd.Timedelta | None = None,
 ) -> SymbolInputs:
-    """Validate one symbol's bars, votes and indicators and precompute its per-bar inputs."""
+    """Validate one symbol's bars, votes and indicators and precompute its per-bar inputs on
+    the evaluation window (first to last bar with a model vote; see
+    :mod:`qt_backtest.backtest.window`)."""
     validate_ohlcv(bars, source=bars.attrs.get("source") or symbol or None, check_interval=False)
     if not votes.index.equals(bars.index):
         raise ValueError(
             f"{symbol or 'votes'}: votes must be indexed like the bars (one row per bar)"
         )
     config = combinations.configs[0]
+    try:
+        first, stop = evaluation_window(votes, config.models)
+    except ValueError as error:
+        raise ValueError(f"{symbol or 'votes'}: {error}") from None
+    bars, votes = bars.iloc[first:stop], votes.iloc[first:stop]
+    message = coverage_message(model_coverage(votes, config.models), config.fidelity, symbol)
+    if message:
+        warnings.warn(message, CoverageWarning, stacklevel=3)
     actions, confidences, active = prediction_arrays(votes, config.models)
     inputs = indicator_array(indicators, votes.index)
     bar_inputs = np.empty((len(bars), nb.BAR_COLUMNS))
@@ -290,6 +308,25 @@ def run_chunk(
         blocks,
     )
     return stats, blocks
+
+
+def stream_classes(stats: np.ndarray, rules: np.ndarray) -> np.ndarray:
+    """For each combination, the first combination that sends the same orders under the same
+    position rules and costs: rows of one class have identical equity curves, so they are one
+    trial, not several.
+
+    Parameters
+    ----------
+    stats : ndarray, shape (combinations, STAT_COLUMNS)
+    rules : ndarray, shape (combinations, RULE_COLUMNS)
+
+    Returns
+    -------
+    ndarray of int64, shape (combinations,)
+    """
+    keys = np.column_stack([stats[:, nb.S_STREAM_A], stats[:, nb.S_STREAM_B], rules])
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)].astype(np.int64)
 
 
 def metrics_from_stats(
@@ -406,6 +443,9 @@ class SweepResult:
     block_edges : dict of symbol to ndarray
         Bar boundaries of the blocks.
     grid : Grid
+    reference : DataFrame
+        Buy-and-hold of each symbol on the same bars (the evaluation window) under the sweep's
+        base rules: ``symbol``, ``run`` and the backtest metrics, a row to rank against.
     computed_chunks, loaded_chunks : int
         Chunks run by the kernel and chunks read back from ``cache_dir``.
     """
@@ -415,6 +455,7 @@ class SweepResult:
     block_edges: dict[str, np.ndarray]
     index: dict[str, pd.DatetimeIndex]
     grid: Grid
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
     computed_chunks: int = 0
     loaded_chunks: int = 0
     configs: tuple[HierarchyConfig, ...] = field(default=(), repr=False)
@@ -480,7 +521,10 @@ class OverfittingReport:
     metric : str
         What "best" means (``sharpe`` or ``total_return``).
     trials : int
-        Combinations tried.
+        Distinct trials: combinations with different equity curves (one per stream class,
+        see :func:`stream_classes`). PBO and the deflated Sharpe ratio count these.
+    rows : int
+        Combinations of the grid, identical ones included.
     best : Series
         The best combination's row of the sweep frame (by ``metric`` on the whole sample).
     pbo : PBOResult
@@ -499,6 +543,7 @@ class OverfittingReport:
     symbol: str
     metric: str
     trials: int
+    rows: int
     best: pd.Series
     pbo: PBOResult
     deflated_sharpe: float
@@ -514,6 +559,7 @@ class OverfittingReport:
             "symbol": self.symbol,
             "metric": self.metric,
             "trials": self.trials,
+            "grid_rows": self.rows,
             "best_combination": int(self.best["combination"]),
             f"best_{self.metric}": float(self.best[self.metric]),
             "pbo": self.pbo.pbo,
@@ -525,6 +571,21 @@ class OverfittingReport:
             "walk_forward_is_sharpe_per_bar": self.walk_forward.in_sample_sharpe,
             "walk_forward_oos_return": float(self.walk_forward.out_of_sample_return),
         }
+
+
+def _distinct_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Positions of the first row of each stream class (all rows when there is no class)."""
+    if "stream" not in frame.columns:
+        return np.arange(len(frame))
+    return np.flatnonzero(frame["stream"].to_numpy() == frame["combination"].to_numpy())
+
+
+def _pbo(moments: np.ndarray, counts: np.ndarray, metric: str, max_splits: int | None):
+    """CSCV over distinct trials; with fewer than two there is nothing to overfit (NaN)."""
+    if len(moments) < 2:
+        empty = np.empty(0)
+        return PBOResult(np.nan, empty, empty, empty, np.empty(0, dtype=np.int64))
+    return probability_of_backtest_overfitting(moments, counts, metric, max_splits)
 
 
 def overfitting_report(
@@ -549,10 +610,13 @@ def overfitting_report(
     per_bar = frame["sharpe"].to_numpy(dtype=np.float64) / np.sqrt(frame["periods_per_year"])
     survivors = _survivors_scored(frame, "sharpe") / np.sqrt(frame["periods_per_year"])
     sharpe_best = frame.iloc[int(np.argmax(np.where(np.isnan(survivors), -np.inf, survivors)))]
-    finite = per_bar[np.isfinite(per_bar)]
+    # rows of one stream class are one trial: identical equity curves tried twice are not
+    # two chances of luck
+    distinct = _distinct_rows(frame)
+    finite = per_bar[distinct][np.isfinite(per_bar[distinct])]
     variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
     best_per_bar = float(sharpe_best["sharpe"] / np.sqrt(sharpe_best["periods_per_year"]))
-    benchmark = expected_max_sharpe(len(frame), variance)
+    benchmark = expected_max_sharpe(len(distinct), variance)
     kurtosis = float(sharpe_best["kurtosis"]) if np.isfinite(sharpe_best["kurtosis"]) else 3.0
     skewness = float(sharpe_best["skewness"]) if np.isfinite(sharpe_best["skewness"]) else 0.0
     deflated = probabilistic_sharpe_ratio(
@@ -564,9 +628,10 @@ def overfitting_report(
     return OverfittingReport(
         symbol=symbol,
         metric=metric,
-        trials=len(frame),
+        trials=len(distinct),
+        rows=len(frame),
         best=best,
-        pbo=probability_of_backtest_overfitting(moments, counts, metric, max_splits),
+        pbo=_pbo(moments[distinct], counts, metric, max_splits),
         deflated_sharpe=deflated,
         best_sharpe_per_bar=best_per_bar,
         expected_max_sharpe_per_bar=benchmark,
@@ -671,8 +736,9 @@ def sweep(
     if executor not in ("local", "dask"):
         raise ValueError(f"executor must be 'local' or 'dask', got {executor!r}")
     if not isinstance(bars, Mapping):
-        bars, votes = {"": bars}, {"": votes}
-        indicators = {"": indicators}
+        symbol = frame_symbol(bars)
+        bars, votes = {symbol: bars}, {symbol: votes}
+        indicators = {symbol: indicators}
     elif indicators is None:
         indicators = dict.fromkeys(bars)
     if not (set(bars) == set(votes) == set(indicators)):
@@ -750,6 +816,7 @@ def sweep(
         metrics = metrics_from_stats(
             stats, len(inputs.index), init_cash, inputs.periods_per_year, inputs.index
         )
+        metrics.insert(0, "stream", stream_classes(stats, combinations.rule_matrix))
         parameters = grid.frame().reset_index()
         parameters.insert(0, "symbol", symbol)
         frames.append(pd.concat([parameters, metrics], axis=1))
@@ -757,6 +824,7 @@ def sweep(
     frame = pd.concat(frames, ignore_index=True)
     return SweepResult(
         frame=frame,
+        reference=_buy_and_hold_rows(bars, prepared, rules, interval),
         blocks=block_arrays,
         block_edges=edges,
         index={symbol: inputs.index for symbol, inputs in prepared.items()},
@@ -765,6 +833,26 @@ def sweep(
         loaded_chunks=loaded,
         configs=combinations.configs,
     )
+
+
+def _buy_and_hold_rows(
+    bars: Mapping[str, pd.DataFrame],
+    prepared: Mapping[str, SymbolInputs],
+    rules: PositionRules,
+    interval: str | pd.Timedelta | None,
+) -> pd.DataFrame:
+    """Buy-and-hold of each symbol on its evaluation window under the sweep's base rules."""
+    from qt_backtest.backtest.compare import benchmark_rules, buy_and_hold
+    from qt_backtest.backtest.simulate import simulate
+
+    rows = []
+    for symbol, inputs in prepared.items():
+        window = bars[symbol].loc[inputs.index]
+        result = simulate(
+            window, buy_and_hold(window.index), benchmark_rules(rules), interval=interval
+        )
+        rows.append({"symbol": symbol, "run": "buy_and_hold", **result.metrics.to_dict()})
+    return pd.DataFrame(rows)
 
 
 class _NoProgress:

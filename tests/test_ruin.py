@@ -240,3 +240,36 @@ def test_sweeps_rank_ruined_combinations_last():
     assert bool(rank_rows(fake, "sharpe")["ruined"].iloc[-1])
     report = result.overfitting("sharpe")["series"]
     assert not bool(report.best["ruined"])
+
+
+def test_batched_runs_close_out_each_column_as_its_own_run():
+    from qt_backtest.backtest import target_exposure
+    from qt_backtest.backtest.simulate import run_portfolio
+
+    bars = rally_then_fall()
+    rules = PositionRules()
+    runs = {
+        "short": ["SELL"] + ["HOLD"] * (len(bars) - 1),
+        "long": ["BUY"] + ["HOLD"] * (len(bars) - 1),
+        "late short": ["HOLD"] * 200 + ["SELL"] + ["HOLD"] * (len(bars) - 201),
+    }
+    targets = pd.DataFrame(
+        {name: target_exposure(pd.Series(a, index=bars.index), rules) for name, a in runs.items()}
+    )
+    batched = run_portfolio(bars, targets, rules, 8760.0).value()
+    for name, decisions in runs.items():
+        single = simulate(bars, pd.Series(decisions, index=bars.index), rules)
+        np.testing.assert_array_equal(batched[name].to_numpy(), single.value.to_numpy())
+    assert simulate(bars, pd.Series(runs["short"], index=bars.index), rules).metrics["ruined"]
+
+
+def test_the_close_out_is_dated_in_single_runs_and_sweeps():
+    bars = rally_then_fall()
+    votes = unanimous_votes(bars, "S" + "H" * (len(bars) - 1))
+    inputs = arbiter_inputs(bars, ArbiterInputConfig(macd_scale="percent"))
+    grid = Grid.product({"rules.size": [0.2, 1.0]})
+    frame = sweep(bars, votes, inputs, grid, modes=["ensemble"], blocks=2).frame
+    single = simulate(bars, replay(votes, inputs, HierarchyConfig(mode="ensemble")))
+    assert single.metrics["ruined_at"] == bars.index[int(single.metrics["ruin_bar"])]
+    assert frame["ruined_at"].iloc[1] == single.metrics["ruined_at"]
+    assert pd.isna(frame["ruined_at"].iloc[0])

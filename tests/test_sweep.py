@@ -39,6 +39,8 @@ METRICS = (
     "max_drawdown_bars",
     "max_drawdown_duration",
     "ruined",
+    "ruin_bar",
+    "ruined_at",
     "calmar",
     "trades",
     "win_rate",
@@ -80,7 +82,7 @@ def assert_matches_single_run(row, result, decisions):
     expected = result.metrics
     for name in METRICS:
         got, want = row[name], expected[name]
-        if isinstance(want, pd.Timedelta):
+        if isinstance(want, pd.Timedelta | pd.Timestamp):
             assert got == want, name
         elif pd.isna(want):
             assert pd.isna(got), name

@@ -90,7 +90,7 @@ def counterfactual_path(
     end = len(bars) if stop is None else stop + 1
     target = target_exposure(changed.iloc[:end], rules)
     portfolio = run_portfolio(bars.iloc[:end], target, rules, periods_per_year(bars.index))
-    return portfolio.value().rename("value")
+    return pd.Series(portfolio.value().to_numpy(), index=bars.index[:end], name="value")
 
 
 def _vote_pattern(votes: pd.DataFrame, models: list[str]) -> pd.Series:

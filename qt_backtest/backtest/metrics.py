@@ -90,6 +90,7 @@ def performance(
         # closed out at the maintenance level: nothing was traded after ``ruin_bar``
         "ruined": ruin_bar >= 0,
         "ruin_bar": ruin_bar,
+        "ruined_at": value.index[ruin_bar] if ruin_bar >= 0 else pd.NaT,
         "max_drawdown_bars": dd_bars,
         "max_drawdown_duration": dd_time,
         "calmar": cagr / abs(max_dd) if max_dd < 0 else np.nan,

@@ -272,29 +272,45 @@ def liquidation_level_nb(cash, position, fees, maintenance):
 
 
 @njit(cache=True, inline="always")
-def liquidation_price_nb(cash, position, open_, low, high, fees, maintenance, open_only):
+def liquidation_levels_nb(cash, position, fees, maintenance):
+    """(level, bankruptcy price) of the account: where equity after a close-out fee reaches
+    the maintenance level, and zero. NaN, NaN when flat or when no price reaches them."""
+    if position == 0.0:
+        return np.nan, np.nan
+    return (
+        liquidation_level_nb(cash, position, fees, maintenance),
+        liquidation_level_nb(cash, position, fees, 0.0),
+    )
+
+
+@njit(cache=True, inline="always")
+def close_out_price_nb(position, level, bankrupt, open_, low, high, open_only):
     """Fill price of a close-out on this bar, NaN when the account survives it.
 
     The adverse extreme of the bar (low for a long, high for a short) is tested against the
     level, or only the open when ``open_only``. The fill is at the level, or at the open when
     the bar opens beyond it, but never beyond the bankruptcy price.
     """
-    level = liquidation_level_nb(cash, position, fees, maintenance)
     if not (level == level):
         return np.nan
     if position > 0.0:
-        bankrupt = liquidation_level_nb(cash, position, fees, 0.0)
         if open_ <= level:
             return max(open_, bankrupt)
         if not open_only and low <= level:
             return level
         return np.nan
-    bankrupt = liquidation_level_nb(cash, position, fees, 0.0)
     if open_ >= level:
         return min(open_, bankrupt)
     if not open_only and high >= level:
         return level
     return np.nan
+
+
+@njit(cache=True, inline="always")
+def liquidation_price_nb(cash, position, open_, low, high, fees, maintenance, open_only):
+    """:func:`close_out_price_nb` of an account holding ``cash`` and ``position``."""
+    level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
+    return close_out_price_nb(position, level, bankrupt, open_, low, high, open_only)
 
 
 @njit(cache=True)

@@ -37,7 +37,8 @@ class BacktestResult:
         See :func:`qt_backtest.backtest.metrics.performance`; ``periods_per_year`` states the
         annualisation.
     portfolio : vectorbt Portfolio
-        The simulation itself, for anything else vectorbt offers.
+        The simulation itself, for anything else vectorbt offers; its index holds the bars'
+        instants as naive UTC timestamps.
     """
 
     value: pd.Series
@@ -100,7 +101,14 @@ def run_portfolio(
     are taken as valid (see :func:`simulate`). A frame of targets runs one independent
     portfolio per column. An account that reaches the maintenance level is closed out and
     trades no more (see :func:`qt_backtest.backtest.nb.liquidation_price_nb`)."""
-    return _run(bars, target, rules, per_year)[0]
+    return _run(bars, target, rules, per_year)[0]  # indexed by naive UTC timestamps
+
+
+def _plain_index(index: pd.Index) -> pd.Index:
+    """A tz-aware DatetimeIndex as naive UTC (the same instants); other indexes unchanged."""
+    if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
+        return index.tz_convert("UTC").tz_localize(None)
+    return index
 
 
 def _run(
@@ -109,6 +117,9 @@ def _run(
     """(portfolio, close-out bar per column (-1: none), close-out price per column)."""
     import vectorbt as vbt
 
+    # vectorbt turns a tz-aware index into an array of Timestamp objects on every result it
+    # wraps (seconds at 100,000 bars): it gets the same instants without the zone
+    index = _plain_index(bars.index)
     values = target.to_numpy()
     if values.ndim == 1:
         sizes = order_sizes(values, rules.execution_lag)
@@ -116,9 +127,9 @@ def _run(
         sizes = np.column_stack(
             [order_sizes(values[:, j], rules.execution_lag) for j in range(values.shape[1])]
         )
-        sizes = pd.DataFrame(sizes, index=target.index, columns=target.columns)
-    close = bars["close"].astype(np.float64)
-    price = bars[rules.fill_price].astype(np.float64)
+        sizes = pd.DataFrame(sizes, index=index, columns=target.columns)
+    close = pd.Series(bars["close"].to_numpy(dtype=np.float64), index=index)
+    price = pd.Series(bars[rules.fill_price].to_numpy(dtype=np.float64), index=index)
     options = {
         "init_cash": rules.init_cash,
         "freq": pd.Timedelta(days=365) / per_year,
@@ -134,7 +145,8 @@ def _run(
         engine="numba",
         **options,
     )
-    size_matrix = np.asarray(sizes, dtype=np.float64).reshape(len(bars), -1)
+    # a copy: the close-outs below cancel the orders after them
+    size_matrix = np.array(sizes, dtype=np.float64).reshape(len(bars), -1)
     cash = np.asarray(portfolio.cash(), dtype=np.float64).reshape(size_matrix.shape)
     units = np.asarray(portfolio.assets(), dtype=np.float64).reshape(size_matrix.shape)
     ohlc = [bars[name].to_numpy(dtype=np.float64) for name in ("open", "low", "high")]
@@ -217,8 +229,7 @@ def simulate(
     ppy = periods_per_year(bars.index, interval)
     target = target_exposure(decisions, rules)
     portfolio, ruin_bars, _ = _run(bars, target, rules, ppy)
-    value = portfolio.value()
-    value.name = "value"
+    value = pd.Series(portfolio.value().to_numpy(), index=bars.index, name="value")
     records = portfolio.orders.records
     orders = pd.DataFrame(
         {
@@ -246,7 +257,7 @@ def simulate(
         }
     )
     trade_pnl = trades.loc[trades["closed"], "pnl"].to_numpy(dtype=np.float64)
-    asset_value = portfolio.asset_value()
+    asset_value = pd.Series(portfolio.asset_value().to_numpy(), index=bars.index)
     position = (asset_value / value).fillna(0.0).rename("position")
     metrics = performance(
         value,

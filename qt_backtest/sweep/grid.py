@@ -14,6 +14,7 @@ Parameters are named by where they live:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,13 @@ class Grid:
         )
 
 
+@functools.cache
+def _section_fields(section: str) -> frozenset[str]:
+    """Field names of a configuration section (``models`` is not swept)."""
+    kind = type(getattr(HierarchyConfig(), section))
+    return frozenset(f.name for f in dataclasses.fields(kind)) - {"models"}
+
+
 def check_parameter_name(name: str) -> None:
     """Raise ``ValueError`` unless ``name`` is a parameter a sweep can vary."""
     if not isinstance(name, str):
@@ -132,8 +140,7 @@ def check_parameter_name(name: str) -> None:
         choices = sorted(f"rules.{key}" for key in known)
         raise ValueError(f"unknown parameter {name!r}: rules parameters are {choices}")
     if parts[0] in SECTIONS and len(parts) == 2:
-        section = getattr(HierarchyConfig(), parts[0])
-        known = {f.name for f in dataclasses.fields(section)} - {"models"}
+        known = _section_fields(parts[0])
         if parts[1] in known:
             return
         raise ValueError(f"unknown parameter {name!r}: {parts[0]} has {sorted(known)}")

@@ -25,10 +25,11 @@ from numba import njit, prange
 
 from qt_backtest.backtest.nb import (
     book_fill_nb,
+    close_out_price_nb,
     exposure_step_nb,
     fill_target_percent_nb,
     fill_units_nb,
-    liquidation_price_nb,
+    liquidation_levels_nb,
 )
 from qt_backtest.hierarchy.nb import (
     G_OVERRIDE,
@@ -279,7 +280,8 @@ def _close_out(
     t,
     bar_inputs,
     fees,
-    maintenance,
+    level,
+    bankrupt,
     open_only,
     cash,
     position,
@@ -288,17 +290,16 @@ def _close_out(
     entry_gross,
     entry_fees,
 ):
-    """Close the account out on bar ``t`` if it reaches the maintenance level there (see
-    :func:`qt_backtest.backtest.nb.liquidation_price_nb`); returns (closed out, cash,
-    position, the open trade)."""
-    price = liquidation_price_nb(
-        cash,
+    """Close the account out on bar ``t`` if it reaches its ``level`` there (see
+    :func:`qt_backtest.backtest.nb.close_out_price_nb`); returns (closed out, cash, position,
+    the open trade)."""
+    price = close_out_price_nb(
         position,
+        level,
+        bankrupt,
         bar_inputs[t, B_OPEN],
         bar_inputs[t, B_LOW],
         bar_inputs[t, B_HIGH],
-        fees,
-        maintenance,
         open_only,
     )
     if not (price == price):
@@ -380,6 +381,7 @@ def _tile(
     block_sumsq = state[c, T_BLOCK_SUMSQ]
     block_start = state[c, T_BLOCK_START]
     ruined = state[c, T_RUINED] != 0.0
+    level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
     total = row[S_SUM]
     total_sq = row[S_SUMSQ]
     total_3 = row[S_SUM3]
@@ -439,16 +441,18 @@ def _tile(
         order = queue[slot]
         queue[slot] = np.nan
         dead = ruined  # closed out on an earlier bar: no fills, no returns
-        if not ruined and position != 0.0:
+        if not ruined and level == level:
             # the position carried into the bar meets the open first (the whole bar when
-            # orders fill at the close)
+            # orders fill at the close); no level (flat, or a long bought without borrowing)
+            # can be reached
             ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
                 _close_out(
                     row,
                     t,
                     bar_inputs,
                     fees,
-                    maintenance,
+                    level,
+                    bankrupt,
                     fill_at_open,
                     cash,
                     position,
@@ -473,7 +477,9 @@ def _tile(
                 entry_gross,
                 entry_fees,
             )
-        if not ruined and fill_at_open and position != 0.0:
+            # the close-out levels change only with cash and position, that is here
+            level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
+        if not ruined and fill_at_open and level == level:
             # the position after the open's fill lives through the rest of the bar
             ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
                 _close_out(
@@ -481,7 +487,8 @@ def _tile(
                     t,
                     bar_inputs,
                     fees,
-                    maintenance,
+                    level,
+                    bankrupt,
                     False,
                     cash,
                     position,

@@ -299,6 +299,9 @@ def command_replay_log(args: argparse.Namespace) -> int:
         f"{len(parsed.records):,} decision records, {parsed.skipped:,} lines skipped, "
         f"{diff.unreplayable:,} without logged votes"
     )
+    for example in parsed.skipped_examples[:3]:
+        shown = example if len(example) <= 120 else example[:117] + "..."
+        print(f"  skipped: {shown}")
     print(diff.summary.to_string())
     if args.mismatches:
         diff.mismatches.to_csv(args.mismatches, index=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
@@ -151,3 +153,82 @@ def test_parser_never_crashes_on_garbage(lines):
     parsed = parse_live_log(lines, year=2026)
     assert parsed.skipped + sum(parsed.line_kinds.values()) <= len(lines)
     replay_log(parsed)  # replaying whatever was read must not fail either
+
+
+# Valid lines of every message kind; the parser must stay linear in the line whatever is
+# inserted into them.
+VALID_LINES = [
+    "[Meta-V2-Policy] BTCUSDT ⬆️ ESCALATE: split_vote → Calling Arbiter for market understanding",
+    "[Arbiter] BTCUSDT ⚖️  INVOKED (escalated from Meta-V2)",
+    "[Arbiter]BTCUSDT ✅ OVERRIDE: SELL@0.680 → SELL@0.760 | Reason: sell_signal: overbought_rsi",
+    "[CHART] ENSEMBLE BTCUSDT: SELL 76.00% | XGB:BUY/0.72 LGBM:SELL/0.70 NH:BUY/0.68 PT:SELL/0.71",
+    "[Meta-V2-Policy] ETHUSDT DEFER: using base ensemble BUY@0.720 | Reason: strong_consensus_buy",
+    "[Arbiter] SOLUSDT ⏸️  DEFER: keeping base ensemble BUY@0.700 | Arbiter: HOLD@0.500 | "
+    "Reason: low_confidence (0.500 < 0.70)",
+    "[Arbiter] SOLUSDT NOT AVAILABLE (disabled or not loaded) - using base ensemble BUY@0.700",
+]
+
+
+def parse_seconds(line: str) -> float:
+    started = time.perf_counter()
+    parse_live_log([line])
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize("line", VALID_LINES)
+def test_a_run_of_spaces_anywhere_costs_linear_time(line):
+    # the line cut at every token boundary, a long run of spaces and one character added:
+    # overlapping quantifiers made such lines take minutes (cubic in the run)
+    cuts = [i for i in range(1, len(line)) if line[i - 1] != " " and line[i] == " "]
+    cuts.append(len(line))
+    worst = 0.0
+    for cut in cuts:
+        garbled = line[:cut] + " " * 20_000 + "x" + line[cut:]
+        worst = max(worst, parse_seconds(garbled))
+    # linear: a few milliseconds per 20,000 characters; quadratic would take seconds
+    assert worst < 0.5, worst
+
+
+MUTATIONS = st.sampled_from(["spaces", "truncate", "garbage", "tabs"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    line=st.sampled_from(VALID_LINES),
+    mutation=MUTATIONS,
+    where=st.floats(0, 1),
+    size=st.integers(1, 5_000),
+    garbage=st.binary(min_size=1, max_size=64),
+)
+def test_mutated_lines_never_raise_and_stay_fast(line, mutation, where, size, garbage):
+    cut = int(where * len(line))
+    if mutation == "spaces":
+        line = line[:cut] + " " * size + line[cut:]
+    elif mutation == "tabs":
+        line = line[:cut] + "\t \u00a0" * (size // 3 + 1) + "|" + line[cut:]
+    elif mutation == "truncate":
+        line = line[:cut]
+    else:
+        line = line[:cut] + garbage.decode("utf-8", errors="replace") + line[cut:]
+    started = time.perf_counter()
+    parsed = parse_live_log([line], year=2026)
+    assert time.perf_counter() - started < 0.5
+    # every line is read or counted as skipped; only blank lines are neither
+    assert parsed.skipped + sum(parsed.line_kinds.values()) == (1 if line.strip() else 0)
+    replay_log(parsed)
+
+
+def test_impossible_dates_and_confidences_are_skipped_and_named():
+    good = "[Meta-V2-Policy] ETHUSDT DEFER: using base ensemble BUY@0.720 | Reason: strong_consensus_buy"
+    lines = [
+        "Feb 30 12:00:03 vps python[812]: " + good,
+        "2026-13-45 12:00:03,114 - a - INFO - " + good,
+        good.replace("BUY@0.720", "BUY@1.720"),
+        "[ENSEMBLE] ETHUSDT: BUY 0.72 | XGB:BUY/1.75 LGBM:BUY/0.70",
+        good,
+    ]
+    parsed = parse_live_log(lines, year=2026)
+    assert parsed.skipped == 4
+    assert parsed.skipped_examples == lines[:4]
+    assert len(parsed.records) == 1
+    replay_log(parsed)

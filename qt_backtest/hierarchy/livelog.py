@@ -38,7 +38,10 @@ ABBREVIATION_OF = {model: abbreviation for abbreviation, model in MODEL_ABBREVIA
 _ACTION = r"(BUY|SELL|HOLD)"
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _SYMBOL = r"\s*([A-Z0-9]{2,20})"
-_GAP = r"[^\w|@]*?"  # spaces and optional emoji between tokens
+# Spaces and optional emoji between tokens. Every pattern below is linear in the line: no two
+# adjacent quantified parts can match the same characters (so a run of spaces has one way to
+# be split), and free text is taken whole and trimmed in code.
+_GAP = r"[^\w|@]*"
 
 _JOURNALD = re.compile(
     r"^(?P<stamp>[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2})\s+\S+\s+[^:\s]+:\s*"
@@ -55,43 +58,42 @@ _ENSEMBLE = re.compile(
     + _NUMBER
     + r"(%?)\s*\|\s*(?P<votes>.*)$"
 )
-_VOTE = re.compile(r"([A-Z]+):" + _ACTION + r"/" + _NUMBER)
+# a name starts where a run of capitals starts: a long run is tried once, not once a letter
+_VOTE = re.compile(r"(?<![A-Z])([A-Z]+):" + _ACTION + r"/" + _NUMBER)
 _META_DEFER = re.compile(
     r"\[Meta-V2-Policy\]"
     + _SYMBOL
     + _GAP
-    + r"\s*DEFER:\s*using base ensemble\s+"
+    + r"DEFER:\s*using base ensemble\s+"
     + _ACTION
     + "@"
     + _NUMBER
     + r"\s*\|\s*Reason:\s*(\w+)\s*$"
 )
 _META_ESCALATE = re.compile(
-    r"\[Meta-V2-Policy\]" + _SYMBOL + _GAP + r"\s*ESCALATE:\s*(\w+)\s*\W*\s*"
+    r"\[Meta-V2-Policy\]" + _SYMBOL + _GAP + r"ESCALATE:\s*(\w+)\W*"
     r"Calling Arbiter for market understanding\s*$"
 )
-_INVOKED = re.compile(
-    r"\[Arbiter\]" + _SYMBOL + _GAP + r"\s*INVOKED \(escalated from Meta-V2\)\s*$"
-)
+_INVOKED = re.compile(r"\[Arbiter\]" + _SYMBOL + _GAP + r"INVOKED \(escalated from Meta-V2\)\s*$")
 _OVERRIDE = re.compile(
     r"\[Arbiter\]"
     + _SYMBOL
     + _GAP
-    + r"\s*OVERRIDE:\s*"
+    + r"OVERRIDE:\s*"
     + _ACTION
     + "@"
     + _NUMBER
-    + r"\s*\W+\s*"
+    + r"\W+"
     + _ACTION
     + "@"
     + _NUMBER
-    + r"\s*\|\s*Reason:\s*(?P<reason>.+?)\s*$"
+    + r"\s*\|\s*Reason:\s*+(?P<reason>.+)$"
 )
 _ARBITER_DEFER = re.compile(
     r"\[Arbiter\]"
     + _SYMBOL
     + _GAP
-    + r"\s*DEFER:\s*keeping base ensemble\s+"
+    + r"DEFER:\s*keeping base ensemble\s+"
     + _ACTION
     + "@"
     + _NUMBER
@@ -99,7 +101,7 @@ _ARBITER_DEFER = re.compile(
     + _ACTION
     + "@"
     + _NUMBER
-    + r"\s*\|\s*Reason:\s*(?P<reason>.+?)\s*$"
+    + r"\s*\|\s*Reason:\s*+(?P<reason>.+)$"
 )
 _NOT_AVAILABLE = re.compile(
     r"\[Arbiter\]" + _SYMBOL + r"\s+NOT AVAILABLE \(disabled or not loaded\) - using base "
@@ -217,7 +219,8 @@ def _message(text: str) -> tuple[str, str, dict[str, Any]] | None:
         return "arbiter_invoked", match.group(1), {}
     if match := _OVERRIDE.search(text):
         symbol, base, base_confidence, action, confidence = match.group(1, 2, 3, 4, 5)
-        if not _SIGNAL_REASON.match(match["reason"]):
+        reason = match["reason"].rstrip()
+        if not _SIGNAL_REASON.match(reason):
             return None
         return (
             "arbiter_override",
@@ -228,12 +231,12 @@ def _message(text: str) -> tuple[str, str, dict[str, Any]] | None:
                 "arbiter_outcome": "override",
                 "arbiter_action": action,
                 "arbiter_confidence": float(confidence),
-                "arbiter_reason": match["reason"],
+                "arbiter_reason": reason,
             },
         )
     if match := _ARBITER_DEFER.search(text):
         symbol, base, base_confidence, action, confidence = match.group(1, 2, 3, 4, 5)
-        reason = match["reason"]
+        reason = match["reason"].rstrip()
         if _LOW_CONFIDENCE.match(reason):
             outcome = "defer_low_confidence"
         elif _SIGNAL_REASON.match(reason):
@@ -264,6 +267,13 @@ def _message(text: str) -> tuple[str, str, dict[str, Any]] | None:
             },
         )
     return None
+
+
+def _plausible(fields: dict[str, Any]) -> bool:
+    """Whether every confidence of a parsed message is a probability."""
+    confidences = [value for key, value in fields.items() if key.endswith("confidence")]
+    confidences += [confidence for _, confidence in fields.get("votes", {}).values()]
+    return all(0.0 <= confidence <= 1.0 for confidence in confidences)
 
 
 def _lines(source: str | Path | Iterable[str]) -> Iterable[str]:
@@ -300,8 +310,14 @@ def parse_live_log(source: str | Path | Iterable[str], year: int | None = None) 
         line = raw.rstrip("\n")
         if not line.strip():
             continue
-        stamp, text = _timestamp(line, year)
-        parsed = _message(text)
+        try:
+            stamp, text = _timestamp(line, year)
+        except ValueError:  # an impossible date (Feb 30, month 13): the line is garbled
+            parsed = None
+        else:
+            parsed = _message(text)
+            if parsed is not None and not _plausible(parsed[2]):
+                parsed = None
         if parsed is None:
             skipped += 1
             if len(examples) < 20:

@@ -249,7 +249,7 @@ def command_sweep(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from qt_backtest.report import load_study, write_report
 
-    study = load_study(args.study)
+    study = load_study(args.study, trust_html=args.trust_html)
     path = write_report(study, args.out, max_trades=args.max_trades)
     print(f"report written to {path.resolve()}")
     return EXIT_OK
@@ -409,6 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study", help="folder written by --save")
     report.add_argument("--out", default="reports/report.html", help="report path")
     report.add_argument("--max-trades", type=int, default=50, help="trades listed per symbol")
+    report.add_argument(
+        "--trust-html",
+        action="store_true",
+        help="show the study's own HTML sections as HTML (only for a study you wrote)",
+    )
     report.set_defaults(handler=command_report)
 
     compare = commands.add_parser(

@@ -177,6 +177,10 @@ def compare_modes(
             members = [results[symbol, run] for symbol in bars]
             rows[AGGREGATE, run] = pd.Series(_aggregate(members, rules, per_year))
     table = pd.DataFrame.from_dict(rows, orient="index")
+    if "ruined_at" in table.columns:  # NaT for survivors: one timestamp dtype for the column
+        table["ruined_at"] = pd.to_datetime(table["ruined_at"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
     table.index = pd.MultiIndex.from_tuples(table.index, names=["symbol", "run"])
     equity = pd.concat({key: result.value for key, result in results.items()}, axis=1)
     equity.columns.names = ["symbol", "run"]

@@ -4,7 +4,6 @@ it: styles inline, figures inline SVG)."""
 from __future__ import annotations
 
 import datetime as _dt
-import html
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pandas as pd
 from qt_backtest import __version__
 from qt_backtest.report import figures
 from qt_backtest.report.format import (
+    escape,
     integer,
     money,
     number,
@@ -76,7 +76,7 @@ SECTIONS = (
 
 
 def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -97,7 +97,7 @@ def _settings_table(study: StudyResult) -> str:
     rows += [("rules." + k, v) for k, v in _flatten(study.rules)]
     rows += [("indicators." + k, v) for k, v in _flatten(study.inputs)]
     frame = pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
-    return f"<details><summary>All {len(frame)} settings</summary>{table(frame)}</details>"
+    return f"<details><summary>All {len(frame):,} settings</summary>{table(frame)}</details>"
 
 
 def _configuration(study: StudyResult) -> list[str]:
@@ -106,9 +106,10 @@ def _configuration(study: StudyResult) -> list[str]:
     minimum = config["min_trade_confidence"]
     governor = "off" if minimum is None else number(minimum)
     summary = (
-        f"<p>Mode <code>{config['mode']}</code>, fidelity <code>{config['fidelity']}</code>, "
-        f"Arbiter wiring <code>{config['arbiter']['wiring']}</code>, MACD in "
-        f"<code>{study.inputs['macd_scale']}</code> units. Arbiter threshold "
+        f"<p>Mode <code>{escape(config['mode'])}</code>, fidelity "
+        f"<code>{escape(config['fidelity'])}</code>, Arbiter wiring "
+        f"<code>{escape(config['arbiter']['wiring'])}</code>, MACD in "
+        f"<code>{escape(study.inputs['macd_scale'])}</code> units. Arbiter threshold "
         f"{number(config['arbiter']['arbiter_threshold'])}, Meta consensus "
         f"{number(config['meta']['consensus_threshold'])}, disagreement "
         f"{number(config['meta']['disagreement_threshold'])}, low confidence "
@@ -116,7 +117,8 @@ def _configuration(study: StudyResult) -> list[str]:
         f"{governor}."
         f" Positions: {'long only' if rules['long_only'] else 'long and short'}, HOLD "
         f"{'keeps the position' if rules['hold'] == 'keep' else 'goes flat'}, fills at the "
-        f"{rules['fill_price']} {rules['execution_lag']} bar(s) after the decision, fees "
+        f"{escape(rules['fill_price'])} {escape(rules['execution_lag'])} bar(s) after the "
+        "decision, fees "
         f"{percent(rules['fee'], 3)} a side, slippage {number(rules['slippage_bps'], 1)} bps, "
         f"initial cash {money(rules['init_cash'])}.</p>"
     )
@@ -146,7 +148,7 @@ def _window_sentence(study: StudyResult) -> list[str]:
     if "window_start" not in provenance.columns:
         return []
     parts = [
-        f"{html.escape(str(row.symbol))} {_stamp(row.window_start)} to {_stamp(row.window_end)} "
+        f"{escape(str(row.symbol))} {_stamp(row.window_start)} to {_stamp(row.window_end)} "
         f"({integer(row.window_bars)} bars, {integer(row.warmup_bars)} warm-up bars before)"
         for row in provenance.itertuples()
     ]
@@ -170,7 +172,7 @@ def _comparison(study: StudyResult) -> list[str]:
             for symbol, run in study.table.index[study.table["ruined"].astype(bool)]
         )
         warnings.append(
-            f"<p class='note'>Closed out (ruined): {html.escape(ruined)}. Equity reached the "
+            f"<p class='note'>Closed out (ruined): {escape(ruined)}. Equity reached the "
             "maintenance level; the account was liquidated and traded no more.</p>"
         )
     blocks = [
@@ -268,7 +270,7 @@ def _overrides(study: StudyResult) -> list[str]:
         part = values[values["symbol"] == symbol]
         value = part["value"].to_numpy(dtype=float)
         blocks.append(
-            f"<p><strong>{html.escape(str(symbol))}</strong>: {integer(len(part))} overrides "
+            f"<p><strong>{escape(str(symbol))}</strong>: {integer(len(part))} overrides "
             f"valued, total {money(value.sum())}, mean {money(value.mean())}, adding value in "
             f"{percent(np.mean(value > 0))} and changing nothing in {percent(np.mean(value == 0))}."
             "</p>"
@@ -484,11 +486,12 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
         return []
     metric = sweep.metric
     combos = sweep.frame["combination"].nunique()
-    names = ", ".join(f"<code>{name}</code>" for name in sweep.parameters)
+    names = ", ".join(f"<code>{escape(name)}</code>" for name in sweep.parameters)
     blocks = [
         f"<p>{integer(combos)} combinations of {names}"
         f" per symbol, each decided, traded and scored by the fused sweep kernel. "
-        f"Overfitting controls rank by <code>{metric}</code>: PBO is the probability that the "
+        f"Overfitting controls rank by <code>{escape(metric)}</code>: PBO is the probability "
+        "that the "
         "in-sample best combination ranks at or below the median out of sample (CSCV over the "
         "time blocks); the deflated Sharpe ratio is the probability that the best Sharpe ratio "
         "beats what the best of this many skill-less trials would show; walk-forward selection "
@@ -516,9 +519,9 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
     )
     for symbol in overview.index:
         rows = sweep.frame[sweep.frame["symbol"] == symbol]
-        blocks.append(f"<h3>{html.escape(str(symbol))}</h3>")
+        blocks.append(f"<h3>{escape(str(symbol))}</h3>")
         blocks.extend(_heatmaps(study, symbol, heatmaps))
-        blocks.append("<p>" + html.escape(_best_table_caption(rows, metric)) + "</p>")
+        blocks.append("<p>" + escape(_best_table_caption(rows, metric)) + "</p>")
         blocks.append(
             "<div class='scroll'>"
             + table(_best_table(rows, sweep, symbol), table_id=None)
@@ -560,7 +563,7 @@ def _trades(study: StudyResult, max_trades: int) -> list[str]:
             for name in ("entry_price", "exit_price")
         }
         blocks.append(
-            f"<h3>{html.escape(str(symbol))}</h3><p>Trades of the <code>meta_arbiter</code> run: "
+            f"<h3>{escape(str(symbol))}</h3><p>Trades of the <code>meta_arbiter</code> run: "
             f"showing {integer(len(shown))} of {integer(len(part))}.</p>"
         )
         blocks.append("<div class='scroll'>" + table(shown, prices, index=False) + "</div>")
@@ -633,7 +636,7 @@ def _answer(study: StudyResult) -> list[str]:
         sentence = answer_sentence(study)
     except (KeyError, IndexError):
         return []
-    return [f"<p class='answer'>{html.escape(sentence)}</p>"]
+    return [f"<p class='answer'>{escape(sentence)}</p>"]
 
 
 def render_report(
@@ -710,7 +713,7 @@ def write_log_report(parsed: Any, diff: Any, path: str | Path, source: str = "")
             "id": "journal",
             "title": "Journal",
             "blocks": [
-                f"<p>{html.escape(source)}: {integer(len(parsed.records))} decision records, "
+                f"<p>{escape(source)}: {integer(len(parsed.records))} decision records, "
                 f"{integer(parsed.skipped)} lines skipped (other services, truncated or "
                 f"unknown), {integer(diff.unreplayable)} records without logged votes.</p>",
                 table(kinds),

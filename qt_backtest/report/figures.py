@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from qt_backtest.report.format import escape
 
 MAX_POINTS = 2500  # points per line drawn; a curve of more bars is thinned for display
 COLORS = {
@@ -26,6 +29,8 @@ DASHED = {"buy_and_hold"}  # references are drawn dashed
 STYLE = {
     "svg.fonttype": "none",  # text stays text: smaller files, searchable labels
     "svg.hashsalt": "qt_backtest",  # element ids from content: the same figure, the same SVG
+    # labels are data (symbols, parameter names), never TeX: a '$' in one is a dollar sign
+    "text.parse_math": False,
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -36,14 +41,17 @@ STYLE = {
 
 def _svg(figure: Figure, label: str) -> str:
     buffer = io.StringIO()
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(STYLE), warnings.catch_warnings():
+        # a symbol or parameter name may hold characters the font lacks: drawn as boxes,
+        # not worth a warning per figure
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
     # the title element is what screen readers and tests read
     return re.sub(
         r"<svg ",
-        f'<svg role="img" aria-label="{label}" class="figure" ',
+        f'<svg role="img" aria-label="{escape(label)}" class="figure" ',
         svg,
         count=1,
     )

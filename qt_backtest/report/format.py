@@ -13,6 +13,13 @@ import pandas as pd
 MISSING = "\u2013"  # an en dash marks a missing value
 
 
+def escape(value: Any) -> str:
+    """Any value as HTML text: ``& < > " '`` escaped. The one way a string that a user,
+    a data file or a saved study supplied enters a page (Jinja's autoescape does the same in
+    the template)."""
+    return html.escape(str(value), quote=True)
+
+
 def _finite(value: Any) -> bool:
     try:
         return value is not None and not pd.isna(value) and math.isfinite(float(value))
@@ -135,16 +142,14 @@ def table(
     index_names = [name or "" for name in frame.index.names] if index else []
 
     def label(name: Any) -> str:
-        return html.escape(str(labels.get(name, str(name).replace("_", " "))))
+        return escape(str(labels.get(name, str(name).replace("_", " "))))
 
     head = "".join(f"<th>{label(name)}</th>" for name in index_names)
     head += "".join(f"<th>{label(column)}</th>" for column in frame.columns)
     rows = []
     for position, (key, row) in enumerate(frame.iterrows()):
         keys = key if isinstance(key, tuple) else (key,)
-        cells = (
-            "".join(f"<th scope='row'>{html.escape(text(k))}</th>" for k in keys) if index else ""
-        )
+        cells = "".join(f"<th scope='row'>{escape(text(k))}</th>" for k in keys) if index else ""
         for column in frame.columns:
             value = row[column]
             if column in raw:
@@ -155,9 +160,13 @@ def table(
                 value, bool
             )
             cells += f"<td class='num'>{shown}</td>" if numeric else f"<td>{shown}</td>"
-        css = f" class='{row_classes[position]}'" if row_classes and row_classes[position] else ""
+        css = (
+            f" class='{escape(row_classes[position])}'"
+            if row_classes and row_classes[position]
+            else ""
+        )
         rows.append(f"<tr{css}>{cells}</tr>")
-    identifier = f" id='{table_id}'" if table_id else ""
+    identifier = f" id='{escape(table_id)}'" if table_id else ""
     return (
         f"<table{identifier}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
@@ -165,7 +174,7 @@ def table(
 
 def _format_cell(value: Any, formatter: Formatter | None) -> str:
     if formatter is not None:
-        return html.escape(formatter(value))
+        return escape(formatter(value))
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):
@@ -173,12 +182,12 @@ def _format_cell(value: Any, formatter: Formatter | None) -> str:
     if isinstance(value, (float, np.floating)):
         if not _finite(value):
             return MISSING
-        return html.escape(f"{float(value):,.4g}")
+        return escape(f"{float(value):,.4g}")
     if isinstance(value, pd.Timestamp):
-        return html.escape(f"{value:%Y-%m-%d %H:%M}")
+        return escape(f"{value:%Y-%m-%d %H:%M}")
     if isinstance(value, pd.Timedelta):
-        return html.escape(duration(value))
-    return html.escape(text(value))
+        return escape(duration(value))
+    return escape(text(value))
 
 
 def price_decimals(prices: Any, most: int = 8) -> int:

@@ -29,7 +29,7 @@ from qt_backtest.backtest.window import CoverageWarning
 from qt_backtest.data import gap_report
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
-from qt_backtest.report.format import price_decimals
+from qt_backtest.report.format import escape, price_decimals
 from qt_backtest.signals.diagnostics import vote_reliability, vote_skill
 from qt_backtest.signals.labels import make_labels
 
@@ -93,7 +93,9 @@ class StudyResult:
     #: that need no skill (see :func:`qt_backtest.signals.diagnostics.vote_skill`)
     skill: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
-    #: sections of HTML written by the caller (``id``, ``title``, ``blocks``), shown first
+    #: sections written by the caller in Python (``id``, ``title``, ``blocks``), shown first.
+    #: Their blocks are trusted HTML, inserted as they are (titles and ids are escaped); a
+    #: study read back from disk has them as text unless ``load_study(trust_html=True)``.
     extra_sections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -134,8 +136,14 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path)
 
 
-def load_study(folder: str | Path) -> StudyResult:
-    """Read a study written by :meth:`StudyResult.save`."""
+def load_study(folder: str | Path, *, trust_html: bool = False) -> StudyResult:
+    """Read a study written by :meth:`StudyResult.save`.
+
+    A saved study is data, not code: anyone who can edit its files can put text in every
+    field. Every field is escaped when rendered; the HTML blocks of ``extra_sections`` are
+    kept as HTML only with ``trust_html=True`` (a study you wrote yourself), and shown as text
+    otherwise.
+    """
     folder = Path(folder)
     path = folder / "study.json"
     if not path.is_file():
@@ -173,9 +181,24 @@ def load_study(folder: str | Path) -> StudyResult:
         equity=equity,
         sweep=sweep,
         notes=list(meta.get("notes", [])),
-        extra_sections=list(meta.get("extra_sections", [])),
+        extra_sections=_sections(meta.get("extra_sections", []), trust_html),
         **frames,
     )
+
+
+def _sections(sections: Any, trust_html: bool) -> list[dict[str, Any]]:
+    """Extra sections read from a saved study: their blocks as text unless trusted."""
+    if not isinstance(sections, list):
+        raise ValueError("extra_sections of a saved study must be a list")
+    checked = []
+    for section in sections:
+        if not (isinstance(section, dict) and {"id", "title", "blocks"} <= set(section)):
+            raise ValueError("each extra section of a saved study needs id, title and blocks")
+        blocks = [str(block) for block in section["blocks"]]
+        if not trust_html:
+            blocks = [f"<pre class='untrusted'>{escape(block)}</pre>" for block in blocks]
+        checked.append({"id": str(section["id"]), "title": str(section["title"]), "blocks": blocks})
+    return checked
 
 
 def file_digest(path: str | Path) -> str:

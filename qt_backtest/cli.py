@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from qt_backtest import __version__
+from qt_backtest.atomic import atomic_write
 from qt_backtest.backtest.window import CoverageWarning
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
@@ -92,7 +93,7 @@ def load_bars(settings) -> dict[str, pd.DataFrame]:
 
     bars: dict[str, pd.DataFrame] = {}
     for name in settings.samples:
-        frame = load_sample(name)
+        frame = load_sample(name, gaps=settings.gaps)
         bars[frame.attrs["symbol"]] = frame
     for name in settings.files:
         frame = load_ohlcv(settings.resolve(name), gaps=settings.gaps)
@@ -197,11 +198,21 @@ def _study(settings, with_sweep: bool):
     return study
 
 
+def _output(given: str | None, settings, configured: str | None, default: str | None):
+    """Where an output goes: a path on the command line as given (from the current folder), a
+    path from the settings file from the file's folder, like every input path in it."""
+    if given:
+        return Path(given)
+    if configured:
+        return settings.resolve(configured)
+    return Path(default) if default else None
+
+
 def _write(study, settings, args, default: str) -> None:
     from qt_backtest.report import write_report
 
-    out = Path(args.out or settings.report.get("out") or default)
-    save = args.save or settings.report.get("save")
+    out = _output(args.out, settings, settings.report.get("out"), default)
+    save = _output(args.save, settings, settings.report.get("save"), None)
     if save:
         study.save(save)
         print(f"study saved in {Path(save).resolve()}")
@@ -237,9 +248,9 @@ def command_sweep(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.settings)
     study = _study(settings, with_sweep=True)
-    results = Path(args.results or settings.sweep.get("out") or "reports/sweep.csv")
+    results = _output(args.results, settings, settings.sweep.get("out"), "reports/sweep.csv")
     results.parent.mkdir(parents=True, exist_ok=True)
-    study.sweep.frame.to_csv(results, index=False)
+    atomic_write(results, lambda temporary: study.sweep.frame.to_csv(temporary, index=False))
     print(f"sweep results ({len(study.sweep.frame):,} rows) written to {results.resolve()}")
     print(study.sweep.overfitting.set_index("symbol").T.to_string())
     _write(study, settings, args, "reports/sweep.html")
@@ -304,7 +315,9 @@ def command_replay_log(args: argparse.Namespace) -> int:
         print(f"  skipped: {shown}")
     print(diff.summary.to_string())
     if args.mismatches:
-        diff.mismatches.to_csv(args.mismatches, index=False)
+        atomic_write(
+            args.mismatches, lambda temporary: diff.mismatches.to_csv(temporary, index=False)
+        )
         print(f"{len(diff.mismatches):,} mismatches written to {Path(args.mismatches).resolve()}")
     if args.out:
         from qt_backtest.report.build import write_log_report
@@ -354,9 +367,9 @@ def command_data_resample(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     table = coarse.rename_axis("timestamp").reset_index()
     if out.name.endswith((".parquet", ".pq")):
-        table.to_parquet(out, index=False)
+        atomic_write(out, lambda temporary: table.to_parquet(temporary, index=False))
     else:
-        table.to_csv(out, index=False)
+        atomic_write(out, lambda temporary: table.to_csv(temporary, index=False))
     print(
         f"{len(frame):,} {frame.attrs['interval']} bars -> {len(coarse):,} {args.to} bars in {out}"
     )
@@ -486,9 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataValidationError,
         SettingsError,
         UsageError,
-        FileNotFoundError,
-        IsADirectoryError,
-        PermissionError,
+        OSError,  # a file that cannot be read or written: the message names it
         ValueError,
         KeyError,
     ) as error:

@@ -35,12 +35,16 @@ Every unknown key is an error naming the file, the table and the keys it accepts
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from qt_backtest.backtest import PositionRules
+from qt_backtest.data.gaps import GAP_POLICIES
 from qt_backtest.hierarchy import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
 from qt_backtest.indicators import ArbiterInputConfig
 
@@ -168,8 +172,19 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
     _check_keys("data", data, TABLES["data"], source)
     settings.samples = _strings(data.get("samples", []), "data.samples", source)
     settings.files = _strings(data.get("files", []), "data.files", source)
-    settings.start, settings.end = data.get("start"), data.get("end")
+    settings.start = _date(data.get("start"), "data.start", source)
+    settings.end = _date(data.get("end"), "data.end", source)
+    if (
+        settings.start
+        and settings.end
+        and pd.Timestamp(settings.start) > pd.Timestamp(settings.end)
+    ):
+        raise SettingsError(f"{source}: data.start {settings.start} is after data.end")
     settings.gaps = data.get("gaps", "report")
+    if settings.gaps not in GAP_POLICIES:
+        raise SettingsError(
+            f"{source}: data.gaps must be one of {', '.join(GAP_POLICIES)}, got {settings.gaps!r}"
+        )
     predictions = document.get("predictions", {})
     _check_keys("predictions", predictions, TABLES["predictions"], source)
     settings.predictions = predictions.get("file")
@@ -189,6 +204,7 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
     settings.rules = _build(PositionRules, document.get("rules", {}), "rules", source)
     settings.report = dict(document.get("report", {}))
     _check_keys("report", settings.report, TABLES["report"], source)
+    _check_report(settings.report, source)
     settings.sweep = dict(document.get("sweep", {}))
     _check_keys("sweep", settings.sweep, TABLES["sweep"], source)
     grid = settings.sweep.get("grid", {})
@@ -199,7 +215,82 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
             raise SettingsError(f"{source}: sweep.grid.{name} must be a non-empty list of values")
         grid[name] = [none_words(value) for value in values]
     _check_grid(settings, grid, source)
+    _check_sweep(settings.sweep, source)
     return settings
+
+
+def _date(value: Any, name: str, source: str) -> str | None:
+    """A date or timestamp (UTC) as text; anything else (a number, say) is an error."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime | _dt.date):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise SettingsError(f'{source}: {name} must be a date such as "2024-01-01", got {value!r}')
+    try:
+        pd.Timestamp(value)
+    except ValueError:
+        raise SettingsError(f"{source}: {name} is not a date: {value!r}") from None
+    return value
+
+
+def _whole(value: Any, name: str, source: str, low: int, nullable: bool = False) -> None:
+    if nullable and none_words(value) is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise SettingsError(f"{source}: {name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_report(report: dict[str, Any], source: str) -> None:
+    if "override_limit" in report:
+        _whole(report["override_limit"], "report.override_limit", source, 0, nullable=True)
+        report["override_limit"] = none_words(report["override_limit"])
+    if "max_trades" in report:
+        _whole(report["max_trades"], "report.max_trades", source, 0)
+    for name in ("out", "save"):
+        if name in report and not (isinstance(report[name], str) and report[name]):
+            raise SettingsError(f"{source}: report.{name} must be a path")
+    pairs = report.get("heatmaps")
+    if pairs is not None and not (
+        isinstance(pairs, list)
+        and all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in pairs
+        )
+    ):
+        raise SettingsError(
+            f"{source}: report.heatmaps must be a list of [x, y] parameter name pairs, "
+            f"got {pairs!r}"
+        )
+
+
+def _check_sweep(sweep: dict[str, Any], source: str) -> None:
+    from qt_backtest.hierarchy.config import MODES
+    from qt_backtest.sweep.run import METRICS, RATES
+
+    if "blocks" in sweep:
+        _whole(sweep["blocks"], "sweep.blocks", source, 2)
+        if sweep["blocks"] % 2:
+            raise SettingsError(f"{source}: sweep.blocks must be even (CSCV halves them)")
+    for name, low in (("chunk_size", 1), ("sample", 1), ("seed", 0), ("train_blocks", 1)):
+        if name in sweep:
+            _whole(sweep[name], f"sweep.{name}", source, low)
+    metric = sweep.get("metric", "sharpe")
+    if metric not in (*METRICS, *RATES):
+        raise SettingsError(
+            f"{source}: sweep.metric {metric!r} is not a sweep result column; use one of "
+            f"{', '.join((*METRICS, *RATES))}"
+        )
+    modes = sweep.get("modes")
+    if modes is not None and not (
+        isinstance(modes, list) and modes and all(mode in MODES for mode in modes)
+    ):
+        raise SettingsError(f"{source}: sweep.modes must be a list among {', '.join(MODES)}")
+    if sweep.get("executor", "local") not in ("local", "dask"):
+        raise SettingsError(f'{source}: sweep.executor must be "local" or "dask"')
+    for name in ("out", "cache_dir", "address"):
+        if name in sweep and not (isinstance(sweep[name], str) and sweep[name]):
+            raise SettingsError(f"{source}: sweep.{name} must be a non-empty string")
 
 
 def _check_train(settings: Settings, predictions: dict[str, Any], source: str) -> None:

@@ -329,3 +329,55 @@ def test_grid_names_and_values_are_checked_when_read(tmp_path, capsys):
         code, _, err = run_cli(capsys, "sweep", str(settings))
         assert_one_line_error(code, err, message)
         assert "loading votes" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("[data]", '[data]\ngaps = "sometimes"'), "data.gaps must be one of"),
+        (('start = "2026-03-01"', "start = 5"), "data.start must be a date"),
+        (('start = "2026-03-01"', 'start = "yesterday-ish"'), "data.start is not a date"),
+        (("override_limit = 10", 'override_limit = "x"'), "report.override_limit"),
+        (("override_limit = 10", "override_limit = -1"), "report.override_limit"),
+        (("override_limit = 10", 'max_trades = "abc"'), "report.max_trades"),
+        (("override_limit = 10", "heatmaps = 5"), "report.heatmaps"),
+        (("[report]", '[sweep]\nmetric = "foo"\n[report]'), "sweep.metric 'foo'"),
+        (("[report]", "[sweep]\nblocks = 3\n[report]"), "sweep.blocks must be even"),
+    ],
+)
+def test_every_setting_is_checked_when_the_file_is_read(tmp_path, capsys, change, message):
+    old, new = change
+    settings = settings_file(tmp_path, RUN.replace(old, new, 1))
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, message)
+    assert "loading votes" not in err  # nothing was computed first
+
+
+def test_gaps_raise_applies_to_bundled_samples_too(tmp_path, capsys):
+    settings = settings_file(tmp_path, RUN.replace("[data]", '[data]\ngaps = "raise"', 1))
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, "gap")
+
+
+def test_outputs_in_the_settings_file_resolve_against_it(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "project" / "settings"
+    folder.mkdir(parents=True)
+    body = RUN.replace("[report]", '[report]\nout = "../reports/r.html"\nsave = "../saved"', 1)
+    settings = settings_file(folder, body)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, stdout, err = run_cli(capsys, "run", str(settings))
+    assert code == 0, err
+    written = tmp_path / "project" / "reports" / "r.html"
+    assert written.is_file() and (tmp_path / "project" / "saved" / "study.json").is_file()
+    assert f"report written to {written.resolve()}" in stdout
+    assert not list(elsewhere.iterdir())
+
+
+def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    settings = settings_file(tmp_path, RUN)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, "run", str(settings), "--out", str(blocker / "r.html"))
+    assert_one_line_error(code, err, str(blocker))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest import __version__
+from qt_backtest.atomic import atomic_write_text
 from qt_backtest.report import figures
 from qt_backtest.report.format import (
     escape,
@@ -745,7 +746,7 @@ def write_log_report(parsed: Any, diff: Any, path: str | Path, source: str = "")
     ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_page("Live-log replay", sections), encoding="utf-8")
+    atomic_write_text(path, render_page("Live-log replay", sections))
     return path
 
 
@@ -760,5 +761,5 @@ def write_report(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     html_text = render_report(study, max_trades=max_trades, heatmaps=heatmaps)
-    path.write_text(html_text, encoding="utf-8")
+    atomic_write_text(path, html_text)
     return path

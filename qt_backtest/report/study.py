@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest import __version__
+from qt_backtest.atomic import atomic_write, atomic_write_text
 from qt_backtest.backtest import PositionRules, compare_modes, override_values, rollout_check
 from qt_backtest.backtest.window import CoverageWarning
 from qt_backtest.data import gap_report
@@ -126,14 +127,14 @@ class StudyResult:
             meta["sweep"] = {"parameters": self.sweep.parameters, "metric": self.sweep.metric}
             for name in SWEEP_FRAMES:
                 _write(getattr(self.sweep, name), folder / f"sweep-{name}.parquet")
-        (folder / "study.json").write_text(json.dumps(meta, indent=2, default=str))
+        atomic_write_text(folder / "study.json", json.dumps(meta, indent=2, default=str))
         return folder
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
     frame = frame.copy()
     frame.columns = [str(column) for column in frame.columns]
-    frame.to_parquet(path)
+    atomic_write(path, frame.to_parquet)
 
 
 def load_study(folder: str | Path, *, trust_html: bool = False) -> StudyResult:

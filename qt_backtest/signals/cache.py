@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest import __version__
+from qt_backtest.atomic import atomic_write, atomic_write_text
 from qt_backtest.signals.features import FeatureConfig, build_features
 from qt_backtest.signals.labels import LABEL_HORIZON, LABEL_THRESHOLD, make_labels
 from qt_backtest.signals.models import walk_forward_predict
@@ -132,8 +133,8 @@ def cached_walk_forward(
         splitter,
         on_fold=on_fold,
     )
-    partial = path.with_suffix(".parquet.partial")
-    votes.to_parquet(partial)
-    partial.replace(path)  # readers never see a half-written file
-    sidecar.write_text(json.dumps({"key": key, "sha256": _content_hash(path)}))
+    # unique temporary names and renames: concurrent writers of one key each land a whole
+    # file, and readers never see a half-written one
+    atomic_write(path, votes.to_parquet)
+    atomic_write_text(sidecar, json.dumps({"key": key, "sha256": _content_hash(path)}))
     return pd.read_parquet(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qt_backtest.atomic import atomic_write
 from qt_backtest.data.errors import DataValidationError
 from qt_backtest.data.loaders import parse_timestamps
 from qt_backtest.hierarchy.actions import encode_actions
@@ -192,13 +193,13 @@ def write_predictions(frame: pd.DataFrame, path: str | Path, *, compact: bool = 
         if compact:
             confidences = [c for c in frame.columns if str(c).endswith("_confidence")]
             frame = frame.astype(dict.fromkeys(confidences, np.float32))
-            frame.to_parquet(path, compression="zstd")
+            atomic_write(path, lambda temporary: frame.to_parquet(temporary, compression="zstd"))
         else:
-            frame.to_parquet(path)
+            atomic_write(path, frame.to_parquet)
     elif name.endswith((".csv", ".csv.gz")):
         flat = frame.reset_index()
         flat["timestamp"] = flat["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        flat.to_csv(path, index=False)
+        atomic_write(path, lambda temporary: flat.to_csv(temporary, index=False))
     else:
         raise ValueError(f"write predictions to .parquet or .csv, not {path.name!r}")
     return path

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qt_backtest import __version__
+from qt_backtest.atomic import atomic_write
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.backtest.window import (
@@ -652,23 +654,54 @@ def _chunk_key(
     for array in (combinations.meta_models, combinations.coef, combinations.intercept, edges):
         hasher.update(np.ascontiguousarray(array).tobytes())
     hasher.update(repr((init_cash, nb.STAT_COLUMNS, nb.BLOCK_COLUMNS)).encode())
+    hasher.update(_KERNEL_VERSION.encode())
     return hasher.hexdigest()[:32]
 
 
+# the chunk key holds the package version and the kernel's source: chunks stored by another
+# version of the kernel are never read
+_KERNEL_VERSION = __version__ + hashlib.sha256(Path(nb.__file__).read_bytes()).hexdigest()
+
+
+def _checksum(stats: np.ndarray, blocks: np.ndarray) -> str:
+    hasher = hashlib.sha256()
+    for array in (stats, blocks):
+        hasher.update(repr((array.dtype.str, array.shape)).encode())
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    return hasher.hexdigest()
+
+
 def _save(path: Path, stats: np.ndarray, blocks: np.ndarray) -> None:
-    """Write atomically, so that a killed run never leaves half a chunk behind."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as stream:
-        np.savez(stream, stats=stats, blocks=blocks)
-    os.replace(temporary, path)
+    """Write atomically (a killed run never leaves half a chunk behind), with a checksum."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            np.savez(stream, stats=stats, blocks=blocks, checksum=_checksum(stats, blocks))
+
+    atomic_write(path, write)
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def _load(path: Path, shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple | None:
+    """A stored chunk, or None (with a warning) when it is unreadable, truncated, of another
+    shape or fails its checksum: it is then computed again."""
     try:
-        with np.load(path) as stored:
-            return stored["stats"], stored["blocks"]
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable: recompute it
+        # read whole first: numpy leaves the file open when it fails to parse it
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as stored:
+            stats, blocks = stored["stats"], stored["blocks"]
+            checksum = str(stored["checksum"])
+        problem = None
+        if (stats.shape, blocks.shape) != shapes:
+            problem = f"shape {stats.shape}, {blocks.shape} instead of {shapes[0]}, {shapes[1]}"
+        elif stats.dtype != np.float64 or blocks.dtype != np.float64:
+            problem = "not float64"
+        elif checksum != _checksum(stats, blocks):
+            problem = "checksum mismatch"
+    except Exception as error:
+        problem = f"unreadable ({type(error).__name__})"
+    if problem is None:
+        return stats, blocks
+    warnings.warn(f"sweep cache chunk {path.name}: {problem}; computing it again", stacklevel=3)
+    return None
 
 
 def sweep(
@@ -771,7 +804,11 @@ def sweep(
                 prepared[symbol].digest(), combinations, start, stop, init_cash, edges[symbol]
             )
             path = directory / f"chunk-{key}.npz"
-            stored = _load(path) if path.exists() else None
+            shapes = (
+                (stop - start, nb.STAT_COLUMNS),
+                (stop - start, len(edges[symbol]) - 1, nb.BLOCK_COLUMNS),
+            )
+            stored = _load(path, shapes) if path.exists() else None
             if stored is not None:
                 outputs[symbol, number] = stored
                 loaded += 1

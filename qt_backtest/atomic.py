@@ -23,7 +23,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the target's suffixes last: writers that infer compression from them (.csv.gz) still do
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes)
+    )
     os.close(handle)
     temporary = Path(name)
     try:

@@ -108,6 +108,7 @@ def load_bars(settings) -> dict[str, pd.DataFrame]:
 
 def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Votes by symbol, aligned to the bars: read from a file, or trained walk-forward."""
+    from qt_backtest.backtest.window import check_prediction_alignment
     from qt_backtest.signals import WalkForward, read_predictions, votes_from_walk_forward
     from qt_backtest.signals.cache import cached_walk_forward
 
@@ -130,6 +131,7 @@ def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFram
                     f"predictions name model(s) {sorted(unknown)} that the hierarchy's models "
                     f"{list(models)} do not include"
                 )
+            check_prediction_alignment(f"predictions for {symbol}", part.index, frame.index)
             votes[symbol] = part.reindex(frame.index)
         return votes
     if settings.train:

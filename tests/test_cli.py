@@ -381,3 +381,38 @@ def test_an_unwritable_output_is_a_one_line_error(tmp_path, capsys):
     blocker.write_text("not a folder")
     code, _, err = run_cli(capsys, "run", str(settings), "--out", str(blocker / "r.html"))
     assert_one_line_error(code, err, str(blocker))
+
+
+def shifted_predictions(tmp_path, shift, every_other=False):
+    votes = pd.read_parquet(PREDICTIONS)
+    frame = votes.reset_index()
+    frame["timestamp"] = frame["timestamp"] + shift
+    if every_other:
+        frame = frame[frame.groupby("symbol").cumcount() % 2 == 0]
+    path = tmp_path / "shifted.parquet"
+    frame.set_index(["symbol", "timestamp"]).to_parquet(path)
+    return settings_file(tmp_path, RUN.replace(str(PREDICTIONS), str(path)))
+
+
+@pytest.mark.parametrize(
+    ("shift", "message"),
+    [
+        (pd.Timedelta(days=-4000), "cover none of the bars"),
+        (pd.Timedelta(minutes=30), "fall on a bar's timestamp"),
+    ],
+)
+def test_predictions_that_do_not_fit_the_bars_are_an_error(tmp_path, capsys, shift, message):
+    settings = shifted_predictions(tmp_path, shift)
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, message)
+
+
+def test_predictions_shifted_by_a_bar_or_partial_are_warned_with_figures(tmp_path, capsys):
+    settings = shifted_predictions(tmp_path, pd.Timedelta(hours=1))
+    code, _, err = run_cli(capsys, "run", str(settings), "--out", str(tmp_path / "a.html"))
+    assert code == 0, err
+    assert "fall just after the last bar (shifted by a bar?)" in err
+    holes = shifted_predictions(tmp_path, pd.Timedelta(0), every_other=True)
+    code, _, err = run_cli(capsys, "run", str(holes), "--out", str(tmp_path / "b.html"))
+    assert code == 0, err
+    assert "cover 50." in err and "of the bars from their first to their last" in err

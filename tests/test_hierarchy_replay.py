@@ -491,3 +491,29 @@ def test_replace_takes_the_names_of_a_sweep_grid():
         HierarchyConfig().replace(**{"ensemble.label_multipliers.great": 0.5})
     with pytest.raises(ValueError, match="not a table"):
         HierarchyConfig().replace(**{"arbiter.arbiter_threshold.x": 0.5})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "high", None])
+def test_a_vote_without_a_usable_confidence_is_rejected_with_its_row(bad):
+    from qt_backtest.sweep import Grid, sweep
+
+    index = pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC")
+    votes = pd.DataFrame(
+        {
+            "xgb_action": ["BUY", "SELL", "HOLD"],
+            "xgb_confidence": np.array([0.7, bad, 0.6], dtype=object),
+            "lgbm_action": ["BUY", "BUY", "HOLD"],
+            "lgbm_confidence": [0.8, 0.7, 0.6],
+        },
+        index=index,
+    )
+    config = HierarchyConfig(
+        ensemble=EnsembleConfig(models=("xgb", "lgbm"), weights={"xgb": 0.5, "lgbm": 0.5})
+    )
+    with pytest.raises(ValueError, match=r"xgb_confidence .* at row 1 \(2024-01-01 01:00"):
+        replay(votes, config=config)
+    bars = pd.DataFrame(
+        {"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}, index=index
+    )
+    with pytest.raises(ValueError, match="at row 1"):
+        sweep(bars, votes, None, Grid.product({"rules.fee": [0.0]}), config=config, blocks=2)

@@ -71,7 +71,7 @@ def test_a_bad_sweep_chunk_is_warned_about_and_recomputed(tmp_path, market, corr
         warnings.simplefilter("error")
         third = run(market, tmp_path)  # the recomputed chunk was stored whole
     assert third.loaded_chunks == 5
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_a_failed_write_leaves_nothing_at_the_target(tmp_path):

@@ -8,6 +8,7 @@ credited with a period the others could not trade.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -106,3 +107,52 @@ def coverage_message(coverage: pd.DataFrame, fidelity: str, where: str = "") -> 
     )
     prefix = f"{where}: " if where else ""
     return f"{prefix}{'; '.join(parts)}; {effect}"
+
+
+#: Below this share of prediction timestamps on bar timestamps, predictions and bars do not
+#: belong together (another interval, a shift, another time zone): an error.
+MIN_ALIGNED = 0.5
+
+
+def check_prediction_alignment(where: str, predictions: pd.Index, bars: pd.Index) -> None:
+    """Check that predictions read from a file fit the bars they will be replayed on.
+
+    Raises ``ValueError`` when no prediction falls within the bars' time range, or when fewer
+    than :data:`MIN_ALIGNED` of those that do fall on a bar's timestamp; warns
+    (:class:`CoverageWarning`, with the figures) when some miss a bar, or some bars between
+    the first and the last prediction have none.
+    """
+    if not len(bars):
+        raise ValueError(f"{where}: no bars to replay the predictions on")
+    timestamps = pd.Index(predictions).unique()
+    if not len(timestamps):
+        raise ValueError(f"{where}: no predictions")
+    inside = timestamps[(timestamps >= bars[0]) & (timestamps <= bars[-1])]
+    if not len(inside):
+        raise ValueError(
+            f"{where}: the predictions ({timestamps.min()} to {timestamps.max()}) cover none of "
+            f"the bars ({bars[0]} to {bars[-1]})"
+        )
+    aligned = float(inside.isin(bars).mean())
+    if aligned < MIN_ALIGNED:
+        raise ValueError(
+            f"{where}: only {aligned:.1%} of the predictions within the bars' range fall on a "
+            "bar's timestamp: another interval, a shift or another time zone?"
+        )
+    span = bars[(bars >= inside.min()) & (bars <= inside.max())]
+    covered = float(span.isin(timestamps).mean())
+    after = int((timestamps > bars[-1]).sum())
+    problems = []
+    if aligned < 1.0:
+        problems.append(f"{1 - aligned:.2%} of the predictions fall between bars")
+    if covered < 1.0:
+        problems.append(f"they cover {covered:.2%} of the bars from their first to their last")
+    if (
+        after
+        and len(timestamps) > after
+        and timestamps.max() - bars[-1]
+        <= 2 * (bars[-1] - bars[-2] if len(bars) > 1 else pd.Timedelta(0))
+    ):
+        problems.append(f"{after} fall just after the last bar (shifted by a bar?)")
+    if problems:
+        warnings.warn(f"{where}: " + "; ".join(problems), CoverageWarning, stacklevel=2)

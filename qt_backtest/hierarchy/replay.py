@@ -85,8 +85,17 @@ def prediction_arrays(
         if f"{model}_action" not in predictions or f"{model}_confidence" not in predictions:
             continue  # the model never predicted: inactive on every bar
         codes, present = _action_codes(predictions[f"{model}_action"], model)
-        confidence = pd.to_numeric(predictions[f"{model}_confidence"], errors="coerce")
+        raw = predictions[f"{model}_confidence"]
+        confidence = pd.to_numeric(raw, errors="coerce")
         confidence = confidence.to_numpy(dtype=np.float64, na_value=np.nan)
+        unusable = present & ~np.isfinite(confidence)
+        if unusable.any():
+            # as the prediction reader does: a vote is an action with a confidence
+            row = int(np.flatnonzero(unusable)[0])
+            raise ValueError(
+                f"{model}_confidence must be a number in [0, 1] where {model} voted: "
+                f"{raw.iloc[row]!r} at row {row} ({predictions.index[row]})"
+            )
         outside = np.isfinite(confidence) & ((confidence < 0.0) | (confidence > 1.0))
         if outside.any():
             row = int(np.flatnonzero(outside)[0])

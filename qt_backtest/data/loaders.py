@@ -354,7 +354,10 @@ def load_ohlcv(path: str | Path, *, gaps: str = "report", keep_extra: bool = Fal
     if path.is_dir():
         return load_folder(path, gaps=gaps, keep_extra=keep_extra)
     frame = _read_file(path, keep_extra)
-    return _finish(frame, [path.name], gaps)
+    frame = _finish(frame, [path.name], gaps)
+    # the file actually read, for provenance (the name alone may match another file)
+    frame.attrs["path"] = str(path.resolve())
+    return frame
 
 
 def load_folder(

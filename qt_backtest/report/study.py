@@ -212,21 +212,29 @@ def file_digest(path: str | Path) -> str:
 
 
 def provenance(bars: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Where each symbol's data came from: file, SHA-256, range, bars, interval and gaps."""
+    """Where each symbol's data came from: the file read (resolved path) and the SHA-256 of
+    its bytes (``sha256_of`` "file"), or of the table's values when no file is behind it
+    ("table"); range, bars, interval and gaps."""
     rows = []
     for symbol, frame in bars.items():
         source = frame.attrs.get("source")
-        digest = file_digest(source) if source and Path(source).is_file() else None
-        if digest is None:
+        path = frame.attrs.get("path")  # the resolved path of the file read, if one was
+        if path and Path(path).is_file():
+            digest, hashed = file_digest(path), "file"
+        else:
+            # no file behind the frame (built in memory, a folder of files): its values
             digest = hashlib.sha256(
                 pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
             ).hexdigest()
+            hashed = "table"
         gaps = gap_report(frame)
         rows.append(
             {
                 "symbol": symbol,
                 "source": str(source) if source else "(in memory)",
+                "path": str(path) if path else "",
                 "sha256": digest,
+                "sha256_of": hashed,
                 "first_bar": frame.index[0],
                 "last_bar": frame.index[-1],
                 "bars": len(frame),

@@ -790,8 +790,11 @@ def sweep(
     starts = list(range(0, len(grid), chunk_size))
     tasks = [(symbol, number, start) for symbol in prepared for number, start in enumerate(starts)]
     directory = Path(cache_dir) if cache_dir is not None else None
+    digests = {}
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
+        # the inputs' hash, once per symbol (it reads every input array)
+        digests = {symbol: inputs.digest() for symbol, inputs in prepared.items()}
     outputs: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     paths: dict[tuple[str, int], Path | None] = {}
     todo = []
@@ -800,9 +803,7 @@ def sweep(
         stop = min(start + chunk_size, len(grid))
         path = None
         if directory is not None:
-            key = _chunk_key(
-                prepared[symbol].digest(), combinations, start, stop, init_cash, edges[symbol]
-            )
+            key = _chunk_key(digests[symbol], combinations, start, stop, init_cash, edges[symbol])
             path = directory / f"chunk-{key}.npz"
             shapes = (
                 (stop - start, nb.STAT_COLUMNS),

@@ -73,6 +73,7 @@ TABLES = {
         "sample",
         "seed",
         "train_blocks",
+        "max_splits",
         "out",
     },
 }
@@ -272,7 +273,13 @@ def _check_sweep(sweep: dict[str, Any], source: str) -> None:
         _whole(sweep["blocks"], "sweep.blocks", source, 2)
         if sweep["blocks"] % 2:
             raise SettingsError(f"{source}: sweep.blocks must be even (CSCV halves them)")
-    for name, low in (("chunk_size", 1), ("sample", 1), ("seed", 0), ("train_blocks", 1)):
+    for name, low in (
+        ("chunk_size", 1),
+        ("sample", 1),
+        ("seed", 0),
+        ("train_blocks", 1),
+        ("max_splits", 2),
+    ):
         if name in sweep:
             _whole(sweep[name], f"sweep.{name}", source, low)
     metric = sweep.get("metric", "sharpe")

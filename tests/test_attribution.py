@@ -86,3 +86,14 @@ def test_pnl_by_layer_adds_up(run):
     ensemble = replay(run[1], arbiter_inputs(bars), HierarchyConfig(mode="ensemble"))
     only = pnl_by_layer(simulate(bars, ensemble), ensemble)
     assert only.loc["arbiter", "pnl"] == 0.0 and only.loc["arbiter", "bars"] == 0
+
+
+def test_long_histories_value_overrides_in_smaller_batches_with_the_same_result(run, monkeypatch):
+    from qt_backtest.backtest import attribution
+
+    bars, votes, decisions = run
+    rules = PositionRules()
+    whole = override_values(bars, decisions, rules, votes=votes, limit=12)
+    monkeypatch.setattr(attribution, "BATCH_CELLS", 2 * len(bars))  # two columns at a time
+    batched = override_values(bars, decisions, rules, votes=votes, limit=12)
+    pd.testing.assert_frame_equal(batched, whole, check_exact=True)

@@ -238,3 +238,19 @@ def test_sweep_reports_its_overfitting_controls():
             float(np.var(distinct["sharpe"] / np.sqrt(distinct["periods_per_year"]), ddof=1)),
         )
     )
+
+
+def test_many_blocks_sample_their_splits_instead_of_listing_them():
+    from qt_backtest.sweep.overfitting import ENUMERATED_SPLITS
+
+    rng = np.random.default_rng(3)
+    counts, moments = block_moments(rng.normal(0, 0.01, (3200, 3)), 32)
+    # C(32, 16) = 601,080,390 splits: listing them took gigabytes
+    result = probability_of_backtest_overfitting(moments, counts, max_splits=400)
+    assert result.splits == 400 and 0.0 <= result.pbo <= 1.0
+    default = probability_of_backtest_overfitting(moments, counts)
+    assert default.splits == ENUMERATED_SPLITS
+    again = probability_of_backtest_overfitting(moments, counts, max_splits=400)
+    np.testing.assert_array_equal(again.logits, result.logits)  # seeded
+    with pytest.raises(ValueError, match="max_splits must be an integer >= 2"):
+        probability_of_backtest_overfitting(moments, counts, max_splits=0)

@@ -19,6 +19,9 @@ from qt_backtest.backtest.simulate import BacktestResult, run_portfolio, simulat
 from qt_backtest.indicators import realized_volatility
 
 REGIMES = ("low", "middle", "high")
+#: Bars x counterfactual columns simulated at once, at most (about 40 MB a float array):
+#: keeps override valuation within a few hundred MB at a million bars.
+BATCH_CELLS = 5_000_000
 
 
 def counterfactual_decisions(decisions: pd.DataFrame, bar: int, minimum: float | None = 0.65):
@@ -163,6 +166,8 @@ def override_values(
     rows = []
     # counterfactuals run side by side as columns of one vectorbt simulation per batch; each
     # column is simulated on its own, exactly as a single run would be
+    # memory grows with bars x columns: long histories take fewer columns per simulation
+    batch = max(1, min(batch, BATCH_CELLS // max(len(bars), 1)))
     for first in range(0, overrides.size, batch):
         chunk = overrides[first : first + batch]
         targets = _counterfactual_targets(decisions, chunk, rules, min_trade_confidence)

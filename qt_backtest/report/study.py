@@ -420,11 +420,12 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
     if not isinstance(grid, Grid):
         grid = Grid.product(grid)
     train_blocks = options.pop("train_blocks", None)
+    max_splits = options.pop("max_splits", None)
     with warnings.catch_warnings():
         # the comparison has said it already
         warnings.simplefilter("ignore", CoverageWarning)
         result = sweep(bars, votes, indicators, grid, config=config, rules=rules, **options)
-    reports = result.overfitting(metric, train_blocks=train_blocks)
+    reports = result.overfitting(metric, train_blocks=train_blocks, max_splits=max_splits)
     walk = []
     plateau = []
     for symbol, report in reports.items():

@@ -137,6 +137,37 @@ class PBOResult:
         return float(np.polyfit(self.in_sample[keep], self.out_of_sample[keep], 1)[0])
 
 
+#: Splits enumerated at most; beyond (more than 18 blocks) a seeded sample of this many is
+#: drawn without listing them all.
+ENUMERATED_SPLITS = 100_000
+
+
+def _split_halves(blocks: int, max_splits: int | None, seed: int) -> np.ndarray:
+    """The in-sample halves of the CSCV splits that hold block 0 (each stands for itself and
+    its mirror), shape (splits / 2, blocks / 2): all of them, or a seeded sample of
+    ``max_splits / 2`` (at most :data:`ENUMERATED_SPLITS` / 2 without ``max_splits``)."""
+    half = blocks // 2
+    total = math.comb(blocks, half)  # splits, mirrors included
+    cap = max_splits if max_splits is not None else max(total, 2)
+    if total > ENUMERATED_SPLITS:
+        cap = min(cap, ENUMERATED_SPLITS)
+    rng = np.random.default_rng(seed)
+    if total <= ENUMERATED_SPLITS:
+        halves = np.array(
+            [c for c in itertools.combinations(range(blocks), half) if 0 in c], dtype=np.int64
+        )
+        if 2 * len(halves) > cap:
+            halves = halves[np.sort(rng.choice(len(halves), max(1, cap // 2), replace=False))]
+        return halves
+    # too many to list (C(32, 16) is 6e8): draw distinct halves directly
+    wanted = max(1, cap // 2)
+    chosen: set[tuple[int, ...]] = set()
+    others = np.arange(1, blocks)
+    while len(chosen) < wanted:
+        chosen.add((0, *sorted(rng.choice(others, half - 1, replace=False).tolist())))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
 def probability_of_backtest_overfitting(
     moments: np.ndarray,
     counts: np.ndarray,
@@ -157,7 +188,8 @@ def probability_of_backtest_overfitting(
         Performance measure ranked in and out of sample.
     max_splits : int, optional
         Evaluate a seeded random subset of the ``C(blocks, blocks / 2)`` splits (each split and
-        its mirror image are kept together); all of them by default.
+        its mirror image are kept together); all of them by default, up to
+        :data:`ENUMERATED_SPLITS` (a sample of that many beyond).
     """
     _check_metric(metric)
     moments = np.asarray(moments, dtype=np.float64)
@@ -171,12 +203,13 @@ def probability_of_backtest_overfitting(
         raise ValueError(f"CSCV needs an even number of blocks >= 2, got {blocks}")
     if trials < 2:
         raise ValueError("CSCV needs at least 2 trials")
-    halves = np.array(
-        [c for c in itertools.combinations(range(blocks), blocks // 2) if 0 in c], dtype=np.int64
-    )
-    if max_splits is not None and 2 * len(halves) > max_splits:
-        rng = np.random.default_rng(seed)
-        halves = halves[np.sort(rng.choice(len(halves), max(1, max_splits // 2), replace=False))]
+    if max_splits is not None and (
+        isinstance(max_splits, bool)
+        or not isinstance(max_splits, int | np.integer)
+        or max_splits < 2
+    ):
+        raise ValueError(f"max_splits must be an integer >= 2, got {max_splits!r}")
+    halves = _split_halves(blocks, max_splits, seed)
     first = np.zeros((len(halves), blocks))
     np.put_along_axis(first, halves, 1.0, axis=1)
     membership_in = np.concatenate([first, 1.0 - first])  # every split and its mirror

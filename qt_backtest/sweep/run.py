@@ -766,6 +766,11 @@ def sweep(
         if bad or not modes:
             raise ValueError(f"modes must be among {', '.join(MODES)}, got {modes}")
         grid = grid.cross("mode", modes)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(
+            f"blocks (time blocks kept for the overfitting controls) must be an integer >= 1, "
+            f"got {blocks!r}"
+        )
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if executor not in ("local", "dask"):

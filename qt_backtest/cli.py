@@ -97,7 +97,12 @@ def load_bars(settings) -> dict[str, pd.DataFrame]:
         bars[frame.attrs["symbol"]] = frame
     for name in settings.files:
         frame = load_ohlcv(settings.resolve(name), gaps=settings.gaps)
-        symbol = frame.attrs["symbol"]
+        symbol = frame.attrs.get("symbol")
+        if not symbol:
+            raise UsageError(
+                f"cannot tell the symbol from the file name {Path(name).name!r}: name data "
+                "files after their symbol, such as BTCUSDT-1h.csv"
+            )
         if symbol in bars:
             raise UsageError(f"two data sources for {symbol}; give each symbol once")
         bars[symbol] = frame

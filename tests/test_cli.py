@@ -416,3 +416,15 @@ def test_predictions_shifted_by_a_bar_or_partial_are_warned_with_figures(tmp_pat
     code, _, err = run_cli(capsys, "run", str(holes), "--out", str(tmp_path / "b.html"))
     assert code == 0, err
     assert "cover 50." in err and "of the bars from their first to their last" in err
+
+
+@pytest.mark.parametrize("name", ["_bars.csv", '"quoted".csv'])
+def test_a_file_name_without_a_symbol_is_a_one_line_error(tmp_path, capsys, name):
+    from qt_backtest.data import load_sample
+
+    bars = load_sample("BTCUSDT-1h").iloc[-300:].rename_axis("timestamp").reset_index()
+    bars.to_csv(tmp_path / name, index=False)
+    body = RUN.replace('samples = ["BTCUSDT-1h", "ETHUSDT-1h"]', f"files = [{name!r}]")
+    settings = settings_file(tmp_path, body.replace('start = "2026-03-01"', ""))
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, "cannot tell the symbol from the file name")

@@ -430,3 +430,43 @@ def test_missing_file_and_folder(tmp_path):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(DataValidationError, match="no data files matching"):
         load_ohlcv(tmp_path / "emptydir")
+
+
+def test_boolean_columns_are_not_prices(tmp_path):
+    path = tmp_path / "flags.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-01 00:00,1,2,0.5,1.5,true\n2024-01-01 01:00,1,2,0.5,1.5,false\n"
+    )
+    with pytest.raises(DataValidationError, match="flags.csv: .*volume holds true/false"):
+        load_ohlcv(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("latin.csv", "timestamp,open\n2024-01-01,\xe9\xe8\n".encode("latin-1"), "not UTF-8"),
+        ("fake.csv.gz", b"this is not gzip at all", "damaged or truncated compressed"),
+        ("cut.csv.gz", None, "damaged or truncated compressed"),
+    ],
+)
+def test_unreadable_files_are_named_in_the_error(tmp_path, name, content, message):
+    import gzip
+
+    path = tmp_path / name
+    if content is None:
+        whole = gzip.compress(b"timestamp,open,high,low,close,volume\n" * 2000)
+        content = whole[: len(whole) // 2]
+    path.write_bytes(content)
+    with pytest.raises(DataValidationError, match=f"{name}: cannot read the file: .*{message}"):
+        load_ohlcv(path)
+
+
+def test_a_huge_field_gives_a_short_error(tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n2024-01-01 00:00,1," + "9" * 2_000_000 + "x,1,1,1\n"
+    )
+    with pytest.raises(DataValidationError) as caught:
+        load_ohlcv(path)
+    assert len(str(caught.value)) < 400 and "characters]" in str(caught.value)

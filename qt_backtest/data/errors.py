@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: A run of more characters than this without a space is cut in messages (a field of two
+#: million digits must not make a two-megabyte error line).
+LONGEST_RUN = 80
+
+
+def shorten_runs(text: str, longest: int = LONGEST_RUN) -> str:
+    """``text`` with every run of more than ``longest`` non-space characters cut to its start
+    and end around an ellipsis that says how much was left out."""
+
+    def cut(match: re.Match) -> str:
+        run = match.group(0)
+        return f"{run[: longest // 2]}…[{len(run) - longest // 2 - 10:,} characters]…{run[-10:]}"
+
+    return re.sub(rf"\S{{{longest + 1},}}", cut, text)
 
 
 class DataValidationError(ValueError):
@@ -61,4 +77,4 @@ class DataValidationError(ValueError):
             text = f"{self.source}: {text}"
         if self.count > 1:
             text += f" ({self.count - 1} more row{'s' if self.count > 2 else ''} with this problem)"
-        return text
+        return shorten_runs(text)

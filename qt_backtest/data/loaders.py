@@ -11,9 +11,11 @@ gap report as a JSON-friendly dict; :func:`qt_backtest.data.gap_report` returns 
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -154,7 +156,12 @@ def parse_timestamps(
 
 
 def _numeric_column(raw: pd.Series, column: str, source: str, lines: np.ndarray) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        # true/false would read as 1.0/0.0: a column of flags is not prices or volume
+        raise DataValidationError(
+            f"column {column} holds true/false values, not numbers", source=source
+        )
+    if pd.api.types.is_numeric_dtype(raw.dtype):
         return raw.to_numpy(dtype=np.float64, na_value=np.nan)
     numbers = pd.to_numeric(raw, errors="coerce")
     text = raw.astype("string").str.strip()
@@ -250,6 +257,26 @@ def _looks_numeric(text: str) -> bool:
 
 
 def _read_text_table(
+    buffer: str | Path | io.BytesIO, source: str, keep_extra: bool, compression: str | None
+) -> pd.DataFrame:
+    """A CSV read with every failure of decompression, decoding or parsing named as the
+    file's problem."""
+    try:
+        return _parse_text_table(buffer, source, keep_extra, compression)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as error:
+        problem = (
+            "not UTF-8 text"
+            if isinstance(error, UnicodeDecodeError)
+            else f"a damaged or truncated compressed file ({type(error).__name__})"
+        )
+        raise DataValidationError(f"cannot read the file: {problem}", source=source) from None
+    except pd.errors.ParserError as error:
+        raise DataValidationError(
+            f"cannot read the file as CSV: {str(error).splitlines()[0]}", source=source
+        ) from None
+
+
+def _parse_text_table(
     buffer: str | Path | io.BytesIO, source: str, keep_extra: bool, compression: str | None
 ) -> pd.DataFrame:
     try:

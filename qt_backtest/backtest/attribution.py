@@ -9,6 +9,8 @@ plain re-simulation, so it equals simulating the modified decisions bit for bit.
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 
@@ -182,6 +184,10 @@ def override_values(
         stop = max(settled_bars) + 1
         frame = pd.DataFrame(targets[:stop], index=bars.index[:stop])
         values = run_portfolio(bars.iloc[:stop], frame, rules, per_year).value().to_numpy()
+        # vectorbt caches results on the portfolio through a reference cycle: collect it now,
+        # or the batches' arrays pile up until the cyclic collector happens to run (gigabytes
+        # at a million bars)
+        gc.collect()
         for column, bar in enumerate(chunk):
             settled = settled_bars[column]
             actual_value = actual.value.iloc[settled]

@@ -97,3 +97,14 @@ def test_long_histories_value_overrides_in_smaller_batches_with_the_same_result(
     monkeypatch.setattr(attribution, "BATCH_CELLS", 2 * len(bars))  # two columns at a time
     batched = override_values(bars, decisions, rules, votes=votes, limit=12)
     pd.testing.assert_frame_equal(batched, whole, check_exact=True)
+
+
+def test_a_given_actual_run_values_overrides_as_a_fresh_simulation(run):
+    bars, votes, decisions = run
+    rules = PositionRules()
+    actual = simulate(bars, decisions, rules)
+    given = override_values(bars, decisions, rules, votes=votes, limit=6, actual=actual)
+    fresh = override_values(bars, decisions, rules, votes=votes, limit=6)
+    pd.testing.assert_frame_equal(given, fresh, check_exact=True)
+    with pytest.raises(ValueError, match="actual must be the simulation"):
+        override_values(bars, decisions, PositionRules(fee=0.0), limit=2, actual=actual)

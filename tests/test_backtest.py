@@ -177,3 +177,12 @@ def test_decisions_must_match_the_bars():
         simulate(bars, actions(bars, "BHHS").iloc[1:])
     with pytest.raises(ValueError, match="not BUY, SELL or HOLD"):
         simulate(bars, pd.Series(["BUY", "LONG", "HOLD", "SELL"], index=bars.index))
+
+
+def test_results_keep_no_vectorbt_cache_yet_the_portfolio_still_answers():
+    # cached arrays sit in a reference cycle on the portfolio: kept, they add up to gigabytes
+    # over the runs of a comparison at a million bars
+    bars = frame_of([100, 101, 103, 102, 104], [100.5, 102, 102.5, 103, 105])
+    result = simulate(bars, actions(bars, "BHSHH"))
+    assert not [name for name in vars(result.portfolio) if name.startswith("__cached_")]
+    np.testing.assert_array_equal(result.portfolio.value().to_numpy(), result.value.to_numpy())

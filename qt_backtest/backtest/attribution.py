@@ -116,6 +116,7 @@ def override_values(
     min_trade_confidence: float | None = 0.65,
     limit: int | None = None,
     batch: int = 100,
+    actual: BacktestResult | None = None,
 ) -> pd.DataFrame:
     """Value of every Arbiter override of a ``meta_arbiter`` replay.
 
@@ -137,6 +138,9 @@ def override_values(
         simulation of the bars up to where the paths agree again).
     batch : int
         Counterfactuals simulated together (memory grows with batch x bars).
+    actual : BacktestResult, optional
+        The simulation of ``decisions`` under ``rules``, when already at hand (a comparison's
+        ``meta_arbiter`` run); simulated here otherwise.
 
     Returns
     -------
@@ -148,7 +152,10 @@ def override_values(
     equity - 1).
     """
     rules = rules or PositionRules()
-    actual = simulate(bars, decisions, rules)
+    if actual is None:
+        actual = simulate(bars, decisions, rules)
+    elif not actual.value.index.equals(bars.index) or actual.rules != rules:
+        raise ValueError("actual must be the simulation of these decisions on these bars and rules")
     actual_target = actual.target.to_numpy()
     overrides = np.flatnonzero((decisions["gate"] == "override").to_numpy())
     if limit is not None and overrides.size > limit:

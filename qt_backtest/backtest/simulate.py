@@ -269,6 +269,15 @@ def simulate(
         ppy,
         ruin_bar=int(ruin_bars[0]),
     )
+    _drop_cached_results(portfolio)
     return BacktestResult(
         value, target, position, orders, trades, pd.Series(metrics), portfolio, rules
     )
+
+
+def _drop_cached_results(portfolio: Any) -> None:
+    """Forget the arrays vectorbt cached on ``portfolio`` while the result was built (cash,
+    assets, value, records): the result holds what it needs, vectorbt recomputes on demand,
+    and the cache's reference cycle would otherwise keep them until a full collection."""
+    for name in [name for name in vars(portfolio) if name.startswith("__cached_")]:
+        delattr(portfolio, name)

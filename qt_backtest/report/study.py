@@ -350,6 +350,7 @@ def run_study(
             votes=window_votes,
             min_trade_confidence=config.min_trade_confidence,
             limit=override_limit,
+            actual=comparison.results[symbol, "meta_arbiter"],
         )
         if len(values):
             overrides.append(values.assign(symbol=symbol))

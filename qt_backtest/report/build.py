@@ -342,6 +342,17 @@ def _models(study: StudyResult) -> list[str]:
     return blocks
 
 
+def _plateau_row(sweep: Any, symbol: str, rows: pd.DataFrame) -> pd.Series | None:
+    """The row of ``rows`` that is the best listed plateau of ``symbol``, or None when no
+    listed plateau is among them."""
+    listed = sweep.plateau[
+        (sweep.plateau["symbol"] == symbol) & sweep.plateau["combination"].isin(rows["combination"])
+    ]
+    if not len(listed):
+        return None
+    return rows[rows["combination"] == listed["combination"].iloc[0]].iloc[0]
+
+
 def _deciding_parameters(frame: pd.DataFrame, parameters: list[str]) -> list[str]:
     """Numeric swept parameters, those that split the most decision streams first: the mean
     number of distinct streams a parameter's values give with every other parameter fixed.
@@ -384,15 +395,7 @@ def _heatmaps(
         return []
     metric = sweep.metric
     best = rank_rows(frame, metric).iloc[0]
-    plateau_rows = sweep.plateau[
-        (sweep.plateau["symbol"] == symbol)
-        & sweep.plateau["combination"].isin(frame["combination"])
-    ]
-    plateau = (
-        frame[frame["combination"] == plateau_rows["combination"].iloc[0]].iloc[0]
-        if len(plateau_rows)
-        else None
-    )
+    plateau = _plateau_row(sweep, symbol, frame)
     blocks = []
     for x_name, y_name in pairs:
         others = [p for p in parameters if p not in (x_name, y_name)]
@@ -612,11 +615,8 @@ def _sweep_choice(study: StudyResult, symbol: str) -> str:
         rows = rows[rows["mode"] == "meta_arbiter"]
     if not len(rows):
         return ""
-    plateau = sweep.plateau[
-        (sweep.plateau["symbol"] == symbol) & sweep.plateau["combination"].isin(rows["combination"])
-    ]
-    if len(plateau):
-        chosen = rows[rows["combination"] == plateau["combination"].iloc[0]].iloc[0]
+    chosen = _plateau_row(sweep, symbol, rows)
+    if chosen is not None:
         kind = "most robust plateau"
     else:
         chosen = rank_rows(rows, sweep.metric).iloc[0]

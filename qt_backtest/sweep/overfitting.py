@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-EULER_GAMMA = 0.5772156649015329
+from qt_backtest.inference.sharpe import expected_max_sharpe, probabilistic_sharpe_ratio
+
 METRICS = ("sharpe", "total_return")
 
 
@@ -235,35 +236,6 @@ def probability_of_backtest_overfitting(
         out_of_sample=np.concatenate(out_values),
         best_trial=np.concatenate(chosen),
     )
-
-
-def expected_max_sharpe(n_trials: int, variance: float) -> float:
-    """Expected largest Sharpe ratio of ``n_trials`` skill-less trials whose Sharpe ratios
-    have ``variance`` (the false-strategy theorem's approximation)."""
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    if not variance >= 0:
-        raise ValueError(f"variance must be >= 0, got {variance}")
-    if n_trials == 1:
-        return 0.0
-    quantile = stats.norm.ppf
-    return math.sqrt(variance) * (
-        (1 - EULER_GAMMA) * quantile(1 - 1 / n_trials)
-        + EULER_GAMMA * quantile(1 - 1 / (n_trials * math.e))
-    )
-
-
-def probabilistic_sharpe_ratio(
-    sharpe: float, benchmark: float, n_obs: int, skewness: float = 0.0, kurtosis: float = 3.0
-) -> float:
-    """Probability that the true per-bar Sharpe ratio exceeds ``benchmark``, given ``sharpe``
-    measured on ``n_obs`` returns with this skewness and (non-excess) kurtosis."""
-    if n_obs < 2:
-        raise ValueError(f"n_obs must be >= 2, got {n_obs}")
-    spread = 1.0 - skewness * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
-    if not spread > 0:
-        return float("nan")
-    return float(stats.norm.cdf((sharpe - benchmark) * math.sqrt(n_obs - 1) / math.sqrt(spread)))
 
 
 def deflated_sharpe_ratio(

@@ -57,6 +57,8 @@ class Comparison:
     coverage : DataFrame
         Per (symbol, model) of the configuration: bars with a vote in the window, their share,
         first and last (see :func:`qt_backtest.backtest.window.model_coverage`).
+    rules : PositionRules
+        The position model and costs of the hierarchy's runs.
     """
 
     table: pd.DataFrame
@@ -66,12 +68,19 @@ class Comparison:
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)
     bars: dict = field(default_factory=dict, repr=False)
     coverage: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rules: PositionRules = field(default_factory=PositionRules)
+
+
+def aggregate_value(results: list[BacktestResult], init_cash: float) -> pd.Series:
+    """Equity of equal weights at the start, never rebalanced: the mean of the normalised
+    equity curves on the union of their timestamps (a curve keeps its first value before its
+    first bar and its last after its last), times ``init_cash``."""
+    curves = pd.concat([r.value / init_cash for r in results], axis=1).ffill().bfill()
+    return curves.mean(axis=1) * init_cash
 
 
 def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: float) -> dict:
-    """Equal weights at the start, no rebalancing: the mean of the normalised equity curves."""
-    curves = pd.concat([r.value / rules.init_cash for r in results], axis=1).ffill().bfill()
-    value = curves.mean(axis=1) * rules.init_cash
+    value = aggregate_value(results, rules.init_cash)
     share = 1.0 / len(results)
     pnl = np.concatenate(
         [r.trades.loc[r.trades["closed"], "pnl"].to_numpy() * share for r in results]
@@ -192,7 +201,9 @@ def compare_modes(
     if messages:
         warnings.warn(" | ".join(messages), CoverageWarning, stacklevel=2)
     coverage_table = pd.concat(coverage, names=["symbol", "model"])
-    return Comparison(table, equity, decisions, results, window_table, scored, coverage_table)
+    return Comparison(
+        table, equity, decisions, results, window_table, scored, coverage_table, rules
+    )
 
 
 def rollout_check(comparison: Comparison, targets: RateTargets | None = None) -> pd.DataFrame:

@@ -81,7 +81,7 @@ def ours_breakdown(bars, votes, indicators, grid) -> dict[str, float]:
     edges = block_edges(len(bars), 16)
     flags = (combos.inline_votes, combos.inline_meta, combos.inline_score)
     start = time.perf_counter()
-    stats, _ = run_chunk(
+    stats, *_ = run_chunk(
         inputs,
         combos.chunk(0, len(grid)),
         flags,

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from qt_backtest import __version__
@@ -200,6 +201,7 @@ def _study(settings, with_sweep: bool):
         sweep_options=options,
         metric=metric,
         title=settings.title,
+        verdict=settings.verdict,
     )
     _say(f"computed in {time.perf_counter() - started:.1f} s")
     return study
@@ -246,8 +248,45 @@ def command_run(args: argparse.Namespace) -> int:
             )
     table = study.table[["total_return", "sharpe", "max_drawdown", "ruined", "trades"]]
     print(table.to_string(float_format=lambda v: f"{v:,.3f}"))
+    _print_verdicts(study)
     _write(study, settings, args, "reports/run.html")
     return EXIT_OK
+
+
+def _print_verdicts(study) -> None:
+    """The verdict table: per symbol and transition, the Sharpe difference with its interval,
+    the p-values and the verdict, then one sentence each."""
+    tests = study.verdict_tests
+    if tests.empty:
+        return
+    confidence = float(study.verdict_settings.get("confidence", 0.9))
+    shown = pd.DataFrame(
+        {
+            "symbol": tests["symbol"],
+            "transition": [
+                f"{a} vs {b}" for a, b in zip(tests["later"], tests["earlier"], strict=True)
+            ],
+            "sharpe_diff": tests["sharpe_difference"].map(lambda v: f"{v:+.2f}"),
+            f"interval_{confidence:.0%}": [
+                f"[{low:+.2f}, {high:+.2f}]"
+                for low, high in zip(tests["low"], tests["high"], strict=True)
+            ],
+            "hac_p": tests["p_value"].map(_p_value_text),
+            "bootstrap_p": tests["bootstrap_p_value"].map(_p_value_text),
+            "iid_p": tests["iid_p_value"].map(_p_value_text),
+            "verdict": tests["verdict"],
+        }
+    )
+    print(f"verdicts ({study.verdict_settings.get('period', '1D')} returns, paired):")
+    print(shown.to_string(index=False))
+    for sentence in tests["sentence"]:
+        print(f"  {sentence}")
+
+
+def _p_value_text(value: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def command_sweep(args: argparse.Namespace) -> int:

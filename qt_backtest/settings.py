@@ -1,5 +1,5 @@
 """TOML settings files for the command line: data, predictions, hierarchy, indicators, rules,
-report and sweep, with the specification's defaults for everything left out.
+verdict, report and sweep, with the specification's defaults for everything left out.
 
 Example::
 
@@ -25,6 +25,13 @@ Example::
     [rules]
     fee = 0.0004
 
+    [verdict]                                 # how the layers' verdicts are reached
+    confidence = 0.90
+    draws = 2000
+    block_length = "auto"                     # or a mean block length in periods
+    seed = 0
+    period = "1D"                             # returns compared per day
+
     [sweep.grid]
     "arbiter.arbiter_threshold" = [0.6, 0.7, 0.8]
     "rules.max_hold_bars" = ["none", 5]       # TOML has no null: "none" stands for None
@@ -47,9 +54,20 @@ from qt_backtest.backtest import PositionRules
 from qt_backtest.data.gaps import GAP_POLICIES
 from qt_backtest.hierarchy import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
 from qt_backtest.indicators import ArbiterInputConfig
+from qt_backtest.inference.verdict import VerdictSettings
 
 TABLES = {
-    "": {"title", "data", "predictions", "hierarchy", "indicators", "rules", "report", "sweep"},
+    "": {
+        "title",
+        "data",
+        "predictions",
+        "hierarchy",
+        "indicators",
+        "rules",
+        "report",
+        "sweep",
+        "verdict",
+    },
     "data": {"samples", "files", "start", "end", "gaps"},
     "predictions": {"file", "train", "walk_forward", "cache_dir"},
     "predictions.walk_forward": {
@@ -80,7 +98,7 @@ TABLES = {
 HIERARCHY_SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter": ArbiterConfig}
 
 
-NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars"}
+NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars", "block_length"}
 #: Walk-forward spans of ``[predictions] train`` (hourly bars: monthly retraining on a year).
 WALK_FORWARD_DEFAULTS = {
     "step": "30D",
@@ -123,6 +141,7 @@ class Settings:
     rules: PositionRules = field(default_factory=PositionRules)
     report: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, Any] = field(default_factory=dict)
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
 
     def resolve(self, name: str) -> Path:
         """A path from the file, relative to the file's folder."""
@@ -203,6 +222,10 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
         ArbiterInputConfig, document.get("indicators", {}), "indicators", source
     )
     settings.rules = _build(PositionRules, document.get("rules", {}), "rules", source)
+    verdict = dict(document.get("verdict", {}))
+    if str(verdict.get("block_length", "")).strip().lower() == "auto":
+        verdict["block_length"] = None
+    settings.verdict = _build(VerdictSettings, verdict, "verdict", source)
     settings.report = dict(document.get("report", {}))
     _check_keys("report", settings.report, TABLES["report"], source)
     _check_report(settings.report, source)

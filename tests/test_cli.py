@@ -61,6 +61,10 @@ def test_run_writes_the_report_and_saves_the_study(tmp_path, capsys):
     assert code == 0
     assert f"report written to {out.resolve()}" in stdout
     assert "meta_arbiter" in stdout
+    # the verdict table, then one sentence per symbol and transition
+    assert "verdicts (1D returns, paired):" in stdout
+    assert "meta_arbiter vs meta" in stdout and "bootstrap_p" in stdout
+    assert "  Arbiter on top of Meta, BTCUSDT: " in stdout
     page = out.read_text()
     assert "<title>test run</title>" in page and "Rollout check" in page
     # the settings reached the study
@@ -68,6 +72,19 @@ def test_run_writes_the_report_and_saves_the_study(tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "report", str(saved), "--out", str(tmp_path / "again.html"))
     assert code == 0
     assert (tmp_path / "again.html").read_text().count("<section") == page.count("<section")
+
+
+def test_verdict_settings_reach_the_study():
+    from qt_backtest.inference import VerdictSettings
+    from qt_backtest.settings import parse_settings
+
+    document = {
+        "verdict": {"confidence": 0.8, "draws": 500, "block_length": "auto", "seed": 7},
+    }
+    settings = parse_settings(document)
+    assert settings.verdict == VerdictSettings(confidence=0.8, draws=500, seed=7)
+    fixed = parse_settings({"verdict": {"block_length": 12, "drops": [0.5]}})
+    assert fixed.verdict.block_length == 12 and fixed.verdict.drops == (0.5,)
 
 
 def test_sweep_writes_results_and_report(tmp_path, capsys):
@@ -160,6 +177,10 @@ def test_data_subcommands(tmp_path, capsys):
             ["DOGE-1h"],
         ),
         (RUN.replace('start = "2026-03-01"', 'start = "2030-01-01"'), ["no bars"]),
+        (RUN + "\n[verdict]\nconfidence = 95\n", ["[verdict]", "confidence"]),
+        (RUN + "\n[verdict]\nblock_length = 0.2\n", ["[verdict]", "block_length"]),
+        (RUN + '\n[verdict]\nperiod = "weekly"\n', ["[verdict]", "period"]),
+        (RUN + "\n[verdict]\nlevel = 0.9\n", ["unknown key(s) level", "[verdict]"]),
     ],
 )
 def test_bad_settings_give_one_line_errors(tmp_path, capsys, body, fragments):

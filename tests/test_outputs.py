@@ -35,18 +35,23 @@ def corrupt_empty(path):
     path.write_bytes(b"")
 
 
-def corrupt_shape(path):
+def _rewrite(path, change):
     with np.load(path) as stored:
-        stats, blocks, checksum = stored["stats"], stored["blocks"], stored["checksum"]
-    np.savez(path.with_suffix(""), stats=stats[:1], blocks=blocks[:1], checksum=checksum)
+        arrays = {name: stored[name] for name in stored.files}
+    np.savez(path.with_suffix(""), **change(arrays))
     path.with_suffix("").with_suffix(".npz").replace(path)
+
+
+def corrupt_shape(path):
+    _rewrite(path, lambda a: a | {"stats": a["stats"][:1], "blocks": a["blocks"][:1]})
 
 
 def corrupt_values(path):
-    with np.load(path) as stored:
-        stats, blocks, checksum = stored["stats"], stored["blocks"], stored["checksum"]
-    np.savez(path.with_suffix(""), stats=stats + 1.0, blocks=blocks, checksum=checksum)
-    path.with_suffix("").with_suffix(".npz").replace(path)
+    _rewrite(path, lambda a: a | {"stats": a["stats"] + 1.0})
+
+
+def corrupt_periods(path):
+    _rewrite(path, lambda a: a | {"periods": a["periods"] * 2.0})
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,7 @@ def corrupt_values(path):
         (corrupt_empty, "unreadable"),
         (corrupt_shape, "shape"),
         (corrupt_values, "checksum mismatch"),
+        (corrupt_periods, "checksum mismatch"),
     ],
 )
 def test_a_bad_sweep_chunk_is_warned_about_and_recomputed(tmp_path, market, corrupt, problem):
@@ -67,6 +73,7 @@ def test_a_bad_sweep_chunk_is_warned_about_and_recomputed(tmp_path, market, corr
         again = run(market, tmp_path)
     assert again.computed_chunks == 1 and again.loaded_chunks == 4
     pd.testing.assert_frame_equal(again.frame, fresh.frame, check_exact=True)
+    np.testing.assert_array_equal(again.periods["series"], fresh.periods["series"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         third = run(market, tmp_path)  # the recomputed chunk was stored whole

@@ -20,6 +20,7 @@ from qt_backtest.report.format import duration, integer, number, percent, signed
 from qt_backtest.signals import read_predictions
 
 SECTIONS = (
+    "Verdict",
     "Answer",
     "Configuration and data",
     "Mode comparison",
@@ -131,6 +132,47 @@ def test_the_report_opens_with_an_answer(study, page):
     assert "thresholds for the full hierarchy from the sweep: BTCUSDT arbiter." in sentence
 
 
+def test_the_report_opens_with_the_verdict(study, page):
+    """The first section: one sentence per transition and symbol, the forest plot, the
+    p-values, the Model Confidence Set and the track records; the rollout power figures sit
+    with the rollout check."""
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Answer</h2>")
+    verdict = page[page.index("<h2>Verdict</h2>") : page.index("<h2>Answer</h2>")]
+    tests = study.verdict_tests
+    assert len(tests) == 3 * 4  # two symbols and the aggregate, four transitions
+    for sentence in tests["sentence"]:
+        assert html_escape(sentence) in verdict
+    assert 'aria-label="Sharpe difference of each transition"' in verdict
+    row = tests.set_index(["symbol", "later", "earlier"]).loc[("BTCUSDT", "meta_arbiter", "meta")]
+    assert f"[{number(row['low'])}, {number(row['high'])}]" in verdict
+    assert "iid p (assumes independence)" in verdict
+    assert "id='verdict-confidence-set'" in verdict and "id='verdict-track-record'" in verdict
+    rollout = page[page.index("<h2>Rollout check</h2>") : page.index("<h2>Override value</h2>")]
+    assert "id='rollout-power'" in rollout
+    power = study.verdict_power
+    days = power[(power["symbol"] == "BTCUSDT") & (power["later"] == "meta_arbiter")]
+    days = days[(days["earlier"] == "ensemble") & (days["annual_drop"] == 0.5)]["days"].iloc[0]
+    assert f"<td class='num'>{integer(days)}</td>" in rollout
+
+
+def test_the_sweep_section_tests_the_combinations_against_the_benchmarks(study, page):
+    superiority = study.sweep.superiority
+    assert set(superiority["benchmark"]) == {"ensemble", "buy_and_hold"}
+    assert set(superiority["symbol"]) == {"BTCUSDT", "ETHUSDT"}
+    section = page[page.index("<h2>Threshold sweep and overfitting</h2>") :]
+    assert "id='superiority'" in section and "Reality Check p" in section
+    row = superiority.set_index(["symbol", "benchmark"]).loc[("ETHUSDT", "ensemble")]
+    assert row["distinct"] <= study.sweep.frame["combination"].nunique()
+
+
+def test_a_study_without_verdicts_has_no_verdict_section(study):
+    import dataclasses
+
+    bare = dataclasses.replace(study, verdict_tests=pd.DataFrame(), verdict_power=pd.DataFrame())
+    page = render_report(bare)
+    assert "<h2>Verdict</h2>" not in page and "id='rollout-power'" not in page
+
+
 def test_default_heatmaps_show_the_full_hierarchy_with_the_best_cell_boxed(study, page):
     figures = re.findall(
         r'<figure><svg[^>]*aria-label="BTCUSDT: sharpe over .*?</figure>', page, re.S
@@ -165,6 +207,10 @@ def test_a_saved_study_renders_the_same(tmp_path, study, page):
     again = load_study(folder)
     pd.testing.assert_frame_equal(again.table, study.table)
     pd.testing.assert_frame_equal(again.sweep.frame, study.sweep.frame)
+    pd.testing.assert_frame_equal(again.verdict_tests, study.verdict_tests)
+    pd.testing.assert_frame_equal(again.verdict_power, study.verdict_power)
+    pd.testing.assert_frame_equal(again.sweep.superiority, study.sweep.superiority)
+    assert again.verdict_settings == study.verdict_settings
     for symbol in study.symbols:
         pd.testing.assert_frame_equal(again.equity[symbol], study.equity[symbol])
     assert render_report(again, max_trades=12) == page

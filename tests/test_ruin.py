@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from qt_backtest.backtest import PositionRules, compare_modes, rollout_check, simulate
 from qt_backtest.backtest.nb import liquidation_level_nb
+from qt_backtest.data.loaders import frame_symbol
 from qt_backtest.hierarchy import HierarchyConfig, replay
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
+from qt_backtest.inference import period_returns
 from qt_backtest.sweep import Grid, apply_parameters, rank_rows, sweep
 
 MODELS = ("xgb", "lgbm", "nhits", "patchtst")
@@ -204,6 +206,9 @@ def test_sweep_rows_equal_single_runs_with_close_outs(
         assert row["ruin_bar"] == metrics["ruin_bar"]
         for name in ("total_return", "max_drawdown", "trades", "fees_paid", "exposure"):
             assert row[name] == pytest.approx(metrics[name], rel=1e-9, abs=1e-12), name
+        expected = period_returns(single.value, rules.init_cash, "1D")
+        got = result.period_returns(frame_symbol(bars))[position]
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
         if metrics["ruined"]:
             ruin = int(metrics["ruin_bar"])
             assert (single.orders["bar"] <= ruin).all()

@@ -26,6 +26,7 @@ from qt_backtest.hierarchy import (
     replay,
 )
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
+from qt_backtest.inference import period_returns
 from qt_backtest.signals import read_predictions
 from qt_backtest.sweep import Grid, apply_parameters, sweep
 
@@ -76,6 +77,14 @@ def single_run(bars, votes, inputs, combination, uncertainty_model=None):
     config, rules = apply_parameters(HierarchyConfig(), PositionRules(), combination)
     decisions = replay(votes, inputs, config, uncertainty_model=uncertainty_model)
     return simulate(bars, decisions, rules), decisions
+
+
+def assert_period_returns_match(result, position, single, symbol="series"):
+    """The sweep's period returns of one combination equal those of its equity curve."""
+    expected = period_returns(single.value, PositionRules().init_cash, result.period)
+    got = result.period_returns(symbol)[position]
+    assert got.index.equals(expected.index)
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
 
 
 def assert_matches_single_run(row, result, decisions):
@@ -153,16 +162,18 @@ def test_kernel_equals_single_runs_on_four_models(four_models, records):
     for position, combination in enumerate(records):
         single, decisions = single_run(bars, votes, inputs, combination)
         assert_matches_single_run(result.frame.iloc[position], single, decisions)
+        assert_period_returns_match(result, position, single)
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records=combinations(2))
 def test_kernel_equals_single_runs_on_the_sample(sample_market, records):
     bars, votes, inputs = sample_market
-    result = sweep(bars, votes, inputs, Grid.from_records(records), blocks=4)
+    result = sweep(bars, votes, inputs, Grid.from_records(records), blocks=4, period="4h")
     for position, combination in enumerate(records):
         single, decisions = single_run(bars, votes, inputs, combination)
         assert_matches_single_run(result.frame.iloc[position], single, decisions)
+        assert_period_returns_match(result, position, single, "ETHUSDT")
 
 
 def test_kernel_equals_single_runs_with_the_uncertainty_model(four_models):
@@ -235,6 +246,53 @@ def test_chunk_size_and_block_count_do_not_change_results(four_models):
     pd.testing.assert_frame_equal(whole, pieces, check_exact=True)
 
 
+def test_period_returns_compound_to_the_total_return_and_can_be_left_out(four_models):
+    bars, votes, inputs = four_models
+    grid = Grid.product({"arbiter.arbiter_threshold": [0.6, 0.9]})
+    result = sweep(bars, votes, inputs, grid, blocks=5)
+    returns = result.period_returns("series")
+    assert returns.shape == (bars.index.floor("1D").nunique(), 2)
+    np.testing.assert_allclose((1 + returns).prod() - 1, result.frame["total_return"], rtol=1e-12)
+    bare = sweep(bars, votes, inputs, grid, blocks=5, period=None)
+    pd.testing.assert_frame_equal(bare.frame, result.frame, check_exact=True)
+    with pytest.raises(ValueError, match="no period returns"):
+        bare.period_returns("series")
+    with pytest.raises(ValueError, match="period"):
+        sweep(bars, votes, inputs, grid, period="fortnightly")
+
+
+def test_superiority_against_ensemble_only_and_buy_and_hold(four_models):
+    from qt_backtest.inference.multiple import beat_benchmark
+
+    bars, votes, inputs = four_models
+    grid = Grid.product(
+        {"arbiter.arbiter_threshold": [0.55, 0.7, 0.85], "meta.consensus_threshold": [0.5, 0.8]}
+    )
+    result = sweep(bars, votes, inputs, grid, modes=["ensemble", "meta_arbiter"], blocks=4)
+    # the ensemble-only reference is the base configuration's ensemble run
+    ensemble_rows = result.frame.index[result.frame["mode"] == "ensemble"]
+    returns = result.period_returns("series")
+    np.testing.assert_allclose(
+        returns[ensemble_rows[0]].to_numpy(),
+        result.reference_periods["series"]["ensemble"].to_numpy(),
+        rtol=0,
+        atol=1e-12,
+    )
+    for benchmark in ("ensemble", "buy_and_hold"):
+        table = result.superiority(benchmark, draws=200, seed=1)
+        row = table.iloc[0]
+        direct = beat_benchmark(
+            returns, result.reference_periods["series"][benchmark], draws=200, seed=1
+        )
+        assert row["spa_consistent"] == direct.spa.pvalues["consistent"]
+        assert row["reality_check"] == direct.reality_check
+        assert row["better_combinations"] == direct.better
+        assert 0 <= row["spa_lower"] <= row["spa_consistent"] <= row["spa_upper"] <= 1
+        assert row["distinct"] == len(np.unique(returns.to_numpy().T, axis=0))
+    with pytest.raises(ValueError, match="benchmark must be one of"):
+        result.superiority("index_fund")
+
+
 def test_block_moments_add_up_to_the_whole_run(four_models):
     bars, votes, inputs = four_models
     grid = Grid.product({"arbiter.arbiter_threshold": [0.6, 0.9]})
@@ -266,6 +324,11 @@ def test_no_lookahead_changing_the_future_leaves_earlier_blocks_alone(four_model
     # so blocks 0 and 1 must match exactly and block 2 must not
     np.testing.assert_array_equal(after.blocks["series"][:, :2], before.blocks["series"][:, :2])
     assert not np.array_equal(after.blocks["series"][:, 2:], before.blocks["series"][:, 2:])
+    # period returns likewise: every day that ends before the change is the same
+    start = bars.index[cut - 1].floor("1D")
+    earlier = before.period_returns("series").loc[: start - pd.Timedelta("1ns")]
+    later = after.period_returns("series").loc[earlier.index]
+    pd.testing.assert_frame_equal(earlier, later, check_exact=True)
 
 
 def test_resume_after_a_killed_run_computes_only_the_missing_chunks(tmp_path, four_models):

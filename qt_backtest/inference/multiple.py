@@ -350,3 +350,76 @@ def _mcs_max(mean: np.ndarray, resampled_errors: np.ndarray) -> list[tuple[int, 
         included[worst] = False
     eliminated.extend((int(i), 1.0) for i in np.flatnonzero(included))
     return eliminated
+
+
+@dataclass(frozen=True)
+class Superiority:
+    """Does any run beat a benchmark beyond chance, and which do? (:func:`beat_benchmark`)
+
+    Attributes
+    ----------
+    spa : SPAResult
+        Hansen's SPA test (studentised) of the distinct runs against the benchmark.
+    reality_check : float
+        White's Reality Check p-value.
+    better : list
+        Labels of the runs StepM declares better than the benchmark, the family-wise error
+        rate controlled at ``size``; runs with identical returns share the verdict.
+    distinct : int
+        Distinct return series tested (runs with identical returns are one trial).
+    size : float
+    """
+
+    spa: SPAResult
+    reality_check: float
+    better: list
+    distinct: int
+    size: float
+
+
+def beat_benchmark(
+    returns: pd.DataFrame,
+    benchmark: pd.Series,
+    *,
+    size: float = 0.05,
+    block_length: float | None = None,
+    draws: int = 1000,
+    seed: int | np.random.Generator = 0,
+) -> Superiority:
+    """Which runs have a higher mean period return than ``benchmark``, beyond chance after
+    trying them all? Hansen's SPA test and White's Reality Check for "any", Romano and Wolf's
+    StepM for "which".
+
+    Parameters
+    ----------
+    returns : DataFrame, shape (periods, runs)
+        Period returns of the runs (a sweep's combinations, say), finite.
+    benchmark : Series
+        The benchmark's returns over the same periods.
+    size : float
+        Family-wise error rate of StepM.
+    block_length, draws, seed
+        Stationary bootstrap settings (one stream for all three procedures).
+    """
+    if not returns.index.equals(benchmark.index):
+        raise ValueError("the runs' and the benchmark's returns must cover the same periods")
+    values = returns.to_numpy(dtype=float)
+    # identical columns are one trial: test each distinct series once
+    _, first, inverse = np.unique(values.T, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    distinct = values[:, first]
+    losses = -distinct
+    base = -benchmark.to_numpy(dtype=float)
+    # the same trades as the benchmark, up to rounding (another order of the same sums)
+    equal = np.all(np.abs(distinct + base[:, None]) <= 1e-12, axis=0)
+    if equal.all():
+        raise ValueError("every run has the benchmark's returns: nothing to test")
+    keep = np.flatnonzero(~equal)  # a run equal to the benchmark cannot beat it
+    if block_length is None:
+        block_length = _default_block_length(base - losses[:, keep].mean(axis=1))
+    settings = {"block_length": block_length, "draws": draws, "seed": seed}
+    spa = spa_test(base, losses[:, keep], studentize=True, **settings)
+    check = reality_check(base, losses[:, keep], **settings)
+    winners = set(keep[stepm(base, losses[:, keep], size=size, studentize=True, **settings)])
+    better = [label for label, cls in zip(returns.columns, inverse, strict=True) if cls in winners]
+    return Superiority(spa, check, better, len(first), size)

@@ -316,7 +316,13 @@ def _test_row(later, earlier, interval, label, symbol, per_year, settings) -> di
             LOSES: "the layer loses value",
             UNDECIDED: "no difference beyond chance",
         }[word]
-        if not label.startswith(("Meta", "Arbiter")):
+        if label.startswith("Meta and Arbiter"):
+            meaning = {
+                ADDS: "the layers add value",
+                LOSES: "the layers lose value",
+                UNDECIDED: "no difference beyond chance",
+            }[word]
+        elif not label.startswith(("Meta", "Arbiter")):
             meaning = {
                 ADDS: "the hierarchy beats it",
                 LOSES: "the hierarchy trails it",

@@ -521,6 +521,7 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
     blocks.append(
         "<div class='scroll'>" + table(overview, formats, table_id="overfitting") + "</div>"
     )
+    blocks += _superiority(sweep)
     for symbol in overview.index:
         rows = sweep.frame[sweep.frame["symbol"] == symbol]
         blocks.append(f"<h3>{escape(str(symbol))}</h3>")
@@ -545,6 +546,61 @@ def _sweep(study: StudyResult, heatmaps: list[tuple[str, str]] | None = None) ->
                 )
             )
     return blocks
+
+
+def _superiority(sweep: Any) -> list[str]:
+    """SPA, Reality Check and StepM beside PBO and the deflated Sharpe ratio."""
+    frame = sweep.superiority
+    if frame is None or frame.empty or "spa_consistent" not in frame.columns:
+        return []
+    rows = frame.dropna(subset=["spa_consistent"]).copy()
+    size = float(rows["size"].iloc[0])
+    rows["benchmark"] = rows["benchmark"].str.replace("_", "-")
+    rows["better_combinations"] = [
+        ", ".join(_parameters_text(sweep, symbol, int(number)) for number in str(text).split()[:3])
+        + (" …" if len(str(text).split()) > 3 else "")
+        for symbol, text in zip(rows["symbol"], rows["better_combinations"], strict=True)
+    ]
+    shown = rows.set_index(["symbol", "benchmark"])[
+        [
+            "spa_consistent",
+            "spa_lower",
+            "spa_upper",
+            "reality_check",
+            "better",
+            "distinct",
+            "better_combinations",
+        ]
+    ]
+    return [
+        "<p>Does any combination beat the benchmark in mean daily return beyond chance, after "
+        "trying them all? Hansen's SPA test (consistent p-value, with its lower and upper "
+        "bounds) and White's Reality Check test whether the best is better than chance "
+        f"allows; Romano and Wolf's StepM names the combinations better at a {size:.0%} "
+        "family-wise error rate. Combinations trading identically are one trial "
+        "(distinct return series).</p>",
+        "<div class='scroll'>"
+        + table(
+            shown,
+            {
+                "spa_consistent": _p_text,
+                "spa_lower": _p_text,
+                "spa_upper": _p_text,
+                "reality_check": _p_text,
+            },
+            labels={
+                "spa_consistent": "SPA p",
+                "spa_lower": "SPA p (lower)",
+                "spa_upper": "SPA p (upper)",
+                "reality_check": "Reality Check p",
+                "better": "better (StepM)",
+                "distinct": "distinct series",
+                "better_combinations": "first better combinations",
+            },
+            table_id="superiority",
+        )
+        + "</div>",
+    ]
 
 
 def _price_decimals(study: StudyResult, symbol: str) -> int:
@@ -632,6 +688,245 @@ def _sweep_choice(study: StudyResult, symbol: str) -> str:
     return text + ")"
 
 
+#: How the verdicts' transitions are shown in tables and figures.
+TRANSITION_SHORT = {
+    ("meta", "ensemble"): "Meta vs ensemble",
+    ("meta_arbiter", "meta"): "Arbiter vs Meta",
+    ("meta_arbiter", "ensemble"): "Meta+Arbiter vs ensemble",
+    ("meta_arbiter", "buy_and_hold"): "Meta+Arbiter vs buy-and-hold",
+}
+EFFECT_LABELS = {
+    "sharpe": "Sharpe (annualised)",
+    "annual_mean": "mean return a year",
+    "sortino": "Sortino (annualised)",
+    "max_drawdown": "max drawdown",
+}
+
+
+def _transition(later: str, earlier: str) -> str:
+    return TRANSITION_SHORT.get((later, earlier), f"{later} vs {earlier}")
+
+
+def _p_text(value: Any) -> str:
+    if not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{float(value):.3f}"
+
+
+def _interval_text(low: Any, high: Any, formatter=number) -> str:
+    return f"[{formatter(low)}, {formatter(high)}]"
+
+
+def _verdict(study: StudyResult) -> list[str]:
+    tests = study.verdict_tests
+    if tests.empty:
+        return []
+    settings = study.verdict_settings
+    confidence = float(settings.get("confidence", 0.9))
+    block = settings.get("block_length")
+    blocks = [
+        "<p>Does each layer earn its keep beyond chance? Each transition compares two runs on "
+        f"the same {escape(settings.get('period', '1D'))} periods (paired returns, same costs). "
+        f"Intervals: {confidence:.0%} percentiles of "
+        f"{integer(settings.get('draws', 0))} paired stationary-bootstrap resamples "
+        f"(block length {'automatic' if block is None else escape(block)}, seed "
+        f"{escape(settings.get('seed', 0))}). p-values: Ledoit and Wolf's HAC test of equal "
+        "Sharpe ratios (two-sided), its studentised block-bootstrap variant, and the iid test "
+        "(assumes independent returns, shown for comparison). A layer adds or loses value when "
+        f"the interval excludes 0 and the HAC p-value is below {1 - confidence:.2f}.</p>",
+        "<ul class='verdicts'>"
+        + "".join(
+            f"<li class='{escape(_verdict_class(word))}'>{escape(sentence)}</li>"
+            for sentence, word in zip(tests["sentence"], tests["verdict"], strict=True)
+        )
+        + "</ul>",
+    ]
+    shown = tests[tests["verdict"] != "identical returns"]
+    if len(shown):
+        effects = shown.assign(
+            label=[
+                f"{symbol} · {_transition(later, earlier)}"
+                for symbol, later, earlier in zip(
+                    shown["symbol"], shown["later"], shown["earlier"], strict=True
+                )
+            ]
+        ).set_index("label")[["sharpe_difference", "low", "high"]]
+        effects = effects.rename(columns={"sharpe_difference": "estimate"})
+        blocks.append(
+            _figure(
+                figures.forest(
+                    effects,
+                    "Sharpe difference of each transition",
+                    "annualised Sharpe difference, later minus earlier",
+                    confidence,
+                ),
+                "Annualised Sharpe ratio of the later run minus the earlier one, per symbol and "
+                "transition: dot the estimate, line the interval; green wholly above zero, red "
+                "wholly below. Transitions with identical returns are left out.",
+            )
+        )
+    table_rows = tests.assign(
+        transition=[
+            _transition(later, earlier)
+            for later, earlier in zip(tests["later"], tests["earlier"], strict=True)
+        ],
+        interval=[
+            _interval_text(low, high) for low, high in zip(tests["low"], tests["high"], strict=True)
+        ],
+    ).set_index(["symbol", "transition"])
+    table_rows = table_rows[
+        [
+            "sharpe_difference",
+            "interval",
+            "p_value",
+            "p_value_greater",
+            "bootstrap_p_value",
+            "iid_p_value",
+            "periods",
+            "verdict",
+        ]
+    ]
+    blocks.append(
+        "<div class='scroll'>"
+        + table(
+            table_rows,
+            {
+                "sharpe_difference": lambda v: number(v),
+                "p_value": _p_text,
+                "p_value_greater": _p_text,
+                "bootstrap_p_value": _p_text,
+                "iid_p_value": _p_text,
+            },
+            labels={
+                "sharpe_difference": "Sharpe difference",
+                "p_value": "HAC p",
+                "p_value_greater": "HAC p (later better)",
+                "bootstrap_p_value": "bootstrap p",
+                "iid_p_value": "iid p (assumes independence)",
+            },
+            table_id="verdict-table",
+        )
+        + "</div>"
+    )
+    blocks += _verdict_effects(study, confidence)
+    blocks += _verdict_confidence_set(study, confidence)
+    blocks += _verdict_track_record(study, settings)
+    return blocks
+
+
+def _verdict_class(word: str) -> str:
+    return {"adds value": "adds", "loses value": "loses"}.get(word, "undecided")
+
+
+def _verdict_effects(study: StudyResult, confidence: float) -> list[str]:
+    effects = study.verdict_effects
+    if effects.empty:
+        return []
+    tests = study.verdict_tests
+    same = tests[tests["verdict"] == "identical returns"]
+    identical = set(zip(same["symbol"], same["later"], same["earlier"], strict=True))
+    rows = effects[effects["metric"] != "sharpe"]
+    keys = zip(rows["symbol"], rows["later"], rows["earlier"], strict=True)
+    keep = [key not in identical for key in keys]
+    rows = rows[keep]
+    percent_like = {"annual_mean", "max_drawdown"}
+    cells = []
+    for _, row in rows.iterrows():
+        formatter = signed_percent if row["metric"] in percent_like else number
+        cells.append(
+            {
+                "symbol": row["symbol"],
+                "transition": _transition(row["later"], row["earlier"]),
+                "metric": EFFECT_LABELS.get(row["metric"], row["metric"]),
+                "difference": formatter(row["estimate"]),
+                "interval": _interval_text(row["low"], row["high"], formatter),
+            }
+        )
+    frame = pd.DataFrame(cells).set_index(["symbol", "transition", "metric"])
+    return [
+        f"<p>The other differences, with their {confidence:.0%} bootstrap intervals (later "
+        "minus earlier; a drawdown difference above 0 is a shallower drawdown).</p>",
+        "<div class='scroll'>" + table(frame, table_id="verdict-effects") + "</div>",
+    ]
+
+
+def _verdict_confidence_set(study: StudyResult, confidence: float) -> list[str]:
+    frame = study.verdict_set
+    if frame.empty:
+        return []
+    shown = frame.set_index(["symbol", "run"])
+    return [
+        f"<p>Model Confidence Set (Hansen, Lunde and Nason) of the three stages at "
+        f"{confidence:.0%}: the stages that may hold the best mean period return; a stage "
+        "outside it is worse than the best beyond chance.</p>",
+        table(
+            shown,
+            {"pvalue": _p_text},
+            labels={"pvalue": "MCS p-value", "included": "in the set"},
+            table_id="verdict-confidence-set",
+        ),
+    ]
+
+
+def _verdict_track_record(study: StudyResult, settings: dict[str, Any]) -> list[str]:
+    frame = study.verdict_track_record
+    if frame.empty:
+        return []
+    alpha = float(settings.get("alpha", 0.05))
+    shown = frame.set_index(["symbol", "run"])[
+        ["sharpe", "periods", "min_track_record", "min_track_record_years", "enough"]
+    ]
+    return [
+        f"<p>Minimum track record (Bailey and López de Prado): the periods each run's Sharpe "
+        f"ratio needs, at its skewness and kurtosis, to exceed 0 at {1 - alpha:.0%} "
+        "confidence; infinite when it is not above 0.</p>",
+        table(
+            shown,
+            {
+                "sharpe": lambda v: number(v),
+                "min_track_record": lambda v: integer(v) if np.isfinite(v) else "∞",
+                "min_track_record_years": lambda v: number(v, 1) if np.isfinite(v) else "∞",
+            },
+            labels={
+                "periods": "periods held",
+                "min_track_record": "periods needed",
+                "min_track_record_years": "years needed",
+                "enough": "long enough",
+            },
+            table_id="verdict-track-record",
+        ),
+    ]
+
+
+def _rollout_power(study: StudyResult) -> list[str]:
+    frame = study.verdict_power
+    if frame.empty:
+        return []
+    settings = study.verdict_settings
+    rows = frame[(frame["later"] == "meta_arbiter") & (frame["earlier"] == "ensemble")]
+    if rows.empty:
+        return []
+    shown = rows.assign(
+        annual_drop=[number(v) for v in rows["annual_drop"]],
+    ).set_index(["symbol", "annual_drop"])[["days", "bars"]]
+    return [
+        '<p>How long the "no Sharpe degradation" criterion must run to mean something: live '
+        "days (and bars) a one-sided test at "
+        f"{float(settings.get('alpha', 0.05)):.0%} needs to detect an annualised Sharpe drop "
+        f"of the full hierarchy against ensemble-only with {float(settings.get('power', 0.8)):.0%}"
+        " power, from the paired variance estimated on this history.</p>",
+        table(
+            shown,
+            {
+                "days": lambda v: integer(v) if np.isfinite(v) else "n/a",
+                "bars": lambda v: integer(v) if np.isfinite(v) else "n/a",
+            },
+            labels={"annual_drop": "annualised Sharpe drop"},
+            table_id="rollout-power",
+        ),
+    ]
+
+
 def _answer(study: StudyResult) -> list[str]:
     try:
         sentence = answer_sentence(study)
@@ -652,11 +947,12 @@ def render_report(
     pairs of successive numeric parameters of the grid.
     """
     built = {
+        "verdict": ("Verdict", _verdict(study)),
         "answer": ("Answer", _answer(study)),
         "configuration": ("Configuration and data", _configuration(study)),
         "comparison": ("Mode comparison", _comparison(study)),
         "decisions": ("Decision sources and reasons", _decisions(study)),
-        "rollout": ("Rollout check", _rollout(study)),
+        "rollout": ("Rollout check", _rollout(study) + _rollout_power(study)),
         "overrides": ("Override value", _overrides(study)),
         "models": ("Model diagnostics", _models(study)),
         "sweep": ("Threshold sweep and overfitting", _sweep(study, heatmaps)),

@@ -229,3 +229,28 @@ def walk_forward(steps: pd.DataFrame, title: str, per_year: float) -> str:
         axis.set_title(title)
         axis.legend(frameon=False)
     return _svg(figure, title)
+
+
+def forest(effects: pd.DataFrame, title: str, xlabel: str, confidence: float) -> str:
+    """One row per effect: its estimate (dot) and interval (line), the zero line marked;
+    intervals wholly above zero in green, wholly below in red.
+
+    ``effects`` has the row labels as index and columns ``estimate``, ``low`` and ``high``.
+    """
+    rows = effects.iloc[::-1]  # the first row on top
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(7.5, 0.32 * len(rows) + 1.2)
+        for y, (_, row) in enumerate(rows.iterrows()):
+            color = "#8c8c8c"
+            if row["low"] > 0:
+                color = "#55a868"
+            elif row["high"] < 0:
+                color = "#c44e52"
+            axis.plot([row["low"], row["high"]], [y, y], color=color, lw=2.2)
+            axis.plot([row["estimate"]], [y], "o", color=color, ms=5)
+        axis.axvline(0.0, color="black", lw=0.8)
+        axis.set_yticks(range(len(rows)), [str(label) for label in rows.index])
+        axis.set_xlabel(f"{xlabel} ({confidence:.0%} interval)")
+        axis.set_title(title)
+        axis.grid(axis="y", visible=False)
+    return _svg(figure, title)

@@ -30,14 +30,22 @@ from qt_backtest.backtest.window import CoverageWarning
 from qt_backtest.data import gap_report
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
+from qt_backtest.inference.verdict import VerdictSettings, layer_verdicts
 from qt_backtest.report.format import escape, price_decimals
 from qt_backtest.signals.diagnostics import vote_reliability, vote_skill
 from qt_backtest.signals.labels import make_labels
 
 FRAMES = ("provenance", "table", "rollout", "mix", "overrides", "reliability", "trades")
 #: frames that studies saved by earlier versions lack
-OPTIONAL_FRAMES = ("skill",)
-SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau", "reference")
+OPTIONAL_FRAMES = (
+    "skill",
+    "verdict_tests",
+    "verdict_effects",
+    "verdict_track_record",
+    "verdict_power",
+    "verdict_set",
+)
+SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau", "reference", "superiority")
 
 
 @dataclass
@@ -60,6 +68,9 @@ class SweepSummary:
         The ten best plateaus per symbol, with their parameters.
     reference : DataFrame
         Buy-and-hold per symbol on the same bars (:attr:`SweepResult.reference`).
+    superiority : DataFrame
+        Per symbol and benchmark (ensemble-only, buy-and-hold): SPA and Reality Check
+        p-values and the combinations StepM declares better (:meth:`SweepResult.superiority`).
     """
 
     frame: pd.DataFrame
@@ -69,6 +80,7 @@ class SweepSummary:
     walk_forward: pd.DataFrame
     plateau: pd.DataFrame
     reference: pd.DataFrame = field(default_factory=pd.DataFrame)
+    superiority: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -94,6 +106,16 @@ class StudyResult:
     #: that need no skill (see :func:`qt_backtest.signals.diagnostics.vote_skill`)
     skill: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    #: the verdicts (:class:`qt_backtest.inference.verdict.Verdicts`) as flat frames: tests
+    #: per (symbol, later, earlier), effects per metric, track records per (symbol, run),
+    #: rollout power per drop, and the Model Confidence Set of the stages; empty if not run
+    verdict_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_track_record: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_power: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_set: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the :class:`~qt_backtest.inference.verdict.VerdictSettings` the verdicts used
+    verdict_settings: dict[str, Any] = field(default_factory=dict)
     #: sections written by the caller in Python (``id``, ``title``, ``blocks``), shown first.
     #: Their blocks are trusted HTML, inserted as they are (titles and ids are escaped); a
     #: study read back from disk has them as text unless ``load_study(trust_html=True)``.
@@ -116,6 +138,7 @@ class StudyResult:
             "inputs": self.inputs,
             "notes": self.notes,
             "extra_sections": self.extra_sections,
+            "verdict_settings": self.verdict_settings,
             "symbols": self.symbols,
             "sweep": None,
         }
@@ -182,6 +205,7 @@ def load_study(folder: str | Path, *, trust_html: bool = False) -> StudyResult:
         equity=equity,
         sweep=sweep,
         notes=list(meta.get("notes", [])),
+        verdict_settings=dict(meta.get("verdict_settings") or {}),
         extra_sections=_sections(meta.get("extra_sections", []), trust_html),
         **frames,
     )
@@ -307,6 +331,7 @@ def run_study(
     metric: str = "sharpe",
     title: str = "qt_backtest performance report",
     notes: Sequence[str] = (),
+    verdict: VerdictSettings | bool = True,
 ) -> StudyResult:
     """Replay, backtest and (optionally) sweep; collect what a report shows.
 
@@ -323,7 +348,14 @@ def run_study(
         on, e.g. ``modes``, ``blocks``, ``cache_dir``, ``progress``).
     metric : str
         What the sweep's overfitting controls rank by.
+    verdict : VerdictSettings or bool
+        Settings of the verdicts on each layer (:func:`qt_backtest.inference.layer_verdicts`);
+        True for the defaults, False to leave them out.
     """
+    if verdict is True:
+        verdict = VerdictSettings()
+    elif verdict is not False and not isinstance(verdict, VerdictSettings):
+        raise ValueError(f"verdict must be VerdictSettings, True or False, got {verdict!r}")
     config = config or HierarchyConfig()
     rules = rules or PositionRules()
     inputs = inputs or ArbiterInputConfig()
@@ -384,10 +416,22 @@ def run_study(
         curves = comparison.equity[symbol].copy()
         curves.columns = [str(run) for run in curves.columns]  # as saved and read back
         equity[symbol] = curves
+    verdict_frames: dict[str, Any] = {}
+    if verdict is not False:
+        verdicts = layer_verdicts(comparison, verdict)
+        verdict_frames = {
+            "verdict_tests": verdicts.tests.reset_index(),
+            "verdict_effects": verdicts.effects.reset_index(),
+            "verdict_track_record": verdicts.track_record.reset_index(),
+            "verdict_power": verdicts.power.reset_index(),
+            "verdict_set": verdicts.confidence_set.reset_index(),
+            "verdict_settings": _asdict(verdict),
+        }
     summary = None
     if sweep_grid is not None:
+        options = {**dict(sweep_options or {}), "verdict": verdict}
         summary = _sweep_summary(
-            bars, votes, indicators, sweep_grid, config, rules, metric, dict(sweep_options or {})
+            bars, votes, indicators, sweep_grid, config, rules, metric, options
         )
     return StudyResult(
         title=title,
@@ -412,6 +456,7 @@ def run_study(
         skill=pd.DataFrame(skill),
         sweep=summary,
         notes=[*notes, *coverage_notes],
+        **verdict_frames,
     )
 
 
@@ -422,6 +467,7 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
         grid = Grid.product(grid)
     train_blocks = options.pop("train_blocks", None)
     max_splits = options.pop("max_splits", None)
+    verdict = options.pop("verdict", VerdictSettings())
     with warnings.catch_warnings():
         # the comparison has said it already
         warnings.simplefilter("ignore", CoverageWarning)
@@ -452,4 +498,32 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
         walk_forward=pd.concat(walk, ignore_index=True),
         plateau=pd.concat(plateau, ignore_index=True),
         reference=result.reference,
+        superiority=_superiority(result, verdict) if verdict is not False else pd.DataFrame(),
     )
+
+
+def _superiority(result: Any, verdict: VerdictSettings) -> pd.DataFrame:
+    """SPA, Reality Check and StepM of the sweep against ensemble-only and buy-and-hold."""
+    if result.period is None:
+        return pd.DataFrame()
+    frames = []
+    for benchmark in ("ensemble", "buy_and_hold"):
+        try:
+            frames.append(
+                result.superiority(
+                    benchmark,
+                    size=verdict.alpha,
+                    draws=verdict.draws,
+                    block_length=verdict.block_length,
+                    seed=verdict.seed,
+                )
+            )
+        except ValueError as error:  # every combination trades like the benchmark
+            frames.append(pd.DataFrame([{"benchmark": benchmark, "note": str(error)}]))
+    frame = pd.concat(frames, ignore_index=True)
+    # lists do not round-trip through parquet columns of mixed content: keep them as text
+    if "better_combinations" in frame:
+        frame["better_combinations"] = frame["better_combinations"].map(
+            lambda value: " ".join(str(v) for v in value) if isinstance(value, list) else ""
+        )
+    return frame

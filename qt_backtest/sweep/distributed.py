@@ -20,7 +20,7 @@ def run_on_dask(
     combinations: Any,
     flags: tuple[bool, bool, bool],
     shared: tuple,
-    edges: dict[str, Any],
+    edges: dict[str, tuple[Any, Any]],
     address: str | None,
     finish: Callable[[str, int, tuple], None],
     advance: Callable[[int], Any],
@@ -58,7 +58,7 @@ def run_on_dask(
                 combinations.chunk(start, stop),
                 flags,
                 *shared,
-                edges[symbol],
+                *edges[symbol],
                 pure=False,
             )
             futures[future] = (symbol, number)

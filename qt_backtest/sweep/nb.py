@@ -154,7 +154,9 @@ T_BLOCK_SUM = 15
 T_BLOCK_SUMSQ = 16
 T_BLOCK_START = 17  # value before the current block
 T_RUINED = 18  # 1 after a close-out
-STATE_COLUMNS = 19
+T_PERIOD = 19  # current return period
+T_PERIOD_START = 20  # value before the current period
+STATE_COLUMNS = 21
 
 TILE = 8192
 
@@ -334,10 +336,12 @@ def _tile(
     meta_inputs,
     score_inputs,
     block_edges,
+    period_edges,
     state,
     pending,
     stats,
     blocks,
+    periods,
 ):
     """Advance combination ``c`` over bars ``first`` to ``last`` (exclusive)."""
     bars = bar_inputs.shape[0]
@@ -391,6 +395,9 @@ def _tile(
     max_drawdown = row[S_MAX_DRAWDOWN]
     exposed = row[S_EXPOSED]
     next_edge = block_edges[block + 1]
+    period = np.int64(state[c, T_PERIOD])
+    period_start = state[c, T_PERIOD_START]
+    next_period_edge = period_edges[period + 1]
 
     for t in range(first, last):
         final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
@@ -542,6 +549,13 @@ def _tile(
             block_start = value
             if block + 1 < block_edges.shape[0]:
                 next_edge = block_edges[block + 1]
+        if t + 1 == next_period_edge:
+            # the period's return, as from the equity curve (0 once nothing is left)
+            periods[c, period] = value / period_start - 1.0 if period_start != 0.0 else 0.0
+            period += 1
+            period_start = value
+            if period + 1 < period_edges.shape[0]:
+                next_period_edge = period_edges[period + 1]
 
     if last == bars and run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
         # a stretch still below the peak at the end counts up to the end
@@ -567,6 +581,8 @@ def _tile(
     state[c, T_BLOCK_SUMSQ] = block_sumsq
     state[c, T_BLOCK_START] = block_start
     state[c, T_RUINED] = 1.0 if ruined else 0.0
+    state[c, T_PERIOD] = period
+    state[c, T_PERIOD_START] = period_start
     row[S_SUM] = total
     row[S_SUMSQ] = total_sq
     row[S_SUM3] = total_3
@@ -602,8 +618,10 @@ def sweep_nb(
     score_inputs,
     init_cash,
     block_edges,
+    period_edges,
     stats,
     blocks,
+    periods,
 ):
     """Run every combination over every bar.
 
@@ -631,10 +649,15 @@ def sweep_nb(
     init_cash : float
     block_edges : ndarray of int64, shape (blocks + 1,)
         Bar boundaries of the time blocks: 0, ..., bars.
+    period_edges : ndarray of int64, shape (periods + 1,)
+        Bar boundaries of the return periods (days, say): 0, ..., bars.
     stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
         Output, zeroed by the caller.
     blocks : ndarray of float64, shape (combinations, blocks, BLOCK_COLUMNS)
         Output.
+    periods : ndarray of float64, shape (combinations, periods)
+        Output: each period's return, equity at its last bar over equity at the previous
+        period's last bar (the initial cash for the first), minus one.
     """
     bars = bar_inputs.shape[0]
     combos = params.shape[0]
@@ -650,6 +673,7 @@ def sweep_nb(
         state[c, T_PEAK_VALUE] = -np.inf
         state[c, T_RUN_START] = -1
         state[c, T_BLOCK_START] = init_cash
+        state[c, T_PERIOD_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
         stats[c, S_RUIN_BAR] = -1.0
     for first in range(0, bars, TILE):
@@ -675,10 +699,12 @@ def sweep_nb(
                 meta_inputs,
                 score_inputs,
                 block_edges,
+                period_edges,
                 state,
                 pending,
                 stats,
                 blocks,
+                periods,
             )
 
 

@@ -35,6 +35,7 @@ from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.hierarchy.config import MODES, HierarchyConfig
 from qt_backtest.hierarchy.params import INDEX, SCALARS, PackedConfig, pack
 from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
+from qt_backtest.inference.returns import check_period
 from qt_backtest.sweep import nb
 from qt_backtest.sweep.grid import Grid, apply_parameters
 from qt_backtest.sweep.overfitting import (
@@ -273,6 +274,18 @@ def block_edges(bars: int, blocks: int) -> np.ndarray:
     return np.linspace(0, bars, blocks + 1).round().astype(np.int64)
 
 
+def period_edges(index: pd.DatetimeIndex, period: str | pd.Timedelta | None) -> np.ndarray:
+    """Bar boundaries of the return periods of ``index``: 0, the first bar of each period
+    after the first (periods counted from midnight UTC), and the number of bars. With
+    ``period`` None, one period of every bar."""
+    bars = len(index)
+    if period is None:
+        return np.array([0, bars], dtype=np.int64)
+    labels = index.floor(check_period(period)).asi8
+    starts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    return np.concatenate([[0], starts, [bars]]).astype(np.int64)
+
+
 def run_chunk(
     inputs: SymbolInputs,
     chunk: Mapping[str, np.ndarray],
@@ -282,11 +295,21 @@ def run_chunk(
     intercept: np.ndarray,
     init_cash: float,
     edges: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the kernel on one chunk of combinations: ``(stats, blocks)``."""
+    periods_edges: np.ndarray | None = None,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the kernel on one chunk of combinations: ``(stats, blocks, periods)``, written
+    into ``out`` when given (zeroed arrays of those shapes)."""
     count = chunk["params"].shape[0]
-    stats = np.zeros((count, nb.STAT_COLUMNS))
-    blocks = np.zeros((count, len(edges) - 1, nb.BLOCK_COLUMNS))
+    if periods_edges is None:
+        periods_edges = np.array([0, inputs.bar_inputs.shape[0]], dtype=np.int64)
+    if out is None:
+        out = (
+            np.zeros((count, nb.STAT_COLUMNS)),
+            np.zeros((count, len(edges) - 1, nb.BLOCK_COLUMNS)),
+            np.zeros((count, len(periods_edges) - 1)),
+        )
+    stats, blocks, periods = out
     # None lets Numba compile the layer's per-combination code out of the kernel
     vote_inputs, meta_inputs, score_inputs = (True if flag else None for flag in combinations_flags)
     nb.sweep_nb(
@@ -307,10 +330,12 @@ def run_chunk(
         score_inputs,
         float(init_cash),
         edges,
+        periods_edges,
         stats,
         blocks,
+        periods,
     )
-    return stats, blocks
+    return stats, blocks, periods
 
 
 def stream_classes(stats: np.ndarray, rules: np.ndarray) -> np.ndarray:
@@ -450,6 +475,15 @@ class SweepResult:
     reference : DataFrame
         Buy-and-hold of each symbol on the same bars (the evaluation window) under the sweep's
         base rules: ``symbol``, ``run`` and the backtest metrics, a row to rank against.
+    periods : dict of symbol to ndarray, shape (combinations, periods)
+        Each combination's return per period (see :meth:`period_returns`).
+    period_index : dict of symbol to DatetimeIndex
+        Start of each period.
+    period : str or None
+        The period length (None: no period returns were kept).
+    reference_periods : dict of symbol to DataFrame
+        Period returns of ``ensemble`` (ensemble-only at the base configuration and rules)
+        and ``buy_and_hold``, the benchmarks of :meth:`superiority`.
     computed_chunks, loaded_chunks : int
         Chunks run by the kernel and chunks read back from ``cache_dir``.
     """
@@ -460,6 +494,10 @@ class SweepResult:
     index: dict[str, pd.DatetimeIndex]
     grid: Grid
     reference: pd.DataFrame = field(default_factory=pd.DataFrame)
+    periods: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    period_index: dict[str, pd.DatetimeIndex] = field(default_factory=dict, repr=False)
+    period: str | None = None
+    reference_periods: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     computed_chunks: int = 0
     loaded_chunks: int = 0
     configs: tuple[HierarchyConfig, ...] = field(default=(), repr=False)
@@ -469,6 +507,73 @@ class SweepResult:
         metric, then rows whose metric is NaN. ``symbol`` keeps one symbol's rows."""
         frame = self.frame if symbol is None else self.frame[self.frame["symbol"] == symbol]
         return rank_rows(frame, metric)
+
+    def period_returns(self, symbol: str) -> pd.DataFrame:
+        """Returns per period of every combination on ``symbol``: rows periods (labelled by
+        their start), columns combinations (positions in the grid). They equal the period
+        returns of each combination's equity curve
+        (:func:`qt_backtest.inference.period_returns`)."""
+        if self.period is None:
+            raise ValueError("this sweep kept no period returns (it ran with period=None)")
+        if symbol not in self.periods:
+            raise KeyError(f"no symbol {symbol!r} in this sweep (symbols: {list(self.periods)})")
+        return pd.DataFrame(
+            self.periods[symbol].T, index=self.period_index[symbol], copy=False
+        ).rename_axis(index="period", columns="combination")
+
+    def superiority(
+        self,
+        benchmark: str = "ensemble",
+        *,
+        size: float = 0.05,
+        draws: int = 1000,
+        block_length: float | None = None,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Does any combination beat ``benchmark`` (``"ensemble"``: ensemble-only at the base
+        configuration, or ``"buy_and_hold"``) in mean period return beyond chance, and which?
+
+        Per symbol: the SPA test's ``spa_lower``, ``spa_consistent`` and ``spa_upper``
+        p-values, White's ``reality_check`` p-value, ``better`` (how many combinations
+        StepM declares better at family-wise error rate ``size``) and ``better_combinations``
+        (their positions in the grid), ``distinct`` (distinct return series tested) and
+        ``periods``. See :func:`qt_backtest.inference.multiple.beat_benchmark`."""
+        from qt_backtest.inference.multiple import beat_benchmark
+
+        if self.period is None:
+            raise ValueError("this sweep kept no period returns (it ran with period=None)")
+        rows = []
+        for position, symbol in enumerate(self.periods):
+            references = self.reference_periods[symbol]
+            if benchmark not in references.columns:
+                raise ValueError(
+                    f"benchmark must be one of {list(references.columns)}, got {benchmark!r}"
+                )
+            returns = self.period_returns(symbol)
+            result = beat_benchmark(
+                returns,
+                references[benchmark],
+                size=size,
+                draws=draws,
+                block_length=block_length,
+                seed=seed + position,
+            )
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "benchmark": benchmark,
+                    "spa_lower": result.spa.pvalues["lower"],
+                    "spa_consistent": result.spa.pvalues["consistent"],
+                    "spa_upper": result.spa.pvalues["upper"],
+                    "reality_check": result.reality_check,
+                    "better": len(result.better),
+                    "better_combinations": [int(c) for c in result.better],
+                    "distinct": result.distinct,
+                    "periods": len(returns),
+                    "size": size,
+                }
+            )
+        return pd.DataFrame(rows)
 
     def counts(self, symbol: str) -> np.ndarray:
         """Bars per time block of ``symbol``."""
@@ -646,12 +751,18 @@ def overfitting_report(
 
 
 def _chunk_key(
-    digest: str, combinations: Combinations, start: int, stop: int, init_cash: float, edges
+    digest: str,
+    combinations: Combinations,
+    start: int,
+    stop: int,
+    init_cash: float,
+    edges: tuple[np.ndarray, np.ndarray],
 ) -> str:
     hasher = hashlib.sha256(digest.encode())
     for array in combinations.chunk(start, stop).values():
         hasher.update(np.ascontiguousarray(array).tobytes())
-    for array in (combinations.meta_models, combinations.coef, combinations.intercept, edges):
+    shared = (combinations.meta_models, combinations.coef, combinations.intercept, *edges)
+    for array in shared:
         hasher.update(np.ascontiguousarray(array).tobytes())
     hasher.update(repr((init_cash, nb.STAT_COLUMNS, nb.BLOCK_COLUMNS)).encode())
     hasher.update(_KERNEL_VERSION.encode())
@@ -663,43 +774,50 @@ def _chunk_key(
 _KERNEL_VERSION = __version__ + hashlib.sha256(Path(nb.__file__).read_bytes()).hexdigest()
 
 
-def _checksum(stats: np.ndarray, blocks: np.ndarray) -> str:
+def _checksum(*arrays: np.ndarray) -> str:
     hasher = hashlib.sha256()
-    for array in (stats, blocks):
+    for array in arrays:
         hasher.update(repr((array.dtype.str, array.shape)).encode())
         hasher.update(np.ascontiguousarray(array).tobytes())
     return hasher.hexdigest()
 
 
-def _save(path: Path, stats: np.ndarray, blocks: np.ndarray) -> None:
+def _save(path: Path, stats: np.ndarray, blocks: np.ndarray, periods: np.ndarray) -> None:
     """Write atomically (a killed run never leaves half a chunk behind), with a checksum."""
 
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as stream:
-            np.savez(stream, stats=stats, blocks=blocks, checksum=_checksum(stats, blocks))
+            np.savez(
+                stream,
+                stats=stats,
+                blocks=blocks,
+                periods=periods,
+                checksum=_checksum(stats, blocks, periods),
+            )
 
     atomic_write(path, write)
 
 
-def _load(path: Path, shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple | None:
+def _load(path: Path, shapes: tuple[tuple[int, ...], ...]) -> tuple | None:
     """A stored chunk, or None (with a warning) when it is unreadable, truncated, of another
     shape or fails its checksum: it is then computed again."""
     try:
         # read whole first: numpy leaves the file open when it fails to parse it
         with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as stored:
-            stats, blocks = stored["stats"], stored["blocks"]
+            arrays = tuple(stored[name] for name in ("stats", "blocks", "periods"))
             checksum = str(stored["checksum"])
         problem = None
-        if (stats.shape, blocks.shape) != shapes:
-            problem = f"shape {stats.shape}, {blocks.shape} instead of {shapes[0]}, {shapes[1]}"
-        elif stats.dtype != np.float64 or blocks.dtype != np.float64:
+        found = tuple(array.shape for array in arrays)
+        if found != shapes:
+            problem = f"shapes {found} instead of {shapes}"
+        elif any(array.dtype != np.float64 for array in arrays):
             problem = "not float64"
-        elif checksum != _checksum(stats, blocks):
+        elif checksum != _checksum(*arrays):
             problem = "checksum mismatch"
     except Exception as error:
         problem = f"unreadable ({type(error).__name__})"
     if problem is None:
-        return stats, blocks
+        return arrays
     warnings.warn(f"sweep cache chunk {path.name}: {problem}; computing it again", stacklevel=3)
     return None
 
@@ -722,6 +840,7 @@ def sweep(
     progress: bool = False,
     interval: str | pd.Timedelta | None = None,
     on_chunk: Callable[[str, int], None] | None = None,
+    period: str | None = "1D",
 ) -> SweepResult:
     """Decide, trade and score every combination of ``grid`` on every symbol.
 
@@ -755,6 +874,10 @@ def sweep(
         Bar interval for annualisation; inferred from each index otherwise.
     on_chunk : callable, optional
         Called with ``(symbol, chunk number)`` after each chunk is stored.
+    period : str or None
+        Keep each combination's returns per period of this length (``"1D"``: per calendar
+        day, UTC), memory periods x combinations, for the multiple-testing verdicts
+        (:meth:`SweepResult.period_returns`); None keeps none.
     """
     rules = rules or PositionRules()
     config = config or HierarchyConfig()
@@ -771,6 +894,8 @@ def sweep(
             f"blocks (time blocks kept for the overfitting controls) must be an integer >= 1, "
             f"got {blocks!r}"
         )
+    if period is not None:
+        check_period(period)
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if executor not in ("local", "dask"):
@@ -791,7 +916,10 @@ def sweep(
         )
         for symbol in bars
     }
-    edges = {symbol: block_edges(len(inputs.index), blocks) for symbol, inputs in prepared.items()}
+    edges = {
+        symbol: (block_edges(len(inputs.index), blocks), period_edges(inputs.index, period))
+        for symbol, inputs in prepared.items()
+    }
     starts = list(range(0, len(grid), chunk_size))
     tasks = [(symbol, number, start) for symbol in prepared for number, start in enumerate(starts)]
     directory = Path(cache_dir) if cache_dir is not None else None
@@ -800,33 +928,44 @@ def sweep(
         directory.mkdir(parents=True, exist_ok=True)
         # the inputs' hash, once per symbol (it reads every input array)
         digests = {symbol: inputs.digest() for symbol, inputs in prepared.items()}
-    outputs: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    # every chunk is written into these, never concatenated: one copy of the results
+    outputs = {
+        symbol: (
+            np.zeros((len(grid), nb.STAT_COLUMNS)),
+            np.zeros((len(grid), len(block) - 1, nb.BLOCK_COLUMNS)),
+            np.zeros((len(grid), len(period_edge) - 1)),
+        )
+        for symbol, (block, period_edge) in edges.items()
+    }
     paths: dict[tuple[str, int], Path | None] = {}
+    bounds: dict[tuple[str, int], tuple[int, int]] = {}
     todo = []
     loaded = 0
     for symbol, number, start in tasks:
         stop = min(start + chunk_size, len(grid))
+        bounds[symbol, number] = (start, stop)
         path = None
         if directory is not None:
             key = _chunk_key(digests[symbol], combinations, start, stop, init_cash, edges[symbol])
             path = directory / f"chunk-{key}.npz"
-            shapes = (
-                (stop - start, nb.STAT_COLUMNS),
-                (stop - start, len(edges[symbol]) - 1, nb.BLOCK_COLUMNS),
-            )
+            shapes = tuple((stop - start, *array.shape[1:]) for array in outputs[symbol])
             stored = _load(path, shapes) if path.exists() else None
             if stored is not None:
-                outputs[symbol, number] = stored
+                for target, array in zip(outputs[symbol], stored, strict=True):
+                    target[start:stop] = array
                 loaded += 1
                 continue
         paths[symbol, number] = path
         todo.append((symbol, number, start, stop))
 
-    def finish(symbol: str, number: int, result: tuple[np.ndarray, np.ndarray]) -> None:
-        outputs[symbol, number] = result
+    def finish(symbol: str, number: int, result: tuple[np.ndarray, ...]) -> None:
+        start, stop = bounds[symbol, number]
+        for target, array in zip(outputs[symbol], result, strict=True):
+            if array.base is not target:  # the local executor wrote in place
+                target[start:stop] = array
         path = paths[symbol, number]
         if path is not None:
-            _save(path, *result)
+            _save(path, *(target[start:stop] for target in outputs[symbol]))
         if on_chunk is not None:
             on_chunk(symbol, number)
 
@@ -841,7 +980,8 @@ def sweep(
                     combinations.chunk(start, stop),
                     flags,
                     *shared,
-                    edges[symbol],
+                    *edges[symbol],
+                    out=tuple(target[start:stop] for target in outputs[symbol]),
                 )
                 finish(symbol, number, result)
                 bar.update(1)
@@ -854,10 +994,9 @@ def sweep(
     finally:
         bar.close()
 
-    frames, block_arrays = [], {}
+    frames, block_arrays, period_arrays, period_indexes = [], {}, {}, {}
     for symbol, inputs in prepared.items():
-        stats = np.concatenate([outputs[symbol, number][0] for number in range(len(starts))])
-        moments = np.concatenate([outputs[symbol, number][1] for number in range(len(starts))])
+        stats, moments, returns = outputs.pop(symbol)
         metrics = metrics_from_stats(
             stats, len(inputs.index), init_cash, inputs.periods_per_year, inputs.index
         )
@@ -866,12 +1005,26 @@ def sweep(
         parameters.insert(0, "symbol", symbol)
         frames.append(pd.concat([parameters, metrics], axis=1))
         block_arrays[symbol] = moments
+        period_arrays[symbol] = returns
+        first_bars = edges[symbol][1][:-1]
+        period_indexes[symbol] = (
+            inputs.index[first_bars].floor(check_period(period))
+            if period is not None
+            else inputs.index[:1]
+        )
     frame = pd.concat(frames, ignore_index=True)
+    reference_rows, reference_periods = _references(
+        bars, votes, indicators, prepared, rules, config, uncertainty_model, interval, period
+    )
     return SweepResult(
         frame=frame,
-        reference=_buy_and_hold_rows(bars, prepared, rules, interval),
+        reference=reference_rows,
+        reference_periods=reference_periods,
         blocks=block_arrays,
-        block_edges=edges,
+        block_edges={symbol: pair[0] for symbol, pair in edges.items()},
+        periods=period_arrays,
+        period_index=period_indexes,
+        period=period,
         index={symbol: inputs.index for symbol, inputs in prepared.items()},
         grid=grid,
         computed_chunks=len(todo),
@@ -880,24 +1033,45 @@ def sweep(
     )
 
 
-def _buy_and_hold_rows(
+def _references(
     bars: Mapping[str, pd.DataFrame],
+    votes: Mapping[str, pd.DataFrame],
+    indicators: Mapping[str, pd.DataFrame | None],
     prepared: Mapping[str, SymbolInputs],
     rules: PositionRules,
+    config: HierarchyConfig,
+    uncertainty_model: Any,
     interval: str | pd.Timedelta | None,
-) -> pd.DataFrame:
-    """Buy-and-hold of each symbol on its evaluation window under the sweep's base rules."""
+    period: str | None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Buy-and-hold of each symbol on its evaluation window under the sweep's base rules
+    (metrics rows), and the period returns of buy-and-hold and of ensemble-only at the base
+    configuration (the benchmarks of the multiple-testing verdicts)."""
     from qt_backtest.backtest.compare import benchmark_rules, buy_and_hold
     from qt_backtest.backtest.simulate import simulate
+    from qt_backtest.hierarchy.replay import replay
+    from qt_backtest.inference.returns import period_returns
 
-    rows = []
+    rows, returns = [], {}
     for symbol, inputs in prepared.items():
         window = bars[symbol].loc[inputs.index]
-        result = simulate(
+        held = simulate(
             window, buy_and_hold(window.index), benchmark_rules(rules), interval=interval
         )
-        rows.append({"symbol": symbol, "run": "buy_and_hold", **result.metrics.to_dict()})
-    return pd.DataFrame(rows)
+        rows.append({"symbol": symbol, "run": "buy_and_hold", **held.metrics.to_dict()})
+        if period is None:
+            continue
+        frame = indicators[symbol]
+        decisions = replay(
+            votes[symbol].loc[inputs.index],
+            frame.reindex(inputs.index) if frame is not None else None,
+            config.replace(mode="ensemble"),
+            uncertainty_model=uncertainty_model,
+        )
+        ensemble = simulate(window, decisions, rules, interval=interval)
+        value = pd.concat({"ensemble": ensemble.value, "buy_and_hold": held.value}, axis=1)
+        returns[symbol] = period_returns(value, rules.init_cash, period)
+    return pd.DataFrame(rows), returns
 
 
 class _NoProgress:

@@ -147,6 +147,13 @@ def test_the_report_opens_with_the_verdict(study, page):
     assert f"[{number(row['low'])}, {number(row['high'])}]" in verdict
     assert "iid p (assumes independence)" in verdict
     assert "id='verdict-confidence-set'" in verdict and "id='verdict-track-record'" in verdict
+    # where the value comes from: regimes and break-even fees
+    assert "id='verdict-regimes'" in verdict and "id='verdict-break-even'" in verdict
+    regimes = study.verdict_regimes
+    assert set(regimes["symbol"]) == {"BTCUSDT", "ETHUSDT"}
+    assert set(regimes["regime"]) >= {"high volatility", "trend up"}
+    break_even = study.verdict_break_even.set_index(["symbol", "later", "earlier", "metric"])
+    assert break_even.loc[("BTCUSDT", "meta", "ensemble", "sharpe"), "status"] == "identical runs"
     rollout = page[page.index("<h2>Rollout check</h2>") : page.index("<h2>Override value</h2>")]
     assert "id='rollout-power'" in rollout
     power = study.verdict_power

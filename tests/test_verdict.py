@@ -177,6 +177,16 @@ def test_rollout_power_shrinks_with_the_square_of_the_drop(verdicts):
     assert power.loc[1.0, "bars"] == pytest.approx(power.loc[1.0, "days"] * 24)
 
 
+def test_regimes_are_per_symbol_for_the_transitions_that_change_something(verdicts):
+    regimes = verdicts.regimes
+    assert set(regimes.index.get_level_values("symbol")) == set(SYMBOLS)
+    pairs = set(
+        zip(*(regimes.index.get_level_values(n) for n in ("later", "earlier")), strict=True)
+    )
+    assert ("meta", "ensemble") not in pairs  # identical returns: nothing to split
+    assert ("meta_arbiter", "meta") in pairs
+
+
 def test_unknown_benchmark_is_named(comparison):
     with pytest.raises(ValueError, match="no run named"):
         layer_verdicts(comparison, VerdictSettings(draws=50, benchmark="index_fund"))

@@ -23,6 +23,7 @@ from qt_backtest.backtest.compare import AGGREGATE, HIERARCHY_RUNS, Comparison, 
 from qt_backtest.data.interval import infer_interval
 from qt_backtest.inference.multiple import model_confidence_set
 from qt_backtest.inference.paired import check_confidence, paired_bootstrap
+from qt_backtest.inference.regimes import regime_labels, value_by_regime
 from qt_backtest.inference.resample import check_block_length, check_draws
 from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
 from qt_backtest.inference.sharpe import (
@@ -133,6 +134,10 @@ class Verdicts:
     confidence_set : DataFrame
         Index (symbol, run): Model Confidence Set ``pvalue`` and ``included`` for the three
         stages (losses: minus the period returns).
+    regimes : DataFrame
+        Index (symbol, later, earlier, family, regime, metric): each transition's value within
+        volatility terciles and trend regimes decided from past data
+        (:func:`~qt_backtest.inference.regimes.value_by_regime`), per symbol.
     returns : dict
         Period returns per symbol (columns: runs).
     settings : VerdictSettings
@@ -143,7 +148,8 @@ class Verdicts:
     track_record: pd.DataFrame
     power: pd.DataFrame
     confidence_set: pd.DataFrame
-    returns: dict = field(repr=False)
+    regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    returns: dict = field(default_factory=dict, repr=False)
     settings: VerdictSettings = field(default_factory=VerdictSettings)
 
     @property
@@ -216,7 +222,7 @@ def layer_verdicts(comparison: Comparison, settings: VerdictSettings | None = No
     missing = sorted({run for later, earlier, _ in pairs for run in (later, earlier)} - available)
     if missing:
         raise ValueError(f"the comparison has no run named {missing} (runs: {sorted(available)})")
-    tests, effects, records, power, sets = [], [], [], [], []
+    tests, effects, records, power, sets, regimes = [], [], [], [], [], []
     for position, (symbol, frame) in enumerate(returns.items()):
         if len(frame) < 10:
             raise ValueError(
@@ -268,6 +274,10 @@ def layer_verdicts(comparison: Comparison, settings: VerdictSettings | None = No
                 {"symbol": symbol, "run": run} | _track_record(frame[run], per_year, settings)
             )
         sets.append(_confidence_set(frame, symbol, settings, seed))
+        if symbol in comparison.bars:  # market regimes are a symbol's, not the aggregate's
+            regimes.append(
+                _regimes(comparison, symbol, frame, pairs, tests, per_year, settings, seed)
+            )
     return Verdicts(
         tests=pd.DataFrame(tests).set_index(["symbol", "later", "earlier"]),
         effects=pd.concat(effects)
@@ -276,9 +286,34 @@ def layer_verdicts(comparison: Comparison, settings: VerdictSettings | None = No
         track_record=pd.DataFrame(records).set_index(["symbol", "run"]),
         power=pd.DataFrame(power).set_index(["symbol", "later", "earlier", "annual_drop"]),
         confidence_set=pd.concat(sets),
+        regimes=pd.concat(regimes) if regimes else pd.DataFrame(),
         returns=returns,
         settings=settings,
     )
+
+
+def _regimes(comparison, symbol, frame, pairs, tests, per_year, settings, seed) -> pd.DataFrame:
+    """Each non-identical transition's value per regime of ``symbol``."""
+    same = {
+        (row["later"], row["earlier"])
+        for row in tests
+        if row["symbol"] == symbol and row["verdict"] == IDENTICAL
+    }
+    chosen = [(later, earlier) for later, earlier, _ in pairs if (later, earlier) not in same]
+    if not chosen:
+        return pd.DataFrame()
+    labels = regime_labels(comparison.bars[symbol]["close"], period=settings.period)
+    table = value_by_regime(
+        frame,
+        labels,
+        chosen,
+        per_year,
+        draws=settings.draws,
+        block_length=settings.block_length,
+        confidence=settings.confidence,
+        seed=seed,
+    )
+    return pd.concat({symbol: table}, names=["symbol"])
 
 
 def _bars_per_period(comparison: Comparison, symbol: str, period: str) -> float:

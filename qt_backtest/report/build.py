@@ -809,6 +809,8 @@ def _verdict(study: StudyResult) -> list[str]:
         + "</div>"
     )
     blocks += _verdict_effects(study, confidence)
+    blocks += _verdict_regimes(study, confidence)
+    blocks += _verdict_break_even(study)
     blocks += _verdict_confidence_set(study, confidence)
     blocks += _verdict_track_record(study, settings)
     return blocks
@@ -847,6 +849,77 @@ def _verdict_effects(study: StudyResult, confidence: float) -> list[str]:
         f"<p>The other differences, with their {confidence:.0%} bootstrap intervals (later "
         "minus earlier; a drawdown difference above 0 is a shallower drawdown).</p>",
         "<div class='scroll'>" + table(frame, table_id="verdict-effects") + "</div>",
+    ]
+
+
+def _verdict_regimes(study: StudyResult, confidence: float) -> list[str]:
+    frame = study.verdict_regimes
+    if frame.empty:
+        return []
+    rows = []
+    for (symbol, later, earlier, _, regime), group in frame.groupby(
+        ["symbol", "later", "earlier", "family", "regime"], sort=False, observed=True
+    ):
+        values = group.set_index("metric")
+        sharpe, mean = values.loc["sharpe"], values.loc["annual_mean"]
+        rows.append(
+            {
+                "symbol": symbol,
+                "transition": _transition(later, earlier),
+                "regime": regime,
+                "Sharpe difference": number(sharpe["estimate"]),
+                "Sharpe interval": _interval_text(sharpe["low"], sharpe["high"]),
+                "mean return a year": signed_percent(mean["estimate"]),
+                "mean interval": _interval_text(mean["low"], mean["high"], signed_percent),
+                "periods": int(sharpe["periods"]),
+            }
+        )
+    shown = pd.DataFrame(rows).set_index(["symbol", "transition", "regime"])
+    return [
+        "<h3>Where the value comes from</h3>",
+        "<p>Each transition's value within market regimes decided before each period from "
+        "past data only: terciles of trailing 30-period realised volatility (thresholds from "
+        "the volatility seen so far) and the sign of the trailing 30-period return. "
+        f"{confidence:.0%} intervals from the same paired bootstrap; the first months, whose "
+        "history is too short to classify, are in no regime.</p>",
+        "<div class='scroll'>" + table(shown, table_id="verdict-regimes") + "</div>",
+    ]
+
+
+def _verdict_break_even(study: StudyResult) -> list[str]:
+    frame = study.verdict_break_even
+    if frame.empty:
+        return []
+    fee = float(study.rules.get("fee", np.nan))
+    shown = frame.assign(
+        transition=[
+            _transition(later, earlier)
+            for later, earlier in zip(frame["later"], frame["earlier"], strict=True)
+        ],
+        metric=frame["metric"].map({"total_return": "total return", "sharpe": "Sharpe"}),
+        advantage_at_fee=[
+            signed_percent(value) if metric == "total_return" else number(value)
+            for metric, value in zip(frame["metric"], frame["advantage_at_fee"], strict=True)
+        ],
+        break_even_fee=[
+            f"{value * 1e4:.2f} bp" if np.isfinite(value) else "n/a"
+            for value in frame["break_even_fee"]
+        ],
+    ).set_index(["symbol", "transition", "metric"])[
+        ["advantage_at_fee", "break_even_fee", "status"]
+    ]
+    return [
+        f"<p>Break-even cost: the fee per side at which the later run's advantage reaches "
+        f"zero (the rules charge {fee * 1e4:.2f} bp; 1 bp = 0.01 %), searched from 0 to "
+        "100 bp.</p>",
+        "<div class='scroll'>"
+        + table(
+            shown,
+            {"advantage_at_fee": str, "break_even_fee": str},
+            labels={"advantage_at_fee": "advantage at the rules' fee"},
+            table_id="verdict-break-even",
+        )
+        + "</div>",
     ]
 
 

@@ -34,6 +34,7 @@ from qt_backtest.inference.verdict import VerdictSettings, layer_verdicts
 from qt_backtest.report.format import escape, price_decimals
 from qt_backtest.signals.diagnostics import vote_reliability, vote_skill
 from qt_backtest.signals.labels import make_labels
+from qt_backtest.sweep.breakeven import break_even_fees
 
 FRAMES = ("provenance", "table", "rollout", "mix", "overrides", "reliability", "trades")
 #: frames that studies saved by earlier versions lack
@@ -44,6 +45,8 @@ OPTIONAL_FRAMES = (
     "verdict_track_record",
     "verdict_power",
     "verdict_set",
+    "verdict_regimes",
+    "verdict_break_even",
 )
 SWEEP_FRAMES = ("frame", "overfitting", "walk_forward", "plateau", "reference", "superiority")
 
@@ -114,6 +117,9 @@ class StudyResult:
     verdict_track_record: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict_power: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict_set: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: each transition's value per market regime, and the fee per side that erases it
+    verdict_regimes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict_break_even: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: the :class:`~qt_backtest.inference.verdict.VerdictSettings` the verdicts used
     verdict_settings: dict[str, Any] = field(default_factory=dict)
     #: sections written by the caller in Python (``id``, ``title``, ``blocks``), shown first.
@@ -425,6 +431,8 @@ def run_study(
             "verdict_track_record": verdicts.track_record.reset_index(),
             "verdict_power": verdicts.power.reset_index(),
             "verdict_set": verdicts.confidence_set.reset_index(),
+            "verdict_regimes": verdicts.regimes.reset_index(),
+            "verdict_break_even": _break_even(bars, votes, indicators, config, rules),
             "verdict_settings": _asdict(verdict),
         }
     summary = None
@@ -458,6 +466,13 @@ def run_study(
         notes=[*notes, *coverage_notes],
         **verdict_frames,
     )
+
+
+def _break_even(bars, votes, indicators, config, rules) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        # the comparison has said it already
+        warnings.simplefilter("ignore", CoverageWarning)
+        return break_even_fees(bars, votes, indicators, config=config, rules=rules).reset_index()
 
 
 def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options) -> SweepSummary:

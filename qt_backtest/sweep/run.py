@@ -35,7 +35,7 @@ from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.hierarchy.config import MODES, HierarchyConfig
 from qt_backtest.hierarchy.params import INDEX, SCALARS, PackedConfig, pack
 from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
-from qt_backtest.inference.returns import check_period
+from qt_backtest.inference.returns import check_period, period_returns
 from qt_backtest.sweep import nb
 from qt_backtest.sweep.grid import Grid, apply_parameters
 from qt_backtest.sweep.overfitting import (
@@ -995,37 +995,55 @@ def sweep(
         bar.close()
 
     frames, block_arrays, period_arrays, period_indexes = [], {}, {}, {}
-    for symbol, inputs in prepared.items():
+    reference_rows, reference_periods, indexes = [], {}, {}
+    for symbol in list(prepared):
+        inputs = prepared.pop(symbol)  # its arrays are freed before the references run
+        index, per_year = inputs.index, inputs.periods_per_year
+        del inputs
         stats, moments, returns = outputs.pop(symbol)
-        metrics = metrics_from_stats(
-            stats, len(inputs.index), init_cash, inputs.periods_per_year, inputs.index
-        )
+        metrics = metrics_from_stats(stats, len(index), init_cash, per_year, index)
         metrics.insert(0, "stream", stream_classes(stats, combinations.rule_matrix))
         parameters = grid.frame().reset_index()
         parameters.insert(0, "symbol", symbol)
         frames.append(pd.concat([parameters, metrics], axis=1))
         block_arrays[symbol] = moments
+        indexes[symbol] = index
+        metrics_row, held = _buy_and_hold(bars[symbol], index, rules, interval)
+        reference_rows.append({"symbol": symbol, "run": "buy_and_hold", **metrics_row})
+        if period is None:
+            continue
         period_arrays[symbol] = returns
         first_bars = edges[symbol][1][:-1]
-        period_indexes[symbol] = (
-            inputs.index[first_bars].floor(check_period(period))
-            if period is not None
-            else inputs.index[:1]
+        period_indexes[symbol] = index[first_bars].floor(check_period(period))
+        ensemble = _ensemble_periods(
+            symbol,
+            bars[symbol],
+            votes[symbol],
+            indicators[symbol],
+            config,
+            rules,
+            uncertainty_model,
+            interval,
+            edges[symbol],
+        )
+        reference_periods[symbol] = pd.DataFrame(
+            {
+                "ensemble": ensemble,
+                "buy_and_hold": period_returns(held, rules.init_cash, period).to_numpy(),
+            },
+            index=period_indexes[symbol],
         )
     frame = pd.concat(frames, ignore_index=True)
-    reference_rows, reference_periods = _references(
-        bars, votes, indicators, prepared, rules, config, uncertainty_model, interval, period
-    )
     return SweepResult(
         frame=frame,
-        reference=reference_rows,
+        reference=pd.DataFrame(reference_rows),
         reference_periods=reference_periods,
         blocks=block_arrays,
         block_edges={symbol: pair[0] for symbol, pair in edges.items()},
         periods=period_arrays,
         period_index=period_indexes,
         period=period,
-        index={symbol: inputs.index for symbol, inputs in prepared.items()},
+        index=indexes,
         grid=grid,
         computed_chunks=len(todo),
         loaded_chunks=loaded,
@@ -1033,45 +1051,48 @@ def sweep(
     )
 
 
-def _references(
-    bars: Mapping[str, pd.DataFrame],
-    votes: Mapping[str, pd.DataFrame],
-    indicators: Mapping[str, pd.DataFrame | None],
-    prepared: Mapping[str, SymbolInputs],
-    rules: PositionRules,
+def _ensemble_periods(
+    symbol: str,
+    bars: pd.DataFrame,
+    votes: pd.DataFrame,
+    indicators: pd.DataFrame | None,
     config: HierarchyConfig,
+    rules: PositionRules,
     uncertainty_model: Any,
     interval: str | pd.Timedelta | None,
-    period: str | None,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Buy-and-hold of each symbol on its evaluation window under the sweep's base rules
-    (metrics rows), and the period returns of buy-and-hold and of ensemble-only at the base
-    configuration (the benchmarks of the multiple-testing verdicts)."""
+    edges: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Period returns of ensemble-only at the base configuration and rules: one more
+    combination through the kernel (equal to its single replay and simulation)."""
+    pack = pack_grid(Grid.from_records([{"mode": "ensemble"}]), config, rules, uncertainty_model)
+    inputs = symbol_inputs(symbol, bars, votes, indicators, pack, interval)
+    flags = (pack.inline_votes, pack.inline_meta, pack.inline_score)
+    _, _, periods = run_chunk(
+        inputs,
+        pack.chunk(0, 1),
+        flags,
+        pack.meta_models,
+        pack.coef,
+        pack.intercept,
+        pack.rules[0].init_cash,
+        *edges,
+    )
+    return periods[0]
+
+
+def _buy_and_hold(
+    bars: pd.DataFrame,
+    index: pd.DatetimeIndex,
+    rules: PositionRules,
+    interval: str | pd.Timedelta | None,
+) -> tuple[dict[str, Any], pd.Series]:
+    """Buy-and-hold on the evaluation window under the base rules: metrics and equity."""
     from qt_backtest.backtest.compare import benchmark_rules, buy_and_hold
     from qt_backtest.backtest.simulate import simulate
-    from qt_backtest.hierarchy.replay import replay
-    from qt_backtest.inference.returns import period_returns
 
-    rows, returns = [], {}
-    for symbol, inputs in prepared.items():
-        window = bars[symbol].loc[inputs.index]
-        held = simulate(
-            window, buy_and_hold(window.index), benchmark_rules(rules), interval=interval
-        )
-        rows.append({"symbol": symbol, "run": "buy_and_hold", **held.metrics.to_dict()})
-        if period is None:
-            continue
-        frame = indicators[symbol]
-        decisions = replay(
-            votes[symbol].loc[inputs.index],
-            frame.reindex(inputs.index) if frame is not None else None,
-            config.replace(mode="ensemble"),
-            uncertainty_model=uncertainty_model,
-        )
-        ensemble = simulate(window, decisions, rules, interval=interval)
-        value = pd.concat({"ensemble": ensemble.value, "buy_and_hold": held.value}, axis=1)
-        returns[symbol] = period_returns(value, rules.init_cash, period)
-    return pd.DataFrame(rows), returns
+    window = bars.loc[index]
+    held = simulate(window, buy_and_hold(window.index), benchmark_rules(rules), interval=interval)
+    return held.metrics.to_dict(), held.value
 
 
 class _NoProgress:

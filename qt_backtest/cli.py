@@ -299,6 +299,11 @@ def command_sweep(args: argparse.Namespace) -> int:
     atomic_write(results, lambda temporary: study.sweep.frame.to_csv(temporary, index=False))
     print(f"sweep results ({len(study.sweep.frame):,} rows) written to {results.resolve()}")
     print(study.sweep.overfitting.set_index("symbol").T.to_string())
+    superiority = study.sweep.superiority
+    if not superiority.empty and "spa_consistent" in superiority:
+        print("does any combination beat the benchmark in mean daily return beyond chance?")
+        columns = ["symbol", "benchmark", "spa_consistent", "reality_check", "better", "distinct"]
+        print(superiority.dropna(subset=["spa_consistent"])[columns].to_string(index=False))
     _write(study, settings, args, "reports/sweep.html")
     return EXIT_OK
 

@@ -41,6 +41,38 @@ def metrics_from_statistics(statistics: np.ndarray, periods_per_year: float) -> 
     return np.stack([sharpe, mean * periods_per_year, sortino, worst], axis=-1)
 
 
+def paired_columns(
+    returns: pd.DataFrame, pairs: list[tuple[str, str]]
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """The period returns as a C-ordered float array (validated: at least 10 periods, every
+    paired run present, finite), and the column positions of the later and earlier runs."""
+    if returns.empty or len(returns) < 10:
+        raise ValueError(f"a paired bootstrap needs at least 10 periods, got {len(returns)}")
+    missing = sorted({name for pair in pairs for name in pair} - set(returns.columns))
+    if missing:
+        raise ValueError(f"paired runs not among the returns' columns: {missing}")
+    values = np.ascontiguousarray(returns.to_numpy(dtype=float))
+    if not np.isfinite(values).all():
+        raise ValueError("period returns must be finite (no NaN or infinite values)")
+    columns = list(returns.columns)
+    return values, [columns.index(a) for a, _ in pairs], [columns.index(b) for _, b in pairs]
+
+
+def usable_block_length(candidates: np.ndarray) -> float:
+    """The longest automatic block length among the non-constant columns (1 if none)."""
+    usable = [j for j in range(candidates.shape[1]) if np.ptp(candidates[:, j]) > 0]
+    return joint_block_length(candidates[:, usable]) if usable else 1.0
+
+
+def percentile_interval(draws: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval over the first axis, NaN draws left out (a statistic
+    undefined in every draw stays NaN)."""
+    tail = (1.0 - confidence) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(draws, tail, axis=0), np.nanquantile(draws, 1.0 - tail, axis=0)
+
+
 def paired_bootstrap(
     returns: pd.DataFrame,
     pairs: list[tuple[str, str]],
@@ -85,24 +117,14 @@ def paired_bootstrap(
     """
     confidence = check_confidence(confidence)
     draws = check_draws(draws)
-    if returns.empty or len(returns) < 10:
-        raise ValueError(f"a paired bootstrap needs at least 10 periods, got {len(returns)}")
-    missing = sorted({name for pair in pairs for name in pair} - set(returns.columns))
-    if missing:
-        raise ValueError(f"paired runs not among the returns' columns: {missing}")
-    values = np.ascontiguousarray(returns.to_numpy(dtype=float))
-    if not np.isfinite(values).all():
-        raise ValueError("period returns must be finite (no NaN or infinite values)")
-    columns = list(returns.columns)
-    later = [columns.index(a) for a, _ in pairs]
-    earlier = [columns.index(b) for _, b in pairs]
+    values, later, earlier = paired_columns(returns, pairs)
     if block_length is None:
         # the ratios depend on second moments too: their dependence (volatility clustering)
         # often outlasts that of the returns
         squares = (values - values.mean(axis=0)) ** 2
-        candidates = np.column_stack([values, values[:, later] - values[:, earlier], squares])
-        usable = [j for j in range(candidates.shape[1]) if np.ptp(candidates[:, j]) > 0]
-        block_length = joint_block_length(candidates[:, usable]) if usable else 1.0
+        block_length = usable_block_length(
+            np.column_stack([values, values[:, later] - values[:, earlier], squares])
+        )
     observed = metrics_from_statistics(
         return_statistics_nb(values, np.arange(len(values))), periods_per_year
     )
@@ -112,11 +134,9 @@ def paired_bootstrap(
     ]
     resampled = np.concatenate(pieces)  # (draws, runs, metrics)
     differences = resampled[:, later] - resampled[:, earlier]
-    tail = (1.0 - confidence) / 2.0
+    low, high = percentile_interval(differences, confidence)
     with warnings.catch_warnings():  # a metric undefined in every draw stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        low = np.nanquantile(differences, tail, axis=0)
-        high = np.nanquantile(differences, 1.0 - tail, axis=0)
         spread = np.nanstd(differences, axis=0, ddof=1)
     estimate = observed[later] - observed[earlier]
     rows = []

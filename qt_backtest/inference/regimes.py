@@ -10,14 +10,17 @@ could have been switched on by them.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-from qt_backtest.inference.paired import check_confidence
-from qt_backtest.inference.resample import check_draws, joint_block_length, stationary_indices
+from qt_backtest.inference.paired import (
+    check_confidence,
+    paired_columns,
+    percentile_interval,
+    usable_block_length,
+)
+from qt_backtest.inference.resample import check_draws, stationary_indices
 from qt_backtest.inference.returns import check_period
 
 #: Regime families and their labels, in order.
@@ -160,23 +163,12 @@ def value_by_regime(
     """
     confidence = check_confidence(confidence)
     draws = check_draws(draws)
-    missing = sorted({name for pair in pairs for name in pair} - set(returns.columns))
-    if missing:
-        raise ValueError(f"paired runs not among the returns' columns: {missing}")
+    values, later, earlier = paired_columns(returns, pairs)
     absent = returns.index.difference(labels.index)
     if len(absent):
         raise ValueError(f"{len(absent)} periods of the returns have no regime label")
-    values = np.ascontiguousarray(returns.to_numpy(dtype=float))
-    if not np.isfinite(values).all():
-        raise ValueError("period returns must be finite (no NaN or infinite values)")
-    columns = list(returns.columns)
-    later = [columns.index(a) for a, _ in pairs]
-    earlier = [columns.index(b) for _, b in pairs]
     if block_length is None:
-        differences = values[:, later] - values[:, earlier]
-        usable = [j for j in range(differences.shape[1]) if np.ptp(differences[:, j]) > 0]
-        block_length = joint_block_length(differences[:, usable]) if usable else 1.0
-    tail = (1.0 - confidence) / 2.0
+        block_length = usable_block_length(values[:, later] - values[:, earlier])
     rows = []
     for family, names in REGIMES.items():
         codes = labels[family].reindex(returns.index).cat.codes.to_numpy().astype(np.int64)
@@ -194,10 +186,7 @@ def value_by_regime(
         )  # (draws, regimes, runs, 2)
         difference = resampled[:, :, later] - resampled[:, :, earlier]
         estimate = observed[:, later] - observed[:, earlier]
-        with warnings.catch_warnings():  # a regime absent from a resample leaves NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            low = np.nanquantile(difference, tail, axis=0)
-            high = np.nanquantile(difference, 1.0 - tail, axis=0)
+        low, high = percentile_interval(difference, confidence)
         counts = np.bincount(codes[codes >= 0], minlength=len(names))
         for r, regime in enumerate(names):
             for p, (a, b) in enumerate(pairs):

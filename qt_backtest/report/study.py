@@ -483,6 +483,9 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
     train_blocks = options.pop("train_blocks", None)
     max_splits = options.pop("max_splits", None)
     verdict = options.pop("verdict", VerdictSettings())
+    if verdict is not False:
+        # the sweep's returns per period are those the verdicts compare
+        options.setdefault("period", verdict.period)
     with warnings.catch_warnings():
         # the comparison has said it already
         warnings.simplefilter("ignore", CoverageWarning)

@@ -262,6 +262,7 @@ def test_period_returns_compound_to_the_total_return_and_can_be_left_out(four_mo
 
 
 def test_superiority_against_ensemble_only_and_buy_and_hold(four_models):
+    from qt_backtest.inference import min_backtest_length
     from qt_backtest.inference.multiple import beat_benchmark
 
     bars, votes, inputs = four_models
@@ -289,6 +290,12 @@ def test_superiority_against_ensemble_only_and_buy_and_hold(four_models):
         assert row["better_combinations"] == direct.better
         assert 0 <= row["spa_lower"] <= row["spa_consistent"] <= row["spa_upper"] <= 1
         assert row["distinct"] == len(np.unique(returns.to_numpy().T, axis=0))
+        best = result.frame["sharpe"].max()
+        if best > 0:
+            assert row["min_backtest_years"] == pytest.approx(
+                min_backtest_length(int(row["distinct"]), best)
+            )
+        assert row["years"] == pytest.approx(len(returns) / 365)
     with pytest.raises(ValueError, match="benchmark must be one of"):
         result.superiority("index_fund")
 

@@ -157,7 +157,7 @@ def test_sentences_state_effect_interval_p_value_and_meaning(verdicts):
     row = verdicts.tests.loc[("ETHUSDT", "meta_arbiter", "meta")]
     sentence = row["sentence"]
     assert sentence.startswith("Arbiter on top of Meta, ETHUSDT: Sharpe ")
-    assert f"[{row['low']:+.2f}, {row['high']:+.2f}] (90%)" in sentence
+    assert f"[{row['low']:+.2f}, {row['high']:+.2f}] (90 %)" in sentence
     assert sentence.endswith(
         {ADDS: "adds value", LOSES: "loses value", UNDECIDED: "beyond chance"}[row["verdict"]]
     )

@@ -365,7 +365,7 @@ def _test_row(later, earlier, interval, label, symbol, per_year, settings) -> di
             }[word]
         sentence = (
             f"{label}, {symbol}: Sharpe {estimate:+.2f} [{low:+.2f}, {high:+.2f}] "
-            f"({settings.confidence:.0%}), {format_p_value(p_value)}: {meaning}"
+            f"({settings.confidence * 100:g} %), {format_p_value(p_value)}: {meaning}"
         )
     return {
         "transition": label,

@@ -569,6 +569,8 @@ def _superiority(sweep: Any) -> list[str]:
             "reality_check",
             "better",
             "distinct",
+            "years",
+            "min_backtest_years",
             "better_combinations",
         ]
     ]
@@ -578,7 +580,9 @@ def _superiority(sweep: Any) -> list[str]:
         "bounds) and White's Reality Check test whether the best is better than chance "
         f"allows; Romano and Wolf's StepM names the combinations better at a {size:.0%} "
         "family-wise error rate. Combinations trading identically are one trial "
-        "(distinct return series).</p>",
+        "(distinct return series). The minimum backtest length is the history below which "
+        "the best combination's Sharpe ratio is what the best of that many skill-less trials "
+        "would show by chance.</p>",
         "<div class='scroll'>"
         + table(
             shown,
@@ -587,8 +591,12 @@ def _superiority(sweep: Any) -> list[str]:
                 "spa_lower": _p_text,
                 "spa_upper": _p_text,
                 "reality_check": _p_text,
+                "years": lambda v: number(v, 1),
+                "min_backtest_years": lambda v: number(v, 1),
             },
             labels={
+                "years": "years of returns",
+                "min_backtest_years": "minimum backtest (years)",
                 "spa_consistent": "SPA p",
                 "spa_lower": "SPA p (lower)",
                 "spa_upper": "SPA p (upper)",

@@ -35,7 +35,8 @@ from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.hierarchy.config import MODES, HierarchyConfig
 from qt_backtest.hierarchy.params import INDEX, SCALARS, PackedConfig, pack
 from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
-from qt_backtest.inference.returns import check_period, period_returns
+from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
+from qt_backtest.inference.sharpe import min_backtest_length
 from qt_backtest.sweep import nb
 from qt_backtest.sweep.grid import Grid, apply_parameters
 from qt_backtest.sweep.overfitting import (
@@ -536,8 +537,11 @@ class SweepResult:
         Per symbol: the SPA test's ``spa_lower``, ``spa_consistent`` and ``spa_upper``
         p-values, White's ``reality_check`` p-value, ``better`` (how many combinations
         StepM declares better at family-wise error rate ``size``) and ``better_combinations``
-        (their positions in the grid), ``distinct`` (distinct return series tested) and
-        ``periods``. See :func:`qt_backtest.inference.multiple.beat_benchmark`."""
+        (their positions in the grid), ``distinct`` (distinct return series tested),
+        ``periods`` and ``years`` of returns, and ``min_backtest_years``: the minimum backtest
+        length (Bailey, Borwein, López de Prado and Zhu) below which the best combination's
+        annualised Sharpe ratio is what the best of ``distinct`` skill-less trials would show
+        by chance. See :func:`qt_backtest.inference.multiple.beat_benchmark`."""
         from qt_backtest.inference.multiple import beat_benchmark
 
         if self.period is None:
@@ -558,6 +562,13 @@ class SweepResult:
                 block_length=block_length,
                 seed=seed + position,
             )
+            years = len(returns) / period_count_per_year(returns.index, self.period)
+            best = float(self.frame.loc[self.frame["symbol"] == symbol, "sharpe"].max())
+            needed = (
+                min_backtest_length(result.distinct, best)
+                if result.distinct >= 2 and best > 0
+                else np.nan
+            )
             rows.append(
                 {
                     "symbol": symbol,
@@ -570,6 +581,8 @@ class SweepResult:
                     "better_combinations": [int(c) for c in result.better],
                     "distinct": result.distinct,
                     "periods": len(returns),
+                    "years": years,
+                    "min_backtest_years": needed,
                     "size": size,
                 }
             )

@@ -214,3 +214,45 @@ def studentized_block_bootstrap_nb(a, b, starts, block, difference):
         out[d, 0] = value - difference
         out[d, 1] = math.sqrt(variance) if variance > 0.0 else np.nan
     return out
+
+
+@njit(cache=True, parallel=True)
+def studentized_stationary_nb(x, later, earlier, indices, differences):
+    """Studentised stationary-bootstrap draws of Sharpe differences of column pairs.
+
+    For each resample and pair ``(later[p], earlier[p])`` of ``x`` (shape (n, m)): the
+    resampled difference of per-period Sharpe ratios (population moments) minus
+    ``differences[p]``, and its standard error from the resample's own blocks (the sums of
+    the centred moment series over each block the resample is made of, a block ending where
+    the next index does not follow on). Returns shape (draws, pairs, 2)."""
+    draws, n = indices.shape
+    pairs = later.shape[0]
+    out = np.empty((draws, pairs, 2))
+    for d in prange(draws):
+        rows = indices[d]
+        for p in range(pairs):
+            a = x[:, later[p]]
+            b = x[:, earlier[p]]
+            moments = sharpe_moments_nb(a, b, rows)
+            value, gradient = sharpe_difference_nb(moments)
+            psi = np.zeros((4, 4))
+            zeta = np.zeros(4)
+            for i in range(n):
+                row = rows[i]
+                if i > 0 and row != (rows[i - 1] + 1) % n:
+                    for u in range(4):
+                        for v in range(4):
+                            psi[u, v] += zeta[u] * zeta[v]
+                    zeta[:] = 0.0
+                zeta[0] += a[row] - moments[0]
+                zeta[1] += b[row] - moments[1]
+                zeta[2] += a[row] * a[row] - moments[2]
+                zeta[3] += b[row] * b[row] - moments[3]
+            variance = 0.0
+            for u in range(4):
+                for v in range(4):
+                    variance += gradient[u] * (psi[u, v] + zeta[u] * zeta[v]) * gradient[v]
+            variance /= n * n
+            out[d, p, 0] = value - differences[p]
+            out[d, p, 1] = math.sqrt(variance) if variance > 0.0 else np.nan
+    return out

@@ -163,6 +163,22 @@ def _count(tests: pd.DataFrame, later: str, earlier: str, word: str) -> list[str
     return [symbol for symbol, verdict in rows["verdict"].items() if verdict == word]
 
 
+def _ruined_benchmarks(study) -> str:
+    """A sentence naming the symbols where ensemble-only itself was closed out."""
+    table = study.table
+    ruined = [
+        symbol
+        for symbol, run in table.index
+        if run == "ensemble" and bool(table.loc[(symbol, run), "ruined"])
+    ]
+    if not ruined:
+        return ""
+    return (
+        f"Ensemble-only was closed out (ruined) on {', '.join(ruined)}: there, beating it says "
+        "little about the thresholds. "
+    )
+
+
 def findings(fidelities: pd.DataFrame, study, fives: pd.DataFrame) -> list[str]:
     """Findings, each sentence built from the measured numbers and their verdicts."""
     tests = study.verdict_tests.set_index(["symbol", "later", "earlier"])
@@ -238,6 +254,7 @@ def findings(fidelities: pd.DataFrame, study, fives: pd.DataFrame) -> list[str]:
                 for _, row in rows.iterrows()
             )
             + ". "
+            + _ruined_benchmarks(study)
             + "; ".join(
                 f"{symbol}: PBO {percent(row['pbo'])}, deflated Sharpe "
                 f"{percent(row['deflated_sharpe'])}"

@@ -156,6 +156,11 @@ def _report(out: Path, retrain: bool, override_limit: int) -> list[str]:
             f"  equal-weight {run:<13} total return {row['total_return']:+8.1%}   "
             f"Sharpe {row['sharpe']:5.2f}   max drawdown {row['max_drawdown']:7.1%}"
         )
+    tests = study.verdict_tests
+    shown = tests[
+        tests["later"].eq("meta_arbiter") & tests["earlier"].isin(["meta", "buy_and_hold"])
+    ]
+    lines.extend(f"  verdict: {sentence}" for sentence in shown["sentence"])
     for _, row in study.sweep.overfitting.iterrows():
         lines.append(
             f"  {row['symbol']} sweep: PBO {row['pbo']:.0%}, deflated Sharpe of the best "

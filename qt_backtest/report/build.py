@@ -735,12 +735,14 @@ def _verdict(study: StudyResult) -> list[str]:
     blocks = [
         "<p>Does each layer earn its keep beyond chance? Each transition compares two runs on "
         f"the same {escape(settings.get('period', '1D'))} periods (paired returns, same costs). "
-        f"Intervals: {confidence:.0%} percentiles of "
-        f"{integer(settings.get('draws', 0))} paired stationary-bootstrap resamples "
-        f"(block length {'automatic' if block is None else escape(block)}, seed "
-        f"{escape(settings.get('seed', 0))}). p-values: Ledoit and Wolf's HAC test of equal "
-        "Sharpe ratios (two-sided), its studentised block-bootstrap variant, and the iid test "
-        "(assumes independent returns, shown for comparison). A layer adds or loses value when "
+        f"{confidence:.0%} intervals from {integer(settings.get('draws', 0))} paired "
+        "stationary-bootstrap resamples (block length "
+        f"{'automatic' if block is None else escape(block)}, seed "
+        f"{escape(settings.get('seed', 0))}): studentised (bootstrap-t) for the Sharpe "
+        "difference, percentiles for the other metrics. p-values: Ledoit and Wolf's HAC test "
+        "of equal Sharpe ratios (two-sided), its studentised block-bootstrap variant, and the "
+        "iid test (assumes independent returns, shown for comparison). A layer adds or loses "
+        "value when "
         f"the interval excludes 0 and the HAC p-value is below {1 - confidence:.2f}.</p>",
         "<ul class='verdicts'>"
         + "".join(

@@ -115,18 +115,21 @@ def load_bars(settings) -> dict[str, pd.DataFrame]:
 def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Votes by symbol, aligned to the bars: read from a file, or trained walk-forward."""
     from qt_backtest.backtest.window import check_prediction_alignment
+    from qt_backtest.data import per_symbol
     from qt_backtest.signals import WalkForward, read_predictions, votes_from_walk_forward
     from qt_backtest.signals.cache import cached_walk_forward
 
     models = settings.hierarchy.models
     if settings.predictions:
         predictions = read_predictions(settings.resolve(settings.predictions))
+        stacked = isinstance(predictions.index, pd.MultiIndex)
+        by_symbol = per_symbol(predictions) if stacked else {}
         votes = {}
         for symbol, frame in bars.items():
-            if isinstance(predictions.index, pd.MultiIndex):
-                if symbol not in predictions.index.get_level_values("symbol"):
+            if stacked:
+                if symbol not in by_symbol:
                     raise UsageError(f"the predictions have no votes for {symbol}")
-                part = predictions.xs(symbol, level="symbol")
+                part = by_symbol[symbol]
             elif len(bars) == 1:
                 part = predictions
             else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qt_backtest.data import gap_report, list_samples, load_sample, sample_dir
+from qt_backtest.data import gap_report, list_samples, load_sample, per_symbol, sample_dir
 from qt_backtest.hierarchy import HierarchyConfig, decision_rates, replay
 from qt_backtest.indicators import ARBITER_INPUT_COLUMNS, arbiter_inputs, streaming
 from qt_backtest.report.format import price, price_decimals
@@ -78,10 +78,8 @@ def _votes(
     """The sample's votes of one symbol, or freshly trained ones (cached; the neural slots
     take about ten minutes per symbol on 2 cores)."""
     if not retrain:
-        votes = read_predictions(sample_dir() / PREDICTIONS, models)
-        return votes.xs(symbol, level="symbol")[
-            [f"{model}_{part}" for model in models for part in ("action", "confidence")]
-        ]
+        votes = per_symbol(read_predictions(sample_dir() / PREDICTIONS, models))[symbol]
+        return votes[[f"{model}_{part}" for model in models for part in ("action", "confidence")]]
     splitter = WalkForward(step=720, train_window=8760, min_train=8760, purge=5, horizon=5)
     votes = pd.DataFrame(index=frame.index)
     for model in models:

@@ -24,7 +24,7 @@ from qt_backtest.backtest import (
     rollout_check,
     value_by,
 )
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.indicators import arbiter_inputs
 from qt_backtest.signals import read_predictions
 
@@ -40,9 +40,11 @@ def main() -> None:
     started = time.perf_counter()
     votes = read_predictions(sample_dir() / "sample-predictions.parquet")
     bars = {s: load_sample(f"{s}-1h") for s in SYMBOLS}
-    per_symbol = {s: votes.xs(s, level="symbol") for s in SYMBOLS}
+    by_symbol = {s: per_symbol(votes)[s].reindex(bars[s].index) for s in SYMBOLS}
     rules = PositionRules()
-    comparison = compare_modes(bars, per_symbol, arbiter_inputs(bars), rules)
+    comparison = compare_modes(
+        bars, {s: by_symbol[s] for s in SYMBOLS}, arbiter_inputs(bars), rules
+    )
     columns = [
         "total_return",
         "cagr",
@@ -61,8 +63,14 @@ def main() -> None:
     print(rollout_check(comparison).round(3).to_string())
     for symbol in SYMBOLS:
         decisions = comparison.decisions[symbol, "meta_arbiter"]
+        window = comparison.bars[symbol]  # the bars every run was scored on
         values = override_values(
-            bars[symbol], decisions, rules, votes=per_symbol[symbol], limit=args.limit
+            window,
+            decisions,
+            rules,
+            votes=by_symbol[symbol].reindex(window.index),
+            limit=args.limit,
+            actual=comparison.results[symbol, "meta_arbiter"],
         )
         print(
             f"\n{symbol}: {len(values):,} overrides, total value {values['value'].sum():,.0f}, "

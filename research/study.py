@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest.backtest import PositionRules, compare_modes, rollout_check
-from qt_backtest.data import load_ohlcv, sample_dir
+from qt_backtest.data import load_ohlcv, per_symbol, sample_dir
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
 from qt_backtest.inference import VerdictSettings, layer_verdicts
@@ -82,7 +82,7 @@ VERDICT = VerdictSettings()
 def load_votes(symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
     if symbol in SAMPLE_VOTES:
         sample = read_predictions(sample_dir() / "sample-predictions.parquet")
-        return sample.xs(symbol, level="symbol").reindex(bars.index)
+        return per_symbol(sample)[symbol].reindex(bars.index)
     votes = pd.DataFrame(index=bars.index)
     for model in MODELS:
         started = time.perf_counter()

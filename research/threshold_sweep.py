@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
 from qt_backtest.signals import read_predictions
 from qt_backtest.sweep import Grid, rank_rows, sweep
@@ -43,12 +43,12 @@ def main() -> None:
     started = time.perf_counter()
     votes = read_predictions(sample_dir() / "sample-predictions.parquet")
     bars = {s: load_sample(f"{s}-1h") for s in SYMBOLS}
-    per_symbol = {s: votes.xs(s, level="symbol").reindex(bars[s].index) for s in SYMBOLS}
+    by_symbol = {s: per_symbol(votes)[s].reindex(bars[s].index) for s in SYMBOLS}
     inputs = arbiter_inputs(bars, ArbiterInputConfig(macd_scale=args.macd_scale))
     grid = Grid.product(GRID)
     result = sweep(
         bars,
-        per_symbol,
+        by_symbol,
         inputs,
         grid,
         modes=["meta", "meta_arbiter"],

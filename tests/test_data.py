@@ -470,3 +470,23 @@ def test_a_huge_field_gives_a_short_error(tmp_path):
     with pytest.raises(DataValidationError) as caught:
         load_ohlcv(path)
     assert len(str(caught.value)) < 400 and "characters]" in str(caught.value)
+
+
+def test_per_symbol_splits_stacked_frames_in_order():
+    from qt_backtest.data import per_symbol
+
+    index = pd.MultiIndex.from_tuples(
+        [
+            ("ETHUSDT", pd.Timestamp("2024-01-01", tz="UTC")),
+            ("BTCUSDT", pd.Timestamp("2024-01-01", tz="UTC")),
+            ("ETHUSDT", pd.Timestamp("2024-01-02", tz="UTC")),
+        ],
+        names=["symbol", "timestamp"],
+    )
+    frame = pd.DataFrame({"xgb_confidence": [0.5, 0.6, 0.7]}, index=index)
+    parts = per_symbol(frame)
+    assert list(parts) == ["ETHUSDT", "BTCUSDT"]
+    assert parts["ETHUSDT"]["xgb_confidence"].tolist() == [0.5, 0.7]
+    assert parts["BTCUSDT"].index.names == ["timestamp"]
+    with pytest.raises(ValueError, match="no 'symbol' index level.*'timestamp'"):
+        per_symbol(parts["ETHUSDT"])

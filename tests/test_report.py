@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.report import load_study, render_report, run_study, write_report
 from qt_backtest.report.build import render_page
 from qt_backtest.report.format import duration, integer, number, percent, signed_percent, table
@@ -46,10 +46,10 @@ CHROMIUM_FLAGS = (
 def study():
     votes = read_predictions(sample_dir() / "sample-predictions.parquet")
     bars = {s: load_sample(f"{s}-1h").iloc[-3000:] for s in ("BTCUSDT", "ETHUSDT")}
-    per_symbol = {s: votes.xs(s, level="symbol").reindex(bars[s].index) for s in bars}
+    by_symbol = {s: frame.reindex(bars[s].index) for s, frame in per_symbol(votes).items()}
     return run_study(
         bars,
-        per_symbol,
+        by_symbol,
         override_limit=15,
         sweep_grid={
             "arbiter.arbiter_threshold": [0.6, 0.7, 0.8],

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qt_backtest.backtest import compare_modes
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.indicators import arbiter_inputs
 from qt_backtest.inference.returns import period_returns
 from qt_backtest.inference.verdict import (
@@ -105,7 +105,7 @@ def comparison():
     window = slice(-6000, None)
     bars = {s: load_sample(f"{s}-1h").iloc[window] for s in SYMBOLS}
     return compare_modes(
-        bars, {s: votes.xs(s, level="symbol").iloc[window] for s in SYMBOLS}, arbiter_inputs(bars)
+        bars, {s: per_symbol(votes)[s].iloc[window] for s in SYMBOLS}, arbiter_inputs(bars)
     )
 
 

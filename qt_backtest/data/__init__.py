@@ -20,6 +20,7 @@ from qt_backtest.data.loaders import (
     load_many,
     load_ohlcv,
     parse_timestamps,
+    per_symbol,
     symbol_from_name,
     to_wide,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "load_sample",
     "parse_interval",
     "parse_timestamps",
+    "per_symbol",
     "resample_ohlcv",
     "sample_dir",
     "symbol_from_name",

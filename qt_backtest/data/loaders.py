@@ -82,6 +82,21 @@ def frame_symbol(frame: pd.DataFrame) -> str:
     return UNNAMED_SYMBOL
 
 
+def per_symbol(frame: pd.DataFrame, level: str = "symbol") -> dict[str, pd.DataFrame]:
+    """Split a frame stacked by ``(symbol, timestamp)`` rows (a prediction store, say) into
+    one frame per symbol, indexed by timestamp alone, in the order the symbols first appear.
+
+    Raises ValueError naming the index levels when ``frame`` has no ``level``."""
+    index = frame.index
+    if not isinstance(index, pd.MultiIndex) or level not in index.names:
+        raise ValueError(
+            f"the frame has no {level!r} index level to split by (index levels: "
+            f"{list(index.names)})"
+        )
+    symbols = index.get_level_values(level)
+    return {str(symbol): frame.xs(symbol, level=level) for symbol in symbols.unique()}
+
+
 def _epoch_to_index(values: np.ndarray, source: str, lines: np.ndarray) -> pd.DatetimeIndex:
     magnitude = np.abs(values.astype(np.float64))
     unit_class = np.searchsorted([limit for _, limit in _EPOCH_UNITS], magnitude, side="right")

@@ -14,7 +14,7 @@ from qt_backtest.backtest.attribution import (
     pnl_by_layer,
     value_by,
 )
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.hierarchy import HierarchyConfig, replay
 from qt_backtest.indicators import arbiter_inputs
 from qt_backtest.signals import read_predictions
@@ -23,11 +23,9 @@ from qt_backtest.signals import read_predictions
 @pytest.fixture(scope="module")
 def run():
     bars = load_sample("ETHUSDT-1h").iloc[-3000:]
-    votes = (
-        read_predictions(sample_dir() / "sample-predictions.parquet")
-        .xs("ETHUSDT", level="symbol")
-        .iloc[-3000:]
-    )
+    votes = per_symbol(read_predictions(sample_dir() / "sample-predictions.parquet"))[
+        "ETHUSDT"
+    ].iloc[-3000:]
     decisions = replay(votes, arbiter_inputs(bars), HierarchyConfig())
     return bars, votes, decisions
 

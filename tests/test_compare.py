@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from qt_backtest.backtest import RUNS, compare_modes, rollout_check, simulate
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.hierarchy import decision_rates
 from qt_backtest.indicators import arbiter_inputs
 from qt_backtest.signals import read_predictions
@@ -21,7 +21,7 @@ def comparison():
     bars = {s: load_sample(f"{s}-1h").iloc[window] for s in SYMBOLS}
     return compare_modes(
         bars,
-        {s: votes.xs(s, level="symbol").iloc[window] for s in SYMBOLS},
+        {s: per_symbol(votes)[s].iloc[window] for s in SYMBOLS},
         arbiter_inputs(bars),
     ), bars
 
@@ -92,7 +92,7 @@ def test_every_run_is_scored_on_the_window_of_the_votes():
     # votes start at bar 300: no run may trade before it, buy-and-hold included
     bars = load_sample("BTCUSDT-1h").iloc[-1500:]
     votes = read_predictions(sample_dir() / "sample-predictions.parquet")
-    votes = votes.xs("BTCUSDT", level="symbol").reindex(bars.index)
+    votes = per_symbol(votes)["BTCUSDT"].reindex(bars.index)
     assert votes.notna().all().all()
     late = votes.copy()
     late.iloc[:300] = None

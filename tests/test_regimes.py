@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.indicators import arbiter_inputs
 from qt_backtest.inference.regimes import REGIMES, regime_labels, value_by_regime
 from qt_backtest.signals import read_predictions
@@ -101,7 +101,7 @@ def eth():
     bars = load_sample("ETHUSDT-1h").iloc[-4000:]
     return (
         {"ETHUSDT": bars},
-        {"ETHUSDT": votes.xs("ETHUSDT", level="symbol").reindex(bars.index)},
+        {"ETHUSDT": per_symbol(votes)["ETHUSDT"].reindex(bars.index)},
         {"ETHUSDT": arbiter_inputs(bars)},
     )
 

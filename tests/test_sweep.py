@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sweep_fixtures import GRID_AXES, synthetic_market
 
 from qt_backtest.backtest import PositionRules, simulate
-from qt_backtest.data import load_sample, sample_dir
+from qt_backtest.data import load_sample, per_symbol, sample_dir
 from qt_backtest.hierarchy import (
     EnsembleConfig,
     HierarchyConfig,
@@ -65,7 +65,7 @@ def sample_market():
     votes = read_predictions(sample_dir() / "sample-predictions.parquet")
     bars = load_sample("ETHUSDT-1h").iloc[-1500:]
     inputs = arbiter_inputs(bars, ArbiterInputConfig(macd_scale="percent"))
-    return bars, votes.xs("ETHUSDT", level="symbol").iloc[-1500:], inputs
+    return bars, per_symbol(votes)["ETHUSDT"].iloc[-1500:], inputs
 
 
 @pytest.fixture(scope="module")

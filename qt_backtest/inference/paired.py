@@ -18,6 +18,7 @@ from qt_backtest.inference.nb import (
 )
 from qt_backtest.inference.resample import (
     check_draws,
+    check_probability,
     joint_block_length,
     stationary_indices,
 )
@@ -25,15 +26,6 @@ from qt_backtest.inference.resample import (
 #: Metrics compared, each from a run's period returns: annualised Sharpe ratio, annualised
 #: mean return, annualised Sortino ratio, maximum drawdown (a fraction, negative).
 METRICS = ("sharpe", "annual_mean", "sortino", "max_drawdown")
-
-
-def check_confidence(confidence: float) -> float:
-    """Validate a confidence level (a number in (0, 1))."""
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float | np.number):
-        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    return float(confidence)
 
 
 def metrics_from_statistics(statistics: np.ndarray, periods_per_year: float) -> np.ndarray:
@@ -153,7 +145,7 @@ def paired_bootstrap(
         ``low`` and ``high`` (interval bounds), ``standard_error`` (of the bootstrap
         differences), ``block_length``, ``draws``, ``confidence``.
     """
-    confidence = check_confidence(confidence)
+    confidence = check_probability(confidence, "confidence")
     draws = check_draws(draws)
     values, later, earlier = paired_columns(returns, pairs)
     if block_length is None:

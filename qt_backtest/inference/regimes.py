@@ -15,13 +15,12 @@ import pandas as pd
 from numba import njit, prange
 
 from qt_backtest.inference.paired import (
-    check_confidence,
     paired_columns,
     percentile_interval,
     usable_block_length,
 )
-from qt_backtest.inference.resample import check_draws, stationary_indices
-from qt_backtest.inference.returns import check_period
+from qt_backtest.inference.resample import check_draws, check_probability, stationary_indices
+from qt_backtest.inference.returns import check_period, check_time_index
 
 #: Regime families and their labels, in order.
 REGIMES = {
@@ -31,10 +30,7 @@ REGIMES = {
 
 
 def _trailing_log_returns(close: pd.Series, period: str) -> pd.Series:
-    if not isinstance(close.index, pd.DatetimeIndex):
-        raise ValueError("close prices must be indexed by timestamps")
-    if not close.index.is_monotonic_increasing or close.index.has_duplicates:
-        raise ValueError("close timestamps must be increasing without duplicates")
+    check_time_index(close.index, "close")
     values = close.to_numpy(dtype=float)
     if not (np.isfinite(values).all() and (values > 0).all()):
         raise ValueError("close prices must be finite and positive")
@@ -161,7 +157,7 @@ def value_by_regime(
         Index (later, earlier, family, regime, metric) with metric ``annual_mean`` and
         ``sharpe``: ``estimate``, ``low``, ``high``, ``periods`` (in the regime).
     """
-    confidence = check_confidence(confidence)
+    confidence = check_probability(confidence, "confidence")
     draws = check_draws(draws)
     values, later, earlier = paired_columns(returns, pairs)
     absent = returns.index.difference(labels.index)

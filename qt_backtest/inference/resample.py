@@ -27,6 +27,15 @@ def check_draws(draws: int) -> int:
     return int(draws)
 
 
+def check_probability(value: float, name: str) -> float:
+    """Validate a probability-like setting (confidence, level, power): a number in (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return float(value)
+
+
 def check_block_length(block_length: float, n: int) -> float:
     """Validate a mean block length: a number in [1, n]."""
     if isinstance(block_length, bool) or not isinstance(block_length, int | float | np.number):

@@ -27,6 +27,14 @@ def check_period(period: str | pd.Timedelta) -> pd.Timedelta:
     return length
 
 
+def check_time_index(index: pd.Index, what: str) -> None:
+    """Raise ValueError unless ``index`` holds timestamps, increasing, without duplicates."""
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError(f"{what} must be indexed by timestamps")
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        raise ValueError(f"{what} timestamps must be increasing without duplicates")
+
+
 def period_returns(
     value: pd.Series | pd.DataFrame, init_cash: float, period: str | pd.Timedelta = "1D"
 ) -> pd.Series | pd.DataFrame:
@@ -53,10 +61,7 @@ def period_returns(
         raise ValueError(f"init_cash must be positive, got {init_cash!r}")
     if len(value) == 0:
         raise ValueError("period returns need at least one bar of equity")
-    if not isinstance(value.index, pd.DatetimeIndex):
-        raise ValueError("equity must be indexed by timestamps")
-    if not value.index.is_monotonic_increasing or value.index.has_duplicates:
-        raise ValueError("equity timestamps must be increasing without duplicates")
+    check_time_index(value.index, "equity")
     frame = value.to_frame() if isinstance(value, pd.Series) else value
     if frame.isna().to_numpy().any():
         raise ValueError("equity must not hold NaN")

@@ -28,6 +28,7 @@ from qt_backtest.inference.nb import (
 )
 from qt_backtest.inference.resample import (
     check_draws,
+    check_probability,
     circular_starts,
     joint_block_length,
 )
@@ -270,14 +271,6 @@ def bootstrap_sharpe_difference_test(
     )
 
 
-def _check_probability(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return float(value)
-
-
 def sharpe_spread(sharpe: float, skewness: float, kurtosis: float) -> float:
     """Variance of ``sqrt(n)`` times an estimated per-period Sharpe ratio for returns with
     this skewness and raw kurtosis (Mertens, 2002): ``1 - g3 SR + (g4 - 1) / 4 SR^2``."""
@@ -312,7 +305,7 @@ def min_track_record_length(
     ``g4`` the raw kurtosis (3 for normal returns) and ``z`` the normal quantile at
     ``confidence``. Sharpe ratios per period; the result counts periods, and is infinite when
     the Sharpe ratio does not exceed the benchmark."""
-    confidence = _check_probability(confidence, "confidence")
+    confidence = check_probability(confidence, "confidence")
     if not sharpe > benchmark:
         return math.inf
     z = stats.norm.ppf(confidence)
@@ -365,8 +358,8 @@ def rollout_power(
     ``n = variance (z_(1-alpha) + z_power)^2 / drop^2`` with the drop per period and
     ``variance`` that of ``sqrt(n)`` times the paired Sharpe difference
     (:attr:`SharpeTest.variance`, estimated on history)."""
-    alpha = _check_probability(alpha, "alpha")
-    power = _check_probability(power, "power")
+    alpha = check_probability(alpha, "alpha")
+    power = check_probability(power, "power")
     if not annual_drop > 0:
         raise ValueError(f"annual_drop must be positive, got {annual_drop!r}")
     if not periods_per_year > 0:

@@ -22,9 +22,9 @@ from scipy import stats
 from qt_backtest.backtest.compare import AGGREGATE, HIERARCHY_RUNS, Comparison, aggregate_value
 from qt_backtest.data.interval import infer_interval
 from qt_backtest.inference.multiple import model_confidence_set
-from qt_backtest.inference.paired import check_confidence, paired_bootstrap
+from qt_backtest.inference.paired import paired_bootstrap
 from qt_backtest.inference.regimes import regime_labels, value_by_regime
-from qt_backtest.inference.resample import check_block_length, check_draws
+from qt_backtest.inference.resample import check_block_length, check_draws, check_probability
 from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
 from qt_backtest.inference.sharpe import (
     bootstrap_sharpe_difference_test,
@@ -88,7 +88,7 @@ class VerdictSettings:
     alpha: float = 0.05
 
     def __post_init__(self) -> None:
-        check_confidence(self.confidence)
+        check_probability(self.confidence, "confidence")
         check_draws(self.draws)
         if self.block_length is not None:
             check_block_length(self.block_length, 10**9)
@@ -103,10 +103,8 @@ class VerdictSettings:
         ):
             raise ValueError(f"drops must be positive annualised Sharpe drops, got {self.drops!r}")
         object.__setattr__(self, "drops", tuple(float(d) for d in drops))
-        for name in ("power", "alpha"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-                raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        check_probability(self.power, "power")
+        check_probability(self.alpha, "alpha")
 
 
 @dataclass

@@ -7,7 +7,7 @@ Example::
 
     [data]
     samples = ["BTCUSDT-1h", "ETHUSDT-1h"]   # bundled sample names, and/or
-    files = ["../shared/data/SOLUSDT-1h.csv.gz"]
+    files = ["/data/SOLUSDT-1h.csv.gz"]       # paths of OHLCV files
     start = "2024-01-01"                      # optional window (UTC)
 
     [predictions]

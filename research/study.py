@@ -6,7 +6,9 @@ BNB at 1h the tree slots (xgb, lgbm) with the same walk-forward scheme (monthly 
 one-year window, purged by the 5-bar label horizon), trained here and cached in
 ``.cache/predictions``; at 5m the tree slots on BTC and ETH with every span re-expressed in
 time (features over the same hours, a 5-hour label horizon of 60 bars, monthly retraining on
-half a year: the 5m files hold about 14 months). Bars from ``../shared/data``.
+half a year: the 5m files hold about 14 months). Bars from the full market data files
+(``data/PROVENANCE.md`` and ``tests/data/PROVENANCE.md`` name their sources; the checkout holds
+only BTC and ETH at 1h in full).
 
 What it does:
 
@@ -22,7 +24,8 @@ What it does:
 3. the same verdicts at 5m;
 4. findings written from those numbers, at the top of ``reports/study.html``.
 
-Run: ``python research/study.py [--data ../shared/data] [--out reports/study.html]``.
+Run: ``python research/study.py --data FOLDER [--out reports/study.html]``, ``FOLDER`` holding
+``{BTC,ETH,SOL,BNB}USDT-1h.csv.gz`` and ``{BTC,ETH}USDT-5m.csv.gz``.
 """
 
 from __future__ import annotations
@@ -300,7 +303,7 @@ def findings(fidelities: pd.DataFrame, study, fives: pd.DataFrame) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+        "--data", required=True, help="folder with the full 1h and 5m market data files"
     )
     parser.add_argument("--out", default="reports/study.html")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Shared fixtures: real market data from ../shared/data and synthetic series."""
+"""Shared fixtures: real market data from the checkout (``data/``, ``tests/data/``) and synthetic series."""
 
 from __future__ import annotations
 
@@ -22,24 +22,27 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# the bundled sample first (whole files), then the test fixtures (slices, see their PROVENANCE)
+DATA_FOLDERS = (ROOT / "data", ROOT / "tests" / "data")
 
 
-def shared_file(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.exists():
-        raise FileNotFoundError(f"the tests need {path} (the shared market data folder)")
-    return path
+def data_file(name: str) -> Path:
+    """The market data file ``name`` from the checkout; nothing outside it is read."""
+    for folder in DATA_FOLDERS:
+        path = folder / name
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"no market data file {name!r} in {', '.join(map(str, DATA_FOLDERS))}")
 
 
 @pytest.fixture(scope="session")
 def btc_1h() -> pd.DataFrame:
-    return load_ohlcv(shared_file("BTCUSDT-1h.csv.gz"))
+    return load_ohlcv(data_file("BTCUSDT-1h.csv.gz"))
 
 
 @pytest.fixture(scope="session")
 def eth_5m() -> pd.DataFrame:
-    return load_ohlcv(shared_file("ETHUSDT-5m.csv.gz"))
+    return load_ohlcv(data_file("ETHUSDT-5m.csv.gz"))
 
 
 def random_walk_ohlcv(

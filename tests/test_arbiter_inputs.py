@@ -15,7 +15,7 @@ from qt_backtest.indicators import (
     ArbiterInputStream,
     arbiter_inputs,
 )
-from tests.conftest import random_walk_ohlcv, shared_file
+from tests.conftest import data_file, random_walk_ohlcv
 from tests.test_indicators_oracle import assert_matches
 
 
@@ -56,7 +56,7 @@ def test_momentum_lag_follows_the_bar_interval(eth_5m):
 
 
 def test_daily_bars_need_an_explicit_horizon():
-    daily = load_ohlcv(shared_file("GOOG-1d.csv.gz"))
+    daily = load_ohlcv(data_file("GOOG-1d.csv.gz"))
     with pytest.raises(ValueError, match="not a whole number of 1d bars"):
         arbiter_inputs(daily)
     inputs = arbiter_inputs(daily, ArbiterInputConfig(momentum_horizon="1d"), interval="1d")
@@ -78,7 +78,7 @@ def test_percent_macd_scale(btc_1h):
 
 
 def test_several_symbols_are_computed_separately(btc_1h):
-    eth = load_ohlcv(shared_file("ETHUSDT-1h.csv.gz"))
+    eth = load_ohlcv(data_file("ETHUSDT-1h.csv.gz"))
     frames = {"BTCUSDT": btc_1h.iloc[:2000], "ETHUSDT": eth.iloc[500:2500]}
     per_symbol = arbiter_inputs(frames)
     for symbol, frame in frames.items():

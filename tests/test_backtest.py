@@ -9,7 +9,7 @@ import pytest
 
 from qt_backtest.backtest import PositionRules, periods_per_year, simulate, target_exposure
 from qt_backtest.data import load_ohlcv, load_sample
-from tests.conftest import random_walk_ohlcv, shared_file
+from tests.conftest import data_file, random_walk_ohlcv
 
 
 def frame_of(open_, close, freq="1h"):
@@ -116,7 +116,7 @@ def test_metrics_equal_vectorbt_statistics_on_real_data():
     [("BTCUSDT-1h.csv.gz", 8760), ("ETHUSDT-5m.csv.gz", 105_120), ("GOOG-1d.csv.gz", 252)],
 )
 def test_annualisation_follows_the_bar_interval(name, per_year):
-    bars = load_ohlcv(shared_file(name)).iloc[:3000]
+    bars = load_ohlcv(data_file(name)).iloc[:3000]
     assert periods_per_year(bars.index) == per_year
     rng = np.random.default_rng(1)
     decisions = pd.Series(rng.choice(["BUY", "SELL", "HOLD"], len(bars)), index=bars.index)

@@ -23,18 +23,18 @@ from qt_backtest.data import (
     resample_ohlcv,
     validate_ohlcv,
 )
-from tests.conftest import shared_file
+from tests.conftest import data_file
 
-# rows, gaps, missing bars -- as documented with the shared data
-SHARED_FILES = {
+# rows, gaps, missing bars -- as documented in data/PROVENANCE.md and tests/data/PROVENANCE.md
+DATA_FILES = {
     "BTCUSDT-1h.csv.gz": (73_265, 27, 122),
     "ETHUSDT-1h.csv.gz": (73_265, 27, 122),
-    "SOLUSDT-1h.csv.gz": (50_489, 10, 20),
-    "BNBUSDT-1h.csv.gz": (43_803, 10, 20),
-    "BTCUSDT-5m.csv.gz": (119_784, 0, 0),
-    "ETHUSDT-5m.csv.gz": (119_752, 0, 0),
-    "SOLUSDT-5m.csv.gz": (119_795, 0, 0),
-    "BNBUSDT-5m.csv.gz": (119_795, 0, 0),
+    "SOLUSDT-1h.csv.gz": (834, 0, 0),
+    "BNBUSDT-1h.csv.gz": (834, 0, 0),
+    "BTCUSDT-5m.csv.gz": (10_000, 0, 0),
+    "ETHUSDT-5m.csv.gz": (10_000, 0, 0),
+    "SOLUSDT-5m.csv.gz": (10_000, 0, 0),
+    "BNBUSDT-5m.csv.gz": (10_000, 0, 0),
 }
 
 HEADER = "timestamp,open,high,low,close,volume\n"
@@ -64,10 +64,10 @@ def with_row(index, text):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(SHARED_FILES))
-def test_shared_files_load_with_documented_gaps(name):
-    rows, gap_count, missing = SHARED_FILES[name]
-    frame = load_ohlcv(shared_file(name))
+@pytest.mark.parametrize("name", list(DATA_FILES))
+def test_data_files_load_with_documented_gaps(name):
+    rows, gap_count, missing = DATA_FILES[name]
+    frame = load_ohlcv(data_file(name))
     assert len(frame) == rows
     assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
     assert str(frame.index.tz) == "UTC" and frame.index.name == "timestamp"
@@ -88,12 +88,12 @@ def test_largest_btc_gap_is_the_february_2018_outage(btc_1h):
 def test_known_bar_and_exact_round_trip(btc_1h):
     bar = btc_1h.loc[pd.Timestamp("2021-01-01T00:00Z")]
     assert tuple(bar) == (28923.63, 29031.34, 28690.17, 28995.13, 2311.811445)
-    plain = pd.read_csv(shared_file("BTCUSDT-1h.csv.gz"), parse_dates=["timestamp"])
+    plain = pd.read_csv(data_file("BTCUSDT-1h.csv.gz"), parse_dates=["timestamp"])
     assert np.array_equal(plain["close"].to_numpy(), btc_1h["close"].to_numpy())
 
 
 def test_equity_daily_bars_use_a_weekday_calendar():
-    frame = load_ohlcv(shared_file("GOOG-1d.csv.gz"))
+    frame = load_ohlcv(data_file("GOOG-1d.csv.gz"))
     report = gap_report(frame)
     assert report.calendar == "weekdays" and frame.attrs["interval"] == "1d"
     # weekends are not gaps; market holidays are (each a single missing weekday, at most 2)
@@ -111,13 +111,13 @@ def test_bundled_sample():
 
 @pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"])
 def test_resampling_5m_reproduces_the_1h_files(symbol):
-    five = load_ohlcv(shared_file(f"{symbol}-5m.csv.gz"))
-    hourly = load_ohlcv(shared_file(f"{symbol}-1h.csv.gz"))
+    five = load_ohlcv(data_file(f"{symbol}-5m.csv.gz"))
+    hourly = load_ohlcv(data_file(f"{symbol}-1h.csv.gz"))
     resampled = resample_ohlcv(five, "1h")
     common = resampled.index.intersection(hourly.index)
     # every complete hour of the 5m file inside the 1h file's range is in the 1h file
     in_range = resampled.index[resampled.index <= hourly.index[-1]]
-    assert len(common) == len(in_range) > 6_000
+    assert len(common) == len(in_range) > 800
     for column in ("open", "high", "low", "close"):
         assert np.array_equal(resampled.loc[common, column], hourly.loc[common, column]), column
     np.testing.assert_allclose(
@@ -229,7 +229,7 @@ def test_gzip_csv_time_zones_and_case(tmp_path):
 
 
 def test_several_symbols(tmp_path, btc_1h):
-    eth = load_ohlcv(shared_file("ETHUSDT-1h.csv.gz"))
+    eth = load_ohlcv(data_file("ETHUSDT-1h.csv.gz"))
     btc_path = tmp_path / "BTCUSDT-1h.parquet"
     eth_path = tmp_path / "ETHUSDT-1h.parquet"
     btc_1h.iloc[:100].to_parquet(btc_path)
@@ -251,7 +251,7 @@ def test_several_symbols(tmp_path, btc_1h):
 
 
 def test_gap_policies(btc_1h):
-    path = shared_file("BTCUSDT-1h.csv.gz")
+    path = data_file("BTCUSDT-1h.csv.gz")
     with pytest.raises(DataValidationError, match="27 gap.*122 missing.*gaps='fill'"):
         load_ohlcv(path, gaps="raise")
     filled = load_ohlcv(path, gaps="fill")

@@ -49,7 +49,7 @@ def _data_summary(name: str, frame: pd.DataFrame) -> list[str]:
 def _indicator_summary(inputs: pd.DataFrame) -> list[str]:
     table = inputs.describe(percentiles=[0.05, 0.5, 0.95]).T[["mean", "5%", "50%", "95%"]]
     last = inputs.iloc[-1]
-    lines = ["  Arbiter inputs (SPEC §6), distribution over all bars and the latest bar:"]
+    lines = ["  Arbiter inputs (I-ARB-1), distribution over all bars and the latest bar:"]
     lines.append(f"    {'input':<13}{'mean':>12}{'5%':>12}{'median':>12}{'95%':>12}{'latest':>12}")
     for column in ARBITER_INPUT_COLUMNS:
         row = table.loc[column]

@@ -1,7 +1,8 @@
-"""Configuration of the decision hierarchy (SPEC §1-4, §7): frozen, validated dataclasses.
+"""Configuration of the decision hierarchy (docs/hierarchy.md): frozen, validated dataclasses.
 
-Every number of the specification is a named field here, with the specification's value as its
-default and nowhere else. Construction validates ranges and says what a parameter means.
+Every number of the rules is a named field here, with the rule's value as its default and
+nowhere else (the parameter tables of docs/hierarchy.md list them). Construction validates
+ranges and says what a parameter means.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _weight_pairs(
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """Layer 1, the weighted vote of the base models (SPEC §1).
+    """Layer 1, the weighted vote of the base models (H-ENS-1 to H-ENS-5).
 
     Parameters
     ----------
@@ -174,7 +175,7 @@ class EnsembleConfig:
 
 @dataclass(frozen=True)
 class MetaConfig:
-    """Layer 2, the Meta-V2 policy that defers or escalates (SPEC §2).
+    """Layer 2, the Meta-V2 policy that defers or escalates (H-META-1 to H-META-12).
 
     Parameters
     ----------
@@ -230,7 +231,8 @@ class MetaConfig:
 
 @dataclass(frozen=True)
 class ArbiterConfig:
-    """Layer 3, the technical Arbiter called on escalation (SPEC §3).
+    """Layer 3, the technical Arbiter called on escalation (H-ARB-1 to H-ARB-12) and its gate
+    (H-GATE-1 to H-GATE-3).
 
     Parameters
     ----------
@@ -270,9 +272,9 @@ class ArbiterConfig:
     neutral_momentum : float
         Values used for a missing indicator (50, 0, 0, 0.5, 1.0, 0.0).
     arbiter_may_open : bool
-        With False the Arbiter cannot turn a base HOLD into a trade (SPEC §7.5).
+        With False the Arbiter cannot turn a base HOLD into a trade (H-GATE-3, H-FID-5).
     wiring : {"designed", "deployed"}
-        ``"deployed"`` reproduces the live glue that breaks the Arbiter's analysis (SPEC §7).
+        ``"deployed"`` reproduces the live glue that breaks the Arbiter's analysis (H-WIRE-1).
     """
 
     arbiter_threshold: float = 0.70
@@ -388,7 +390,7 @@ class ArbiterConfig:
 
 @dataclass(frozen=True)
 class HierarchyConfig:
-    """The whole hierarchy (SPEC §4, §7).
+    """The whole hierarchy (H-MODE-1 to H-MODE-3, H-FID-1 to H-FID-7).
 
     Parameters
     ----------
@@ -397,7 +399,7 @@ class HierarchyConfig:
         Meta and Arbiter on (the default, the full design).
     fidelity : {"production", "intended"}
         ``"production"`` reproduces the live engine, quirks included; ``"intended"`` applies
-        the fixes of SPEC §7.
+        the fixes of H-FID-1 to H-FID-7.
     min_trade_confidence : float or None
         Live risk governor: a final BUY/SELL below this confidence becomes HOLD (0.65);
         None disables it.

@@ -1,4 +1,4 @@
-"""The Arbiter's indicator inputs (SPEC §6) computed from OHLCV bars."""
+"""The Arbiter's indicator inputs (I-ARB-1 to I-ARB-3, I-MOM-1) computed from OHLCV bars."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ARBITER_INPUT_COLUMNS = ("rsi", "macd", "macd_signal", "bb_position", "volume_tr
 
 @dataclass(frozen=True)
 class ArbiterInputConfig:
-    """How the Arbiter's inputs are computed; defaults are the live engine's (SPEC §6).
+    """How the Arbiter's inputs are computed; defaults are the live engine's (I-ARB-1).
 
     Parameters
     ----------

@@ -246,7 +246,7 @@ def _rollout(study: StudyResult) -> list[str]:
     shown["result"] = [_badge(passes) for passes in frame["passes"]]
     passed = int(frame["passes"].sum())
     return [
-        f"<p>The rollout plan's targets (SPEC §5) and no Sharpe loss against ensemble-only: "
+        f"<p>The rollout plan's targets (H-ROLL-8) and no Sharpe loss against ensemble-only: "
         f"{passed} of {len(frame)} criteria pass.</p>",
         table(
             shown,

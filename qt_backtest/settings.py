@@ -52,6 +52,7 @@ import pandas as pd
 
 from qt_backtest.backtest import PositionRules
 from qt_backtest.data.gaps import GAP_POLICIES
+from qt_backtest.errors import SettingsError
 from qt_backtest.hierarchy import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
 from qt_backtest.indicators import ArbiterInputConfig
 from qt_backtest.inference.verdict import VerdictSettings
@@ -114,10 +115,6 @@ def none_words(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() in ("none", "off"):
         return None
     return value
-
-
-class SettingsError(ValueError):
-    """A settings file that cannot be used (the message names the file and the problem)."""
 
 
 @dataclass

@@ -384,6 +384,8 @@ def documented_sections() -> list[tuple[str, type, str]]:
     from qt_backtest.hierarchy.rates import RateTargets
     from qt_backtest.indicators.arbiter_inputs import ArbiterInputConfig
     from qt_backtest.inference.verdict import VerdictSettings
+    from qt_backtest.signals.features import FeatureConfig
+    from qt_backtest.signals.neural import NeuralConfig
     from qt_backtest.signals.walkforward import WalkForward
 
     return [
@@ -396,6 +398,8 @@ def documented_sections() -> list[tuple[str, type, str]]:
         ("verdict", VerdictSettings, "How the layers' verdicts are reached"),
         # [predictions.walk_forward] also takes durations, and has defaults of its own
         ("", WalkForward, "Walk-forward training, in bars"),
+        ("", FeatureConfig, "The base models' input features"),
+        ("", NeuralConfig, "The neural model slots"),
         ("", RateTargets, "Target bands of the rollout rates, set in code"),
     ]
 

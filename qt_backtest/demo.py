@@ -49,7 +49,7 @@ def _data_summary(name: str, frame: pd.DataFrame) -> list[str]:
 def _indicator_summary(inputs: pd.DataFrame) -> list[str]:
     table = inputs.describe(percentiles=[0.05, 0.5, 0.95]).T[["mean", "5%", "50%", "95%"]]
     last = inputs.iloc[-1]
-    lines = ["  Arbiter inputs (SPEC §6), distribution over all bars and the latest bar:"]
+    lines = ["  Arbiter inputs (I-ARB-1), distribution over all bars and the latest bar:"]
     lines.append(f"    {'input':<13}{'mean':>12}{'5%':>12}{'median':>12}{'95%':>12}{'latest':>12}")
     for column in ARBITER_INPUT_COLUMNS:
         row = table.loc[column]
@@ -142,11 +142,13 @@ def _report(out: Path, retrain: bool, override_limit: int) -> list[str]:
         ],
     )
     path = write_report(study, out)
+    swept = study.sweep
+    assert swept is not None  # the demo always sweeps
     table = study.table.xs("equal_weight", level="symbol")
     lines = [
         f"report: {len(bars)} symbols, three rollout stages + Arbiter-only and buy-and-hold, "
         f"{len(study.overrides):,} overrides valued, "
-        f"{study.sweep.frame['combination'].nunique():,} sweep combinations per symbol "
+        f"{swept.frame['combination'].nunique():,} sweep combinations per symbol "
         f"({time.perf_counter() - started:.1f} s)"
     ]
     for run, row in table.iterrows():
@@ -159,7 +161,7 @@ def _report(out: Path, retrain: bool, override_limit: int) -> list[str]:
         tests["later"].eq("meta_arbiter") & tests["earlier"].isin(["meta", "buy_and_hold"])
     ]
     lines.extend(f"  verdict: {sentence}" for sentence in shown["sentence"])
-    for _, row in study.sweep.overfitting.iterrows():
+    for _, row in swept.overfitting.iterrows():
         lines.append(
             f"  {row['symbol']} sweep: PBO {row['pbo']:.0%}, deflated Sharpe of the best "
             f"{row['deflated_sharpe']:.0%}"

@@ -1,5 +1,5 @@
 """TOML settings files for the command line: data, predictions, hierarchy, indicators, rules,
-verdict, report and sweep, with the specification's defaults for everything left out.
+verdict, report and sweep, with the documented defaults (docs/) for everything left out.
 
 Example::
 

@@ -13,9 +13,9 @@ only BTC and ETH at 1h in full).
 What it does:
 
 1. the rollout stages (ensemble, meta, meta_arbiter, the Arbiter alone, buy-and-hold) under
-   both fidelities (``production``: the live engine's behaviour; ``intended``: the fixes of
-   SPEC §7) and both MACD units (price, percent of price), next-bar-open execution, 0.04 %
-   fees a side, each with its verdict (paired bootstrap interval and HAC p-value of the
+   both fidelities (``production``: the live engine's behaviour; ``intended``: the fixes
+   H-FID-1 to H-FID-7) and both MACD units (price, percent of price), next-bar-open execution,
+   0.04 % fees a side, each with its verdict (paired bootstrap interval and HAC p-value of the
    Sharpe difference of the full hierarchy against ensemble-only);
 2. the study at 1h (production, live thresholds): verdicts per transition and symbol, the
    Model Confidence Set, track records, rollout power, value per regime, break-even fees, the
@@ -340,7 +340,7 @@ def main() -> None:
             "title": "Fidelity and MACD units",
             "blocks": [
                 "<p>Every stage with the live engine's quirks (production) and with the fixes "
-                "of SPEC §7 (intended), MACD in price units and in percent of price; the "
+                "H-FID-1 to H-FID-7 (intended), MACD in price units and in percent of price; the "
                 "verdict column is the full hierarchy against ensemble-only.</p>",
                 "<div class='scroll'>"
                 + table(

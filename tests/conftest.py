@@ -1,4 +1,4 @@
-"""Shared fixtures: real market data from the checkout (``data/``, ``tests/data/``) and synthetic series."""
+"""Shared fixtures: real market data from the checkout (data/, tests/data/), synthetic series."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 # Compiled kernels are cached inside the project; set before numba is first imported.
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
+# A relative setting is made absolute: tests that change the working directory must not start
+# a second, cold cache there.
+os.environ["NUMBA_CACHE_DIR"] = str(
+    Path(
+        os.environ.get("NUMBA_CACHE_DIR", Path(__file__).resolve().parents[1] / ".numba_cache")
+    ).resolve()
+)
 
 import numpy as np
 import pandas as pd
@@ -22,6 +28,61 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Tests left out of `make check` (the edit loop, `pytest -m "not slow"`); `make test` and CI run
+# everything. A module, or a test of a module (without its parameters), and why it is slow.
+SLOW_TESTS = {
+    "test_notebooks.py": "starts Jupyter kernels",
+    "test_neural.py": "trains PyTorch models",
+    "test_demo.py": "runs the demo end to end",
+    "test_report_safety.py": "renders reports of hostile inputs in headless Chromium",
+    "test_report.py::test_the_report_renders_in_headless_chromium": "headless Chromium",
+    "test_report.py::test_every_section_and_figure_is_in_the_page": "builds a full study",
+    "test_report.py::test_heatmaps_of_chosen_parameter_pairs": "builds a full study",
+    "test_report.py::test_a_saved_study_renders_the_same": "builds a full study",
+    "test_cli.py::test_run_writes_the_report_and_saves_the_study": "a full run and report",
+    "test_cli.py::test_sweep_writes_results_and_report": "a full sweep and report",
+    "test_cli.py::test_compare_sets_two_saved_studies_side_by_side": "two full runs",
+    "test_cli.py::test_run_trains_walk_forward_from_the_settings_file": "trains models",
+    "test_cli.py::test_run_names_model_slots_without_votes": "a full run",
+    "test_cli.py::test_predictions_shifted_by_a_bar_or_partial_are_warned_with_figures": (
+        "full runs"
+    ),
+    "test_cli.py::test_the_installed_entry_point_answers_help": "a fresh interpreter",
+    "test_sweep.py::test_dask_cluster_gives_the_local_results": "starts a Dask cluster",
+    "test_sweep.py::test_resume_after_a_killed_run_computes_only_the_missing_chunks": (
+        "kills a sweep in a subprocess"
+    ),
+    "test_ruin.py::test_sweep_rows_equal_single_runs_with_close_outs": "many simulations",
+    "test_livelog.py::test_parser_never_crashes_on_garbage": "a long fuzzing run",
+    "test_livelog.py::test_mutated_lines_never_raise_and_stay_fast": "a long fuzzing run",
+    "test_inference.py::test_paired_interval_covers_a_known_sharpe_difference": (
+        "a coverage simulation"
+    ),
+    "test_inference.py::test_bootstrap_test_holds_its_size_on_dependent_fat_tailed_returns": (
+        "a size simulation"
+    ),
+    "test_inference.py::test_hac_test_has_power_against_a_stated_difference": (
+        "a power simulation"
+    ),
+    "test_inference.py::test_rollout_power_gives_the_length_that_detects_the_drop_four_times_in_five": (
+        "a power simulation"
+    ),
+}
+# fixtures that make any test using them slow
+SLOW_FIXTURES = {"random_walk_1m": "a million bars"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.name
+        test = f"{module}::{item.originalname}"
+        reasons = [SLOW_TESTS.get(module), SLOW_TESTS.get(test)]
+        reasons += [SLOW_FIXTURES[name] for name in item.fixturenames if name in SLOW_FIXTURES]
+        if any(reasons):
+            item.add_marker(pytest.mark.slow(reason=next(filter(None, reasons))))
+
+
 # the bundled sample first (whole files), then the test fixtures (slices, see their PROVENANCE)
 DATA_FOLDERS = (ROOT / "data", ROOT / "tests" / "data")
 

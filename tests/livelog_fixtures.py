@@ -1,4 +1,4 @@
-"""Realistic live-engine journals, generated from the reference engine and the SPEC §9 formats:
+"""Realistic live-engine journals, generated from the reference engine and the H-LOG-2 formats:
 both ENSEMBLE forms, lines with and without the Python logging prefix, with and without emoji,
 tags with and without a space, interleaved symbols, other services' lines, garbage and
 truncated copies of real lines."""

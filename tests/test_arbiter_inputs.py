@@ -1,4 +1,5 @@
-"""The Arbiter's inputs (SPEC §6) and the no-lookahead property of every indicator."""
+"""The Arbiter's inputs (I-ARB-1 to I-ARB-3, I-MOM-1) and the no-lookahead property of every
+indicator (I-GEN-4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §5 rates: hand-counted cases, grouping, rolling windows."""
+"""Rollout rates (H-ROLL-2 to H-ROLL-7): hand-counted cases, grouping, rolling windows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Reference agents against the worked cases of SPEC §1-4 and §7."""
+"""Reference agents against the worked examples and rules of docs/hierarchy.md (X-ENS-1 to
+X-ARB-10; the fidelity fixes H-FID-1 to H-FID-7)."""
 
 from __future__ import annotations
 
@@ -103,11 +104,11 @@ def test_meta_fallback_accumulates_in_weight_table_order():
 
 
 def test_intended_fidelity_fixes():
-    # quirk 1: padding fabricates disagreement; intended Meta sees the two active models only
+    # H-FID-1: padding fabricates disagreement; intended Meta sees the two active models only
     bars = predictions("B.70 B.65")
     base = EnsembleVoter().vote(bars)
     assert MetaPolicy(fidelity="intended").decide(bars, base)["reason"] == "strong_consensus_buy"
-    # quirk 2: 3 BUY + 3 SELL of 8 models is a split in intended fidelity only
+    # H-FID-2: 3 BUY + 3 SELL of 8 models is a split in intended fidelity only
     models = tuple(f"m{i}" for i in range(8))
     config = EnsembleConfig(models=models, weights={m: 1.0 for m in models})
     meta = MetaConfig(weights=config.weights)
@@ -118,7 +119,7 @@ def test_intended_fidelity_fixes():
     base = EnsembleVoter(config).vote(bars)
     assert MetaPolicy(meta, models).decide(bars, base)["reason"] == "high_disagreement"
     assert MetaPolicy(meta, models, "intended").decide(bars, base)["reason"] == "split_vote"
-    # quirk 3: rule 4 uses the ensemble confidence in intended fidelity
+    # H-FID-3: rule 4 uses the ensemble confidence in intended fidelity
     bars = predictions("B.9 B.9 S.9", THREE.models)
     three_meta = MetaConfig(weights=THREE.weights, low_confidence_threshold=0.6)
     base = EnsembleVoter(THREE).vote(bars)
@@ -153,9 +154,9 @@ def test_arbiter_missing_and_nan_indicators_are_neutral():
 
 
 def test_arbiter_intended_fixes():
-    # quirk 7: volume with d = 0 does not vote in intended fidelity
+    # H-FID-7: volume with d = 0 does not vote in intended fidelity
     assert Arbiter(fidelity="intended").analyze({"volume_trend": 2.0})["score"] == 0.0
-    # quirk 4: intended HOLD confidence stays within [0.5, 0.7]
+    # H-FID-4: intended HOLD confidence stays within [0.5, 0.7]
     for rsi in (20, 50, 25):
         confidence = Arbiter(fidelity="intended").analyze({"rsi": rsi})["confidence"]
         assert 0.5 <= confidence <= 0.7

@@ -79,7 +79,7 @@ def assert_same(frame: pd.DataFrame, records: list[dict], tolerance=1e-12):
 
 
 # ---------------------------------------------------------------------------------------------
-# SPEC worked cases through the kernel
+# The worked examples of docs/hierarchy.md (X-ENS-1 to X-ARB-10) through the kernel
 # ---------------------------------------------------------------------------------------------
 
 

@@ -91,6 +91,7 @@ def test_garbage_never_crashes():
 
 
 def test_spec_example_lines():
+    # the example lines of H-LOG-1 and H-LOG-2
     lines = [
         "Feb 06 12:00:03 vps python[812]: 2026-02-06 12:00:03,114 - ai_engine.ensemble_manager - "
         "INFO - [Meta-V2-Policy] BTCUSDT ⬆️ ESCALATE: split_vote → Calling Arbiter for market "

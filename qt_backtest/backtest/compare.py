@@ -210,7 +210,7 @@ def rollout_check(comparison: Comparison, targets: RateTargets | None = None) ->
     """The rollout's success criteria per symbol for the full hierarchy (``meta_arbiter``).
 
     Criteria: escalation, defer, Arbiter invocation and override-when-called rates and the
-    ensemble/Arbiter source shares within their target bands (SPEC §5), and no degradation
+    ensemble/Arbiter source shares within their target bands (H-ROLL-8), and no degradation
     against ensemble-only: a Sharpe ratio at least as high. Bars where no model voted are left
     out of the rates. A closed-out (ruined) ``meta_arbiter`` run fails every criterion.
 

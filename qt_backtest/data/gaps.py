@@ -91,6 +91,7 @@ class GapReport:
         if not self.gaps:
             return f"no gaps ({format_interval(self.interval)} bars, {self.calendar} calendar)"
         largest = self.largest
+        assert largest is not None  # there are gaps
         return (
             f"{self.count} gap(s), {self.missing_bars} missing {format_interval(self.interval)} "
             f"bar(s); largest {largest.missing_bars} bar(s) between {largest.after} and "

@@ -97,7 +97,7 @@ def per_symbol(frame: pd.DataFrame, level: str = "symbol") -> dict[str, pd.DataF
     return {str(symbol): frame.xs(symbol, level=level) for symbol in symbols.unique()}
 
 
-def _epoch_to_index(values: np.ndarray, source: str, lines: np.ndarray) -> pd.DatetimeIndex:
+def _epoch_to_index(values: np.ndarray, source: str | None, lines: np.ndarray) -> pd.DatetimeIndex:
     magnitude = np.abs(values.astype(np.float64))
     unit_class = np.searchsorted([limit for _, limit in _EPOCH_UNITS], magnitude, side="right")
     unit_class = np.minimum(unit_class, len(_EPOCH_UNITS) - 1)

@@ -1,4 +1,4 @@
-"""Action encoding shared by every layer: SELL = -1, HOLD = 0, BUY = +1 (SPEC, encoding)."""
+"""Action encoding shared by every layer: SELL = -1, HOLD = 0, BUY = +1 (H-ENC-1)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Configuration of the decision hierarchy (docs/hierarchy.md): frozen, validated dataclasses.
 
-Every number of the specification is a named field here, with the specification's value as its
-default and nowhere else. Each field is declared once (:func:`qt_backtest.parameters.param`):
-its range, unit and meaning drive the validation, the error messages, the packing for the
-kernels, the sweep's parameter names and ``docs/parameters.md``.
+Every number of the rules is a named field here, with the rule's value as its default and
+nowhere else. Each field is declared once (:func:`qt_backtest.parameters.param`): its range,
+unit, meaning and rule ID drive the validation, the error messages, the packing for the
+kernels, the sweep's parameter names and docs/parameters.md.
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ def _models(value: Any) -> tuple[str, ...]:
 def _table(name: str, meaning: str) -> Callable[[Any], tuple[tuple[str, float], ...]]:
     """The check of a table of names to numbers >= 0, given as a mapping or as pairs."""
 
-    def check(table: Mapping[str, float] | Sequence[tuple[str, float]]) -> tuple:
+    def check(
+        table: Mapping[str, float] | Sequence[tuple[str, float]],
+    ) -> tuple[tuple[str, float], ...]:
         items = list(table.items()) if isinstance(table, Mapping) else list(table)
-        pairs = []
+        pairs: list[tuple[str, float]] = []
         for item in items:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
                 raise ValueError(f"{name} must map names to numbers, got {item!r}")
@@ -281,7 +283,8 @@ def _positive(default: float, doc: str, scalar: str, unit: str = "", **more: Any
 @document_parameters
 @dataclass(frozen=True)
 class ArbiterConfig:
-    """Layer 3, the technical Arbiter called on escalation (H-ARB-1 to H-ARB-12).
+    """Layer 3, the technical Arbiter called on escalation (H-ARB-1 to H-ARB-12) and its gate
+    (H-GATE-1 to H-GATE-3).
 
     The score is the weighted sum of five component votes; BUY at score >= the threshold in
     force, SELL at score <= -threshold. BUY/SELL confidence is
@@ -544,7 +547,7 @@ SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter": ArbiterCo
 @document_parameters
 @dataclass(frozen=True)
 class HierarchyConfig:
-    """The whole hierarchy (H-MODE-1 to H-MODE-4).
+    """The whole hierarchy (H-MODE-1 to H-MODE-3, H-FID-1 to H-FID-7).
 
     The modes are rollout stages: the ensemble only; Meta on with escalations falling back to
     the ensemble; Meta and Arbiter on (the default, the full design). The ``"intended"``

@@ -1,5 +1,5 @@
-"""Live-log replay (SPEC §9): parse the live engine's journal into per-bar records, replay the
-logged model votes through the hierarchy under any configuration, and diff the recomputed
+"""Live-log replay (H-LOG-1 to H-LOG-4): parse the live engine's journal into per-bar records,
+replay the logged model votes through the hierarchy under any configuration, and diff the recomputed
 decisions against the logged ones, layer by layer.
 
 Parsing never fails on bad input: lines of other services, truncated lines and garbage are

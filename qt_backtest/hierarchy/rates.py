@@ -1,4 +1,4 @@
-"""The rates operators watch during the rollout (SPEC §5), with their target bands.
+"""The rates operators watch during the rollout (H-ROLL-2 to H-ROLL-7), with their target bands.
 
 All functions take the frame returned by :func:`qt_backtest.hierarchy.replay.replay`.
 """
@@ -143,7 +143,8 @@ def _table(sums: dict[str, float], targets: RateTargets) -> pd.DataFrame:
 def decision_rates(
     decisions: pd.DataFrame, targets: RateTargets | None = None, by: str | None = None
 ) -> pd.DataFrame:
-    """Every SPEC §5 rate over the whole run (or per group), with its band and pass flag.
+    """Every rollout rate (H-ROLL-2 to H-ROLL-6) over the whole run (or per group), with its band
+    and pass flag.
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
-"""Reason texts of the live engine (SPEC §2-3). The live logs and dashboards grep them, so the
-reference agents and the decoding of the vectorised replay both build them here."""
+"""Reason texts of the live engine (H-META-12, H-ARB-11, H-ARB-12). The live logs and
+dashboards grep them, so the reference agents and the decoding of the vectorised replay both
+build them here."""
 
 from __future__ import annotations
 

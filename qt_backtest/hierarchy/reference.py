@@ -1,4 +1,4 @@
-"""Reference agents: the three layers written per step, plainly, from SPEC §1-4 and §7.
+"""Reference agents: the three layers written per step, plainly, from docs/hierarchy.md.
 
 They take and return plain dicts, as the live engine's components do, and keep the live
 statistics counters. They are the readable definition the vectorised replay is tested against;
@@ -70,7 +70,7 @@ def active_votes(predictions: Predictions, models: tuple[str, ...]) -> list[tupl
 
 
 class EnsembleVoter:
-    """Layer 1: weighted vote of the active models (SPEC §1)."""
+    """Layer 1: weighted vote of the active models (H-ENS-1 to H-ENS-5)."""
 
     def __init__(self, config: EnsembleConfig | None = None) -> None:
         self.config = config or EnsembleConfig()
@@ -130,7 +130,8 @@ class EnsembleVoter:
 
 
 class MetaPolicy:
-    """Layer 2: Meta-V2 defers to the ensemble or escalates; it never trades (SPEC §2).
+    """Layer 2: Meta-V2 defers to the ensemble or escalates; it never trades (H-META-1 to
+    H-META-12).
 
     Parameters
     ----------
@@ -259,7 +260,8 @@ class MetaPolicy:
 
 
 class Arbiter:
-    """Layer 3: the technical Arbiter, called only on escalation (SPEC §3, §7)."""
+    """Layer 3: the technical Arbiter, called only on escalation (H-ARB-1 to H-ARB-12, H-GATE-1 to
+    H-GATE-3, H-WIRE-1)."""
 
     INDICATORS = ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum")
 
@@ -401,7 +403,7 @@ class Arbiter:
 
 
 class HierarchyEngine:
-    """The three layers in one of the rollout modes (SPEC §4).
+    """The three layers in one of the rollout modes (H-MODE-1 to H-MODE-4).
 
     ``step(predictions, indicators)`` decides one bar and returns a record with every layer's
     output and the final decision; the layers' statistics counters accumulate over calls.

@@ -1,8 +1,8 @@
-"""Meta-V2's optional uncertainty model (SPEC §2, rule 6).
+"""Meta-V2's optional uncertainty model (rule 6, H-META-9 and H-META-11).
 
 A multinomial logistic regression over a fixed feature vector of the models' votes; Meta
 escalates when the normalised entropy of its predicted class probabilities is high. With the
-four live models the vector has the 26 features of the specification:
+four live models the vector has the 26 features of H-META-11:
 
 * per model, in model order: one-hot SELL, HOLD, BUY and the confidence (a model Meta does not
   see: 0, 1, 0, 0.5);

@@ -12,7 +12,7 @@ warm-up at the next finite bar (see :mod:`qt_backtest.indicators.nb`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,9 @@ import pandas as pd
 from qt_backtest.indicators import defaults, nb
 from qt_backtest.indicators._validate import check_nonnegative, check_period
 
-ArrayLike = pd.Series | pd.DataFrame | np.ndarray
+ArrayLike: TypeAlias = pd.Series | pd.DataFrame | np.ndarray
+# Series in, Series out; DataFrame in, DataFrame out; ndarray in, ndarray out
+Values = TypeVar("Values", pd.Series, pd.DataFrame, np.ndarray)
 
 
 class MACDResult(NamedTuple):
@@ -117,7 +119,7 @@ def _same_shape(arrays: dict[str, Any]) -> None:
             raise ValueError(f"{first_name} and {other_name} must share the same index")
 
 
-def sma(x: ArrayLike, period: int = defaults.BB_PERIOD) -> ArrayLike:
+def sma(x: Values, period: int = defaults.BB_PERIOD) -> Values:
     """Simple moving average.
 
     Parameters
@@ -135,7 +137,7 @@ def sma(x: ArrayLike, period: int = defaults.BB_PERIOD) -> ArrayLike:
     return wrap(_dispatch(values, nb.sma_1d_nb, nb.sma_2d_nb, period), "sma")
 
 
-def ema(x: ArrayLike, period: int) -> ArrayLike:
+def ema(x: Values, period: int) -> Values:
     """Exponential moving average with smoothing ``2 / (period + 1)``.
 
     Seeded with the SMA of the first ``period`` values, as TA-Lib EMA; NaN before that.
@@ -145,7 +147,7 @@ def ema(x: ArrayLike, period: int) -> ArrayLike:
     return wrap(_dispatch(values, nb.ema_1d_nb, nb.ema_2d_nb, period), "ema")
 
 
-def rsi(close: ArrayLike, period: int = defaults.RSI_PERIOD) -> ArrayLike:
+def rsi(close: Values, period: int = defaults.RSI_PERIOD) -> Values:
     """Relative strength index with Wilder smoothing, in [0, 100].
 
     NaN for the first ``period`` bars (TA-Lib RSI). As in TA-Lib, a window without any price
@@ -177,7 +179,7 @@ def macd(
     return MACDResult(wrap(line, "macd"), wrap(sig, "macd_signal"), wrap(hist, "macd_hist"))
 
 
-def rolling_std(x: ArrayLike, period: int = defaults.BB_PERIOD, ddof: int = 0) -> ArrayLike:
+def rolling_std(x: Values, period: int = defaults.BB_PERIOD, ddof: int = 0) -> Values:
     """Rolling standard deviation (``ddof=0``: population, as TA-Lib STDDEV; 1: sample).
 
     Numerically stable on long series with large level changes: the running moments are
@@ -236,9 +238,7 @@ def bollinger_bands(
     )
 
 
-def atr(
-    high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = defaults.ATR_PERIOD
-) -> ArrayLike:
+def atr(high: Values, low: Values, close: Values, period: int = defaults.ATR_PERIOD) -> Values:
     """Average true range with Wilder smoothing, in price units; NaN for the first ``period``
     bars (TA-Lib ATR). A bar is missing if any of its high, low or close is not finite."""
     _same_shape({"high": high, "low": low, "close": close})
@@ -251,7 +251,7 @@ def atr(
     return wrap(result, "atr")
 
 
-def roc(x: ArrayLike, lag: int = 1) -> ArrayLike:
+def roc(x: Values, lag: int = 1) -> Values:
     """Rate of change over ``lag`` bars as a fraction: ``x / x.shift(lag) - 1`` (TA-Lib ROCP).
 
     NaN for the first ``lag`` bars and where the reference value is 0.
@@ -261,7 +261,7 @@ def roc(x: ArrayLike, lag: int = 1) -> ArrayLike:
     return wrap(_dispatch(values, nb.roc_1d_nb, nb.roc_2d_nb, lag), "roc")
 
 
-def volume_trend(volume: ArrayLike, period: int = defaults.VOLUME_PERIOD) -> ArrayLike:
+def volume_trend(volume: Values, period: int = defaults.VOLUME_PERIOD) -> Values:
     """Volume divided by its ``period``-bar SMA (current bar included); 1.0 when the SMA is 0.
 
     Dimensionless; NaN for the first ``period - 1`` bars.
@@ -273,11 +273,11 @@ def volume_trend(volume: ArrayLike, period: int = defaults.VOLUME_PERIOD) -> Arr
 
 
 def realized_volatility(
-    close: ArrayLike,
+    close: Values,
     period: int = defaults.VOLATILITY_PERIOD,
     ddof: int = 0,
     periods_per_year: float | None = None,
-) -> ArrayLike:
+) -> Values:
     """Rolling standard deviation of one-bar log returns.
 
     Parameters

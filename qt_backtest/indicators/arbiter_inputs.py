@@ -1,4 +1,4 @@
-"""The Arbiter's indicator inputs (SPEC §6) computed from OHLCV bars."""
+"""The Arbiter's indicator inputs (I-ARB-1 to I-ARB-3, I-MOM-1) computed from OHLCV bars."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _time_span(value: str) -> str:
 
 @dataclass(frozen=True)
 class ArbiterInputConfig:
-    """How the Arbiter's inputs are computed; defaults are the live engine's (SPEC §6).
+    """How the Arbiter's inputs are computed; defaults are the live engine's (I-ARB-1).
 
     Parameters
     ----------

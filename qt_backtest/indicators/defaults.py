@@ -1,4 +1,4 @@
-"""Default indicator parameters: the values of SPEC §6, defined once.
+"""Default indicator parameters: the values of I-ARB-1 and I-MOM-1, defined once.
 
 Everything else (function signatures, streaming classes, :class:`ArbiterInputConfig`) refers
 to these names instead of repeating the numbers.

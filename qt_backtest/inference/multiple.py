@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,7 +319,7 @@ def _mcs_range(mean: np.ndarray, resampled: np.ndarray) -> list[tuple[int, float
     scaled = differences / np.sqrt(variances)
     simulated_scaled = simulated / np.sqrt(variances)
     included = np.ones(k, dtype=bool)
-    eliminated = []
+    eliminated: list[tuple[int, float]] = []
     while included.sum() > 1:
         left = np.flatnonzero(included)
         block = scaled[np.ix_(left, left)]
@@ -336,7 +337,7 @@ def _mcs_max(mean: np.ndarray, resampled_errors: np.ndarray) -> list[tuple[int, 
     k = len(mean)
     errors = resampled_errors - resampled_errors.mean(axis=1, keepdims=True)
     included = np.ones(k, dtype=bool)
-    eliminated = []
+    eliminated: list[tuple[int, float]] = []
     while included.sum() > 1:
         left = np.flatnonzero(included)
         simulated = errors[:, left] - errors[:, left].mean(axis=1, keepdims=True)
@@ -417,7 +418,7 @@ def beat_benchmark(
     keep = np.flatnonzero(~equal)  # a run equal to the benchmark cannot beat it
     if block_length is None:
         block_length = _default_block_length(base - losses[:, keep].mean(axis=1))
-    settings = {"block_length": block_length, "draws": draws, "seed": seed}
+    settings: dict[str, Any] = {"block_length": block_length, "draws": draws, "seed": seed}
     spa = spa_test(base, losses[:, keep], studentize=True, **settings)
     check = reality_check(base, losses[:, keep], **settings)
     winners = set(keep[stepm(base, losses[:, keep], size=size, studentize=True, **settings)])

@@ -168,11 +168,13 @@ def paired_bootstrap(
         ]
     )
     pieces, studentized = [], []
-    for rows in stationary_indices(len(values), block_length, draws, seed):
-        statistics = resampled_return_statistics_nb(values, rows)
+    for resampled_rows in stationary_indices(len(values), block_length, draws, seed):
+        statistics = resampled_return_statistics_nb(values, resampled_rows)
         pieces.append(metrics_from_statistics(statistics, periods_per_year))
         studentized.append(
-            studentized_stationary_nb(values, later_columns, earlier_columns, rows, centres)
+            studentized_stationary_nb(
+                values, later_columns, earlier_columns, resampled_rows, centres
+            )
         )
     resampled = np.concatenate(pieces)  # (draws, runs, metrics)
     differences = resampled[:, later] - resampled[:, earlier]
@@ -194,7 +196,7 @@ def paired_bootstrap(
     with warnings.catch_warnings():  # a metric undefined in every draw stays NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         spread = np.nanstd(differences, axis=0, ddof=1)
-    rows = []
+    rows: list[dict] = []
     for p, (a, b) in enumerate(pairs):
         for m, metric in enumerate(METRICS):
             rows.append(

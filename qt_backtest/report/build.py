@@ -246,7 +246,7 @@ def _rollout(study: StudyResult) -> list[str]:
     shown["result"] = [_badge(passes) for passes in frame["passes"]]
     passed = int(frame["passes"].sum())
     return [
-        f"<p>The rollout plan's targets (SPEC §5) and no Sharpe loss against ensemble-only: "
+        f"<p>The rollout plan's targets (H-ROLL-8) and no Sharpe loss against ensemble-only: "
         f"{passed} of {len(frame)} criteria pass.</p>",
         table(
             shown,
@@ -378,6 +378,7 @@ def _heatmaps(
     study: StudyResult, symbol: str, pairs: list[tuple[str, str]] | None = None
 ) -> list[str]:
     sweep = study.sweep
+    assert sweep is not None  # drawn only for a study with a sweep
     frame = sweep.frame[sweep.frame["symbol"] == symbol]
     parameters = list(sweep.parameters)
     if "mode" in frame.columns and "meta_arbiter" in set(frame["mode"]):
@@ -386,7 +387,7 @@ def _heatmaps(
         parameters = [p for p in parameters if p != "mode"]
     if pairs is None:
         deciding = _deciding_parameters(frame, parameters)
-        pairs = [tuple(deciding[:2])] if len(deciding) >= 2 else []
+        pairs = [(deciding[0], deciding[1])] if len(deciding) >= 2 else []
     for pair in pairs:
         unknown = [name for name in pair if name not in sweep.parameters]
         if unknown:
@@ -674,6 +675,7 @@ def _sweep_choice(study: StudyResult, symbol: str) -> str:
     """The sweep's choice of ``meta_arbiter`` thresholds for ``symbol``: its most robust
     plateau when one of the listed plateaus is a ``meta_arbiter`` row, else its best row."""
     sweep = study.sweep
+    assert sweep is not None  # asked only for a study with a sweep
     rows = sweep.frame[sweep.frame["symbol"] == symbol]
     if "mode" in rows.columns:
         rows = rows[rows["mode"] == "meta_arbiter"]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from qt_backtest.report.format import escape
 
@@ -26,7 +28,7 @@ COLORS = {
     "buy_and_hold": "#222222",
 }
 DASHED = {"buy_and_hold"}  # references are drawn dashed
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays text: smaller files, searchable labels
     "svg.hashsalt": "qt_backtest",  # element ids from content: the same figure, the same SVG
     # labels are data (symbols, parameter names), never TeX: a '$' in one is a dollar sign

@@ -279,7 +279,7 @@ def provenance(bars: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 def _mix(decisions: pd.DataFrame, symbol: str) -> list[dict[str, Any]]:
     voted = decisions[decisions["voters"] > 0]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kind, column in (
         ("decision source", "source"),
         ("Meta decision", "meta_decision"),

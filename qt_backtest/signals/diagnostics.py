@@ -92,7 +92,7 @@ def diagnostics_by_fold(votes: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     probabilities = votes.loc[usable, list(PROBABILITY_COLUMNS)].to_numpy()
     truth = labels[usable].to_numpy()
     folds = votes.loc[usable, "fold"].to_numpy()
-    rows = {
+    rows: dict[int | str, dict[str, float]] = {
         int(f): classification_metrics(truth[folds == f], probabilities[folds == f])
         for f in np.unique(folds)
     }

@@ -1,4 +1,5 @@
-"""The base models' 18 input features (SPEC §8), computed from OHLCV bars with the indicator core.
+"""The base models' 18 input features (I-FEAT-1 to I-FEAT-3), computed from OHLCV bars with
+the indicator core.
 
 Each feature is defined once, below, with its unit. By default every feature is scale-free
 (fractions, ratios or RSI points), so that a model trained on one price level or asset applies
@@ -90,7 +91,7 @@ def _window(default: int, doc: str, low: int = 2) -> Any:
 class FeatureConfig:
     """Windows of the feature set (bars) and the choice of scale-free or live-raw variants.
 
-    The specification names the features but not every window; ``volume_ma_ratio`` compares a
+    The live feature set names the features but not every window; ``volume_ma_ratio`` compares a
     short with a long volume average and ``volume_ratio`` is the bar's volume over the long
     average (the Arbiter's volume trend).
     """

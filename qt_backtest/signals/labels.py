@@ -1,4 +1,4 @@
-"""Training labels of the base models (SPEC §6): the forward return's class.
+"""Training labels of the base models (I-LABEL-1, I-LABEL-2): the forward return's class.
 
 ``r = close[t + horizon] / close[t] - 1``; BUY (1) if ``r > threshold``, SELL (-1) if
 ``r < -threshold``, else HOLD (0). The last ``horizon`` bars have no label (NaN). The class

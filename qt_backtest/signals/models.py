@@ -75,7 +75,7 @@ class _EstimatorSlot:
 def _xgb(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
     from xgboost import XGBClassifier
 
-    settings = dict(
+    settings: dict[str, Any] = dict(
         n_estimators=200,
         max_depth=4,
         learning_rate=0.05,
@@ -93,7 +93,7 @@ def _xgb(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
 def _lgbm(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
     from lightgbm import LGBMClassifier
 
-    settings = dict(
+    settings: dict[str, Any] = dict(
         n_estimators=200,
         num_leaves=15,
         learning_rate=0.05,
@@ -196,7 +196,7 @@ def walk_forward_predict(
         raise ValueError("features and labels must share one index")
     factory = (lambda: make_model(model, seed, n_jobs)) if isinstance(model, str) else model
     values = features.to_numpy(dtype=np.float64)
-    unused = factory()  # also the first fold's model: one fresh model per fold
+    unused: ModelSlot | None = factory()  # also the first fold's model: one fresh model per fold
     lookback = getattr(unused, "lookback", None)
     if lookback is not None:
         values = lookback_windows(values, int(lookback))

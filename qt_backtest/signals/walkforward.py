@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,7 @@ class WalkForward:
         unknown = sorted(set(spans) - known)
         if unknown:
             raise ValueError(f"unknown walk-forward span(s) {unknown}; use {sorted(known)}")
-        counts = {name: _bars(value, bar, name) for name, value in spans.items()}
+        counts: dict[str, Any] = {name: _bars(value, bar, name) for name, value in spans.items()}
         return cls(**counts)
 
     @property

@@ -35,7 +35,7 @@ from qt_backtest.inference.sharpe import expected_max_sharpe, probabilistic_shar
 METRICS = ("sharpe", "total_return")
 
 
-def block_moments(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def block_moments(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-block moments of a (bars, trials) matrix of returns, cut into ``blocks`` contiguous
     blocks as the sweep cuts its bars.
 

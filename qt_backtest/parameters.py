@@ -11,7 +11,8 @@ that one declaration come
   :func:`kernel_scalars` and :func:`qt_backtest.hierarchy.params.pack`);
 * the names a sweep may vary (``sweep``, read by :mod:`qt_backtest.sweep.grid`) and the
   suggestions for a misspelt one (:func:`close_matches`);
-* the parameter tables of ``docs/parameters.md`` (:func:`parameter_table`).
+* the docstrings' ``Parameters`` sections (:func:`document_parameters`) and the tables of
+  ``docs/parameters.md`` (:mod:`qt_backtest.parameter_docs`).
 
 >>> from dataclasses import dataclass
 >>> @dataclass(frozen=True)
@@ -32,11 +33,13 @@ import difflib
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import MISSING, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from qt_backtest.errors import ConfigError, shorten_runs
+
+ClassType = TypeVar("ClassType", bound=type)
 
 #: Where a field's :class:`Param` is kept in ``dataclasses.field(metadata=...)``.
 METADATA_KEY = "qt_backtest.param"
@@ -129,7 +132,7 @@ class Param:
             text = f"one of {', '.join(self.choices)}"
         elif self.kind == "text":
             text = "a non-empty string"
-        elif self.kind == "section":
+        elif self.kind == "section" and self.section is not None:
             text = f"a {self.section.__name__}"
         else:
             text = self.accepts or "a valid value"
@@ -155,10 +158,12 @@ class Param:
             if not (isinstance(value, str) and value.strip()):
                 raise self.error(name, value)
             return value
-        if self.kind == "section":
+        if self.kind == "section" and self.section is not None:
             if not isinstance(value, self.section):
                 raise self.error(name, value, f" (a {type(value).__name__})")
             return value
+        if self.check is None:  # refused by __post_init__; here for the type checker
+            raise ValueError(f"{name} has no check")
         try:
             return self.check(value)
         except ConfigError:
@@ -315,7 +320,8 @@ def close_matches(name: str, names: Iterable[str], count: int = 3) -> list[str]:
     return found[:count]
 
 
-def _default_text(field: dataclasses.Field) -> str:
+def default_text(field: dataclasses.Field) -> str:
+    """The default of a field, in words (for docstrings and docs)."""
     if field.default is not MISSING:
         value = field.default
     elif field.default_factory is not MISSING:
@@ -333,97 +339,14 @@ def _default_text(field: dataclasses.Field) -> str:
     return str(value)
 
 
-def document_parameters(kind: type) -> type:
+def document_parameters(kind: ClassType) -> ClassType:
     """Class decorator: append a numpydoc ``Parameters`` section built from the declarations
     to the class docstring, so that the meanings are written once."""
     lines = ["", "Parameters", "----------"]
     for field, spec in declared_fields(kind):
         unit = f" ({spec.unit})" if spec.unit else ""
-        lines.append(f"{field.name} : {spec.allowed()}, default {_default_text(field)}")
+        lines.append(f"{field.name} : {spec.allowed()}, default {default_text(field)}")
         lines.append(f"    {spec.doc[0].upper()}{spec.doc[1:]}{unit}.")
     summary = inspect.cleandoc(kind.__doc__ or "")
     kind.__doc__ = summary + "\n" + "\n".join(lines) + "\n"
     return kind
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def section_table(kind: type, prefix: str = "") -> str:
-    """A markdown table of a configuration class's declared fields."""
-    rows = [
-        "| name | default | accepts | unit | meaning | rule |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for field, spec in declared_fields(kind):
-        if spec.kind == "section":
-            continue
-        cells = (
-            f"`{prefix}{field.name}`",
-            _default_text(field),
-            spec.allowed(),
-            spec.unit,
-            spec.doc,
-            spec.rule or "",
-        )
-        rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(rows)
-
-
-def documented_sections() -> list[tuple[str, type, str]]:
-    """``(settings table, class, title)`` of every configuration class ("" for a class no
-    settings table sets)."""
-    from qt_backtest.backtest.rules import PositionRules
-    from qt_backtest.hierarchy.config import (
-        ArbiterConfig,
-        EnsembleConfig,
-        HierarchyConfig,
-        MetaConfig,
-    )
-    from qt_backtest.hierarchy.rates import RateTargets
-    from qt_backtest.indicators.arbiter_inputs import ArbiterInputConfig
-    from qt_backtest.inference.verdict import VerdictSettings
-    from qt_backtest.signals.features import FeatureConfig
-    from qt_backtest.signals.neural import NeuralConfig
-    from qt_backtest.signals.walkforward import WalkForward
-
-    return [
-        ("hierarchy", HierarchyConfig, "The hierarchy as a whole"),
-        ("hierarchy.ensemble", EnsembleConfig, "Layer 1, the ensemble vote"),
-        ("hierarchy.meta", MetaConfig, "Layer 2, Meta-V2"),
-        ("hierarchy.arbiter", ArbiterConfig, "Layer 3, the Arbiter"),
-        ("indicators", ArbiterInputConfig, "The Arbiter's indicator inputs"),
-        ("rules", PositionRules, "Position model and costs"),
-        ("verdict", VerdictSettings, "How the layers' verdicts are reached"),
-        # [predictions.walk_forward] also takes durations, and has defaults of its own
-        ("", WalkForward, "Walk-forward training, in bars"),
-        ("", FeatureConfig, "The base models' input features"),
-        ("", NeuralConfig, "The neural model slots"),
-        ("", RateTargets, "Target bands of the rollout rates, set in code"),
-    ]
-
-
-def parameter_table(sections: Sequence[tuple[str, type, str]] | None = None) -> str:
-    """The markdown text of ``docs/parameters.md``: one table per configuration class."""
-    sections = documented_sections() if sections is None else sections
-    parts = [
-        "# Parameters",
-        "",
-        "Every configuration field, as declared in the code (this page is generated by",
-        "`python scripts/write_parameter_docs.py`; do not edit it by hand). A settings file",
-        "sets a field under the table named in each heading; a sweep grid names it as in the",
-        'first column (`rules.` before the fields of `[rules]`). None is written `"none"` in',
-        "a settings file.",
-    ]
-    for table, kind, title in sections:
-        prefix = {"hierarchy": "", "rules": "rules."}.get(table, "")
-        if table.startswith("hierarchy."):
-            prefix = table.split(".", 1)[1] + "."
-        parts += [
-            "",
-            f"## {title}" + (f": `[{table}]`" if table else "") + f" ({kind.__name__})",
-            "",
-            section_table(kind, prefix),
-        ]
-    return "\n".join(parts) + "\n"

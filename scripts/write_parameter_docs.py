@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qt_backtest.parameters import parameter_table
+from qt_backtest.parameter_docs import parameter_table
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
 

@@ -20,13 +20,12 @@ from qt_backtest.backtest import PositionRules
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.hierarchy.config import SECTIONS
 from qt_backtest.hierarchy.params import INDEX, SCALARS, pack
+from qt_backtest.parameter_docs import documented_sections, parameter_table
 from qt_backtest.parameters import (
     NOT_A_SCALAR,
     Param,
     declared_fields,
-    documented_sections,
     param,
-    parameter_table,
     undeclared_fields,
     validate,
 )

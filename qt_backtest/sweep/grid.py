@@ -18,6 +18,7 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -116,38 +117,28 @@ class Grid:
 
 
 @functools.cache
-def sweep_parameters() -> dict[str, Param]:
+def sweep_parameters() -> Mapping[str, Param]:
     """Every parameter name a grid may vary, with its declaration, in declaration order.
 
     A table (``"ensemble.weights"``) may also be varied one entry at a time, as
     ``"<section>.<table>.<entry>"``; those names are not listed (their entries are checked
     against the configuration when a combination is applied).
     """
+    return MappingProxyType({name: spec for name, spec in _grid_names().items() if spec.sweep})
+
+
+def _grid_names() -> dict[str, Param]:
+    """Every declared field of the hierarchy and the rules, by grid name."""
     names: dict[str, Param] = {}
     for field, spec in declared_fields(HierarchyConfig):
         if spec.kind == "section":
             for inner, inner_spec in declared_fields(spec.section):
-                if inner_spec.sweep:
-                    names[f"{field.name}.{inner.name}"] = inner_spec
-        elif spec.sweep:
+                names[f"{field.name}.{inner.name}"] = inner_spec
+        else:
             names[field.name] = spec
     for field, spec in declared_fields(PositionRules):
-        if spec.sweep:
-            names[f"rules.{field.name}"] = spec
+        names[f"rules.{field.name}"] = spec
     return names
-
-
-def _fixed_parameters() -> dict[str, Param]:
-    """Declared parameters a sweep cannot vary, by grid name."""
-    fixed = {
-        f"rules.{f.name}": spec for f, spec in declared_fields(PositionRules) if not spec.sweep
-    }
-    for field, spec in declared_fields(HierarchyConfig):
-        if spec.kind == "section":
-            for inner, inner_spec in declared_fields(spec.section):
-                if not inner_spec.sweep:
-                    fixed[f"{field.name}.{inner.name}"] = inner_spec
-    return fixed
 
 
 def check_parameter_name(name: str) -> None:
@@ -161,13 +152,13 @@ def check_parameter_name(name: str) -> None:
     if name in known:
         return
     parts = name.split(".")
-    if len(parts) == 3 and known.get(".".join(parts[:2]), None) is not None:
-        if known[".".join(parts[:2])].kind == "table":
-            return
-    fixed = _fixed_parameters()
-    if name in fixed:
+    table = known.get(".".join(parts[:2])) if len(parts) == 3 else None
+    if table is not None and table.kind == "table":
+        return  # one entry of a table: the entry is checked when the combination is applied
+    declared = _grid_names()
+    if name in declared:
         raise UnknownParameterError(
-            f"unknown parameter {name!r} for a sweep: {name} ({fixed[name].doc}) cannot vary "
+            f"unknown parameter {name!r} for a sweep: {name} ({declared[name].doc}) cannot vary "
             "within a sweep (it changes the data the kernels read, not a number in them)",
             name=name,
         )

@@ -27,13 +27,9 @@ import pandas as pd
 
 from qt_backtest import __version__
 from qt_backtest.atomic import atomic_write
-from qt_backtest.backtest.window import CoverageWarning
+from qt_backtest.errors import CoverageWarning, QtBacktestError, UsageError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 3
-
-
-class UsageError(ValueError):
-    """A command used in a way that cannot work (exit code 1, one line)."""
 
 
 def _say(message: str) -> None:
@@ -539,9 +535,6 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from qt_backtest.data.errors import DataValidationError
-    from qt_backtest.settings import SettingsError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -550,9 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_note
             return args.handler(args)
     except (
-        DataValidationError,
-        SettingsError,
-        UsageError,
+        QtBacktestError,  # bad data, settings, configuration or usage
         OSError,  # a file that cannot be read or written: the message names it
         ValueError,
         KeyError,

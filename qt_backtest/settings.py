@@ -52,9 +52,12 @@ import pandas as pd
 
 from qt_backtest.backtest import PositionRules
 from qt_backtest.data.gaps import GAP_POLICIES
-from qt_backtest.hierarchy import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
+from qt_backtest.errors import SettingsError
+from qt_backtest.hierarchy import HierarchyConfig
+from qt_backtest.hierarchy.config import SECTIONS
 from qt_backtest.indicators import ArbiterInputConfig
 from qt_backtest.inference.verdict import VerdictSettings
+from qt_backtest.parameters import close_matches, declared_fields
 
 TABLES = {
     "": {
@@ -95,10 +98,7 @@ TABLES = {
         "out",
     },
 }
-HIERARCHY_SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter": ArbiterConfig}
-
-
-NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars", "block_length"}
+HIERARCHY_SECTIONS = SECTIONS
 #: Walk-forward spans of ``[predictions] train`` (hourly bars: monthly retraining on a year).
 WALK_FORWARD_DEFAULTS = {
     "step": "30D",
@@ -114,10 +114,6 @@ def none_words(value: Any) -> Any:
     if isinstance(value, str) and value.strip().lower() in ("none", "off"):
         return None
     return value
-
-
-class SettingsError(ValueError):
-    """A settings file that cannot be used (the message names the file and the problem)."""
 
 
 @dataclass
@@ -155,19 +151,20 @@ def _check_keys(where: str, table: dict[str, Any], allowed: set[str], source: st
     unknown = sorted(set(table) - allowed)
     if unknown:
         place = f"[{where}]" if where else "the top level"
+        hints = sorted({m for key in unknown for m in close_matches(key, allowed)})
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise SettingsError(
-            f"{source}: unknown key(s) {', '.join(unknown)} in {place}; "
+            f"{source}: unknown key(s) {', '.join(unknown)} in {place}{hint}; "
             f"expected {', '.join(sorted(allowed))}"
         )
 
 
-def _fields(kind: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(kind)}
-
-
 def _build(kind: type, values: dict[str, Any], where: str, source: str) -> Any:
-    _check_keys(where, values, _fields(kind), source)
-    values = {key: none_words(v) if key in NULLABLE else v for key, v in values.items()}
+    """An instance of a configuration class from a table; its declarations say which fields
+    take None (written "none" or "off")."""
+    _check_keys(where, values, {f.name for f in dataclasses.fields(kind) if f.init}, source)
+    nullable = {field.name for field, spec in declared_fields(kind) if spec.nullable}
+    values = {key: none_words(v) if key in nullable else v for key, v in values.items()}
     try:
         return kind(**values)
     except (TypeError, ValueError) as error:

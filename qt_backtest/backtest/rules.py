@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
+
+from qt_backtest.errors import ConfigError
+from qt_backtest.parameters import param, validate
 
 HOLD_POLICIES = ("keep", "flat")
 FILL_PRICES = ("open", "close")
@@ -48,62 +49,93 @@ class PositionRules:
         the account's equity.
     """
 
-    long_only: bool = False
-    hold: str = "keep"
-    max_hold_bars: int | None = None
-    execution_lag: int = 1
-    fill_price: str = "open"
-    fee: float = 0.0004
-    slippage_bps: float = 0.0
-    size: float = 1.0
-    scale_by_confidence: bool = False
-    init_cash: float = 100_000.0
-    maintenance_margin: float = 0.0
+    long_only: bool = param(
+        False, doc="SELL closes a long instead of opening a short", kind="bool", rule="P-POS-1"
+    )
+    hold: str = param(
+        "keep",
+        doc="what a HOLD does to the position",
+        kind="choice",
+        choices=HOLD_POLICIES,
+        rule="P-POS-1",
+    )
+    max_hold_bars: int | None = param(
+        None,
+        doc="bars a position is held without a new signal",
+        kind="int",
+        low=1,
+        unit="bars",
+        nullable=True,
+        rule="P-POS-3",
+    )
+    execution_lag: int = param(
+        1,
+        doc="bars between a decision and its fill",
+        kind="int",
+        low=0,
+        unit="bars",
+        rule="P-FILL-1",
+    )
+    fill_price: str = param(
+        "open",
+        doc="price of the fill bar",
+        kind="choice",
+        choices=FILL_PRICES,
+        sweep=False,
+        rule="P-FILL-2",
+    )
+    fee: float = param(
+        0.0004,
+        doc="fee per side",
+        low=0.0,
+        high=0.1,
+        unit="fraction of traded value",
+        rule="P-COST-1",
+    )
+    slippage_bps: float = param(
+        0.0,
+        doc="adverse price move per fill",
+        low=0.0,
+        high=1000.0,
+        unit="basis points",
+        rule="P-COST-2",
+    )
+    size: float = param(
+        1.0,
+        doc="position size",
+        low=0.0,
+        high=1.0,
+        inclusive="high",
+        unit="fraction of equity",
+        rule="P-POS-2",
+    )
+    scale_by_confidence: bool = param(
+        False, doc="size times the decision's confidence", kind="bool", rule="P-POS-2"
+    )
+    init_cash: float = param(
+        100_000.0,
+        doc="starting equity",
+        low=0.0,
+        inclusive="neither",
+        unit="quote currency",
+        sweep=False,
+        rule="M-RET-1",
+    )
+    maintenance_margin: float = param(
+        0.0,
+        doc="equity below which the account is closed out",
+        low=0.0,
+        high=0.5,
+        unit="fraction of position value",
+        rule="P-RUIN-1",
+    )
 
     def __post_init__(self) -> None:
-        if self.hold not in HOLD_POLICIES:
-            raise ValueError(f"hold must be one of {', '.join(HOLD_POLICIES)}, got {self.hold!r}")
-        if self.fill_price not in FILL_PRICES:
-            raise ValueError(
-                f"fill_price must be one of {', '.join(FILL_PRICES)}, got {self.fill_price!r}"
-            )
-        for name in ("long_only", "scale_by_confidence"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False")
-        if self.max_hold_bars is not None and (
-            isinstance(self.max_hold_bars, bool)
-            or not isinstance(self.max_hold_bars, numbers.Integral)
-            or self.max_hold_bars < 1
-        ):
-            raise ValueError(
-                f"max_hold_bars (bars a position is held without a new signal) must be an "
-                f"integer >= 1 or None, got {self.max_hold_bars!r}"
-            )
-        if (
-            isinstance(self.execution_lag, bool)
-            or not isinstance(self.execution_lag, numbers.Integral)
-            or self.execution_lag < 0
-        ):
-            raise ValueError(f"execution_lag must be an integer >= 0, got {self.execution_lag!r}")
+        validate(self)
         if self.execution_lag == 0 and self.fill_price == "open":
-            raise ValueError(
+            raise ConfigError(
                 "execution_lag=0 with fill_price='open' would fill at a price from before the "
-                "decision was known; use fill_price='close' or a lag >= 1"
+                "decision was known; use fill_price='close' or a lag >= 1",
+                name="execution_lag, fill_price",
+                value=(self.execution_lag, self.fill_price),
             )
-        for name, low, high in (
-            ("fee", 0.0, 0.1),
-            ("slippage_bps", 0.0, 1000.0),
-            ("size", 0.0, 1.0),
-            ("maintenance_margin", 0.0, 0.5),
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not (math.isfinite(value) and low <= value <= high)
-            ):
-                raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-        if self.size == 0.0:
-            raise ValueError("size must be above 0 (a fraction of equity; 1.0 = fully invested)")
-        if not (isinstance(self.init_cash, numbers.Real) and self.init_cash > 0):
-            raise ValueError(f"init_cash must be a positive amount, got {self.init_cash!r}")

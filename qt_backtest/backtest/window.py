@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from qt_backtest.errors import CoverageWarning
+
 
 def vote_columns(votes: pd.DataFrame, models: Sequence[str] | None = None) -> list[str]:
     """The ``<model>_action`` columns of ``votes`` (of ``models`` when given)."""
@@ -57,10 +59,6 @@ def describe_window(index: pd.Index, first: int, stop: int) -> str:
 
 #: A configured model voting on fewer than this share of a window's bars is reported.
 FULL_COVERAGE = 0.9
-
-
-class CoverageWarning(UserWarning):
-    """A configured model has no votes, or votes on only part of the evaluation window."""
 
 
 def model_coverage(votes: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:

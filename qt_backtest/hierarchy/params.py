@@ -2,15 +2,19 @@
 
 The scalar parameters form one float64 vector whose positions are the constants below, so that
 a sweep can hold one vector per parameter combination. Per-model weights travel as arrays.
+Which field fills which slot is part of each field's declaration (its ``scalar``, see
+:mod:`qt_backtest.parameters`); the order of the slots is :data:`SCALARS`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from qt_backtest.hierarchy.config import CONSENSUS_LABELS, FIDELITIES, MODES, HierarchyConfig
+from qt_backtest.hierarchy.config import HierarchyConfig
+from qt_backtest.parameters import kernel_scalars
 
 # positions in the scalar parameter vector
 SCALARS = (
@@ -148,38 +152,36 @@ class PackedConfig:
     intercept: np.ndarray
 
 
+def scalar_values(config: HierarchyConfig, uncertainty_model: Any = None) -> dict[str, float]:
+    """The scalar vector's values by slot name, as the configuration's declarations pack them
+    (see :func:`qt_backtest.parameters.kernel_scalars`).
+
+    Raises
+    ------
+    ValueError
+        If the declarations leave a slot of :data:`SCALARS` empty or fill one it does not have
+        (a declaration out of step with the kernels).
+    """
+    values = {"uncertainty_model": 0.0 if uncertainty_model is None else 1.0}
+    for section in (config, config.ensemble, config.meta, config.arbiter):
+        for name, value in kernel_scalars(section).items():
+            if name in values:
+                raise ValueError(f"two declarations fill the kernel scalar {name!r}")
+            values[name] = value
+    missing = [name for name in SCALARS if name not in values]
+    extra = [name for name in values if name not in INDEX]
+    if missing or extra:
+        raise ValueError(
+            f"the configuration's declarations do not match the kernel scalars: no value for "
+            f"{missing}, no slot for {extra}"
+        )
+    return values
+
+
 def pack(config: HierarchyConfig, uncertainty_model=None) -> PackedConfig:
     """Pack ``config`` (and a fitted uncertainty model, if any) for the kernel."""
-    e, m, a = config.ensemble, config.meta, config.arbiter
-    values = {
-        "mode": MODES.index(config.mode),
-        "fidelity": FIDELITIES.index(config.fidelity),
-        "min_trade_confidence": np.nan
-        if config.min_trade_confidence is None
-        else config.min_trade_confidence,
-        "min_active_models": config.min_active_models,
-        "confidence_cap": e.confidence_cap,
-        "no_voter_confidence": e.no_voter_confidence,
-        "strong_fraction": e.strong_fraction,
-        "split_fraction": e.split_fraction,
-        **{f"multiplier_{label}": e.multiplier(label) for label in CONSENSUS_LABELS},
-        "consensus_threshold": m.consensus_threshold,
-        "disagreement_threshold": m.disagreement_threshold,
-        "low_confidence_threshold": m.low_confidence_threshold,
-        "entropy_threshold": m.entropy_threshold,
-        "padding_confidence": m.padding_confidence,
-        "regime_volatility": m.regime_volatility,
-        "trend_strength": m.trend_strength,
-        "uncertainty_model": 0.0 if uncertainty_model is None else 1.0,
-        "arbiter_threshold": a.arbiter_threshold,
-        "score_threshold": a.score_threshold,
-        "arbiter_confidence_cap": a.confidence_cap,
-        "arbiter_may_open": float(a.arbiter_may_open),
-        "deployed_wiring": float(a.wiring == "deployed"),
-    }
-    for name in SCALARS:
-        if name not in values:
-            values[name] = getattr(a, name)
+    e, m = config.ensemble, config.meta
+    values = scalar_values(config, uncertainty_model)
     scalars = np.array([float(values[name]) for name in SCALARS])
     models = config.models
     table = [(models.index(model), weight) for model, weight in m.weights if model in models]

@@ -6,9 +6,12 @@ All functions take the frame returned by :func:`qt_backtest.hierarchy.replay.rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from qt_backtest.parameters import document_parameters, param, validate
 
 RATES = (
     "escalation_rate",
@@ -20,6 +23,27 @@ RATES = (
 )
 
 
+def _band(default: tuple[float, float], name: str, rule: str) -> Any:
+    """A target band (low, high) of one rate."""
+
+    def check(value: Any) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"{name} band must satisfy 0 <= low <= high <= 1, got {low, high}")
+        return (float(low), float(high))
+
+    return param(
+        default,
+        doc=f"target band (low, high) of the {name.replace('_', ' ')} rate",
+        kind="other",
+        check=check,
+        accepts="(low, high) with 0 <= low <= high <= 1",
+        unit="share",
+        rule=rule,
+    )
+
+
+@document_parameters
 @dataclass(frozen=True)
 class RateTargets:
     """Target bands (inclusive, as fractions) from the rollout plan.
@@ -28,20 +52,31 @@ class RateTargets:
     ``source_tolerance`` (5 points) either side make that testable.
     """
 
-    escalation: tuple[float, float] = (0.20, 0.30)
-    defer: tuple[float, float] = (0.70, 0.80)
-    arbiter_invocation: tuple[float, float] = (0.20, 0.30)
-    override_when_called: tuple[float, float] = (0.40, 0.60)
-    ensemble_share: float = 0.85
-    source_tolerance: float = 0.05
+    escalation: tuple[float, float] = _band((0.20, 0.30), "escalation", "H-ROLL-2")
+    defer: tuple[float, float] = _band((0.70, 0.80), "defer", "H-ROLL-3")
+    arbiter_invocation: tuple[float, float] = _band((0.20, 0.30), "arbiter_invocation", "H-ROLL-4")
+    override_when_called: tuple[float, float] = _band(
+        (0.40, 0.60), "override_when_called", "H-ROLL-5"
+    )
+    ensemble_share: float = param(
+        0.85,
+        doc="target share of final decisions taken by the ensemble",
+        low=0.0,
+        high=1.0,
+        unit="share of bars",
+        rule="H-ROLL-6",
+    )
+    source_tolerance: float = param(
+        0.05,
+        doc="band either side of the target source shares",
+        low=0.0,
+        high=1.0,
+        unit="share of bars",
+        rule="H-ROLL-6",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("escalation", "defer", "arbiter_invocation", "override_when_called"):
-            low, high = getattr(self, name)
-            if not 0.0 <= low <= high <= 1.0:
-                raise ValueError(f"{name} band must satisfy 0 <= low <= high <= 1, got {low, high}")
-        if not 0.0 <= self.ensemble_share <= 1.0 or not 0.0 <= self.source_tolerance <= 1.0:
-            raise ValueError("ensemble_share and source_tolerance must be in [0, 1]")
+        validate(self)
 
     def bands(self) -> dict[str, tuple[float, float]]:
         share, tolerance = self.ensemble_share, self.source_tolerance

@@ -10,11 +10,18 @@ import pandas as pd
 
 from qt_backtest.data.interval import format_interval, infer_interval, parse_interval
 from qt_backtest.data.validate import validate_ohlcv
+from qt_backtest.errors import ConfigError
 from qt_backtest.indicators import api, defaults
-from qt_backtest.indicators._validate import check_nonnegative, check_period
+from qt_backtest.parameters import param, validate
 
 #: Column order of :func:`arbiter_inputs`.
 ARBITER_INPUT_COLUMNS = ("rsi", "macd", "macd_signal", "bb_position", "volume_trend", "momentum")
+
+
+def _time_span(value: str) -> str:
+    """``value`` if it reads as a positive time span, else ``ValueError`` saying why."""
+    parse_interval(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,33 +49,76 @@ class ArbiterInputConfig:
         saturate for high-priced assets.
     """
 
-    rsi_period: int = defaults.RSI_PERIOD
-    macd_fast: int = defaults.MACD_FAST
-    macd_slow: int = defaults.MACD_SLOW
-    macd_signal: int = defaults.MACD_SIGNAL
-    bb_period: int = defaults.BB_PERIOD
-    bb_nbdev: float = defaults.BB_NBDEV
-    volume_period: int = defaults.VOLUME_PERIOD
-    momentum_horizon: str = defaults.MOMENTUM_HORIZON
-    macd_scale: str = defaults.MACD_SCALE
+    rsi_period: int = param(
+        defaults.RSI_PERIOD, doc="Wilder RSI window", kind="int", low=2, unit="bars", rule="I-RSI-1"
+    )
+    macd_fast: int = param(
+        defaults.MACD_FAST,
+        doc="fast MACD EMA span",
+        kind="int",
+        low=2,
+        unit="bars",
+        rule="I-MACD-1",
+    )
+    macd_slow: int = param(
+        defaults.MACD_SLOW,
+        doc="slow MACD EMA span",
+        kind="int",
+        low=2,
+        unit="bars",
+        rule="I-MACD-1",
+    )
+    macd_signal: int = param(
+        defaults.MACD_SIGNAL,
+        doc="MACD signal EMA span",
+        kind="int",
+        low=1,
+        unit="bars",
+        rule="I-MACD-1",
+    )
+    bb_period: int = param(
+        defaults.BB_PERIOD, doc="Bollinger window", kind="int", low=1, unit="bars", rule="I-BB-1"
+    )
+    bb_nbdev: float = param(
+        defaults.BB_NBDEV,
+        doc="Bollinger band distance",
+        low=0.0,
+        unit="population standard deviations",
+        rule="I-BB-1",
+    )
+    volume_period: int = param(
+        defaults.VOLUME_PERIOD,
+        doc="window of the volume moving average",
+        kind="int",
+        low=1,
+        unit="bars",
+        rule="I-VOL-1",
+    )
+    momentum_horizon: str = param(
+        defaults.MOMENTUM_HORIZON,
+        doc="how far back momentum looks (a multiple of the bar interval)",
+        kind="other",
+        check=_time_span,
+        accepts='a time span such as "1h"',
+        unit="time",
+        rule="I-MOM-1",
+    )
+    macd_scale: str = param(
+        defaults.MACD_SCALE,
+        doc="MACD in price units, or in percent of the close",
+        kind="choice",
+        choices=defaults.MACD_SCALES,
+        rule="I-ARB-2",
+    )
     _horizon: pd.Timedelta = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_period(self.rsi_period, "rsi_period (RSI window in bars)", minimum=2)
-        check_period(self.macd_fast, "macd_fast (fast EMA span in bars)", minimum=2)
-        check_period(self.macd_slow, "macd_slow (slow EMA span in bars)", minimum=2)
+        validate(self)
         if self.macd_fast >= self.macd_slow:
-            raise ValueError(
-                f"macd_fast ({self.macd_fast}) must be shorter than macd_slow ({self.macd_slow})"
-            )
-        check_period(self.macd_signal, "macd_signal (signal EMA span in bars)")
-        check_period(self.bb_period, "bb_period (Bollinger window in bars)")
-        check_nonnegative(self.bb_nbdev, "bb_nbdev (Bollinger distance in standard deviations)")
-        check_period(self.volume_period, "volume_period (volume average window in bars)")
-        if self.macd_scale not in defaults.MACD_SCALES:
-            raise ValueError(
-                f"macd_scale must be one of {', '.join(defaults.MACD_SCALES)}, "
-                f"got {self.macd_scale!r}"
+            raise ConfigError(
+                f"macd_fast ({self.macd_fast}) must be shorter than macd_slow ({self.macd_slow})",
+                name="macd_fast, macd_slow",
+                value=(self.macd_fast, self.macd_slow),
             )
         object.__setattr__(self, "_horizon", parse_interval(self.momentum_horizon))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,6 @@ from qt_backtest.data.interval import infer_interval
 from qt_backtest.inference.multiple import model_confidence_set
 from qt_backtest.inference.paired import paired_bootstrap
 from qt_backtest.inference.regimes import regime_labels, value_by_regime
-from qt_backtest.inference.resample import check_block_length, check_draws, check_probability
 from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
 from qt_backtest.inference.sharpe import (
     bootstrap_sharpe_difference_test,
@@ -33,6 +33,7 @@ from qt_backtest.inference.sharpe import (
     rollout_power,
     sharpe_difference_test,
 )
+from qt_backtest.parameters import document_parameters, param, validate
 
 #: The rollout's transitions: (later run, earlier run, what the later one adds).
 LAYER_TRANSITIONS = (
@@ -49,62 +50,88 @@ ADDS, LOSES, UNDECIDED, IDENTICAL = (
 )
 
 
+def _period(value: str) -> str:
+    check_period(value)
+    return value
+
+
+def _drops(value: Any) -> tuple[float, ...]:
+    drops = tuple(value)
+    if not drops or not all(
+        isinstance(d, int | float) and not isinstance(d, bool) and d > 0 for d in drops
+    ):
+        raise ValueError(f"drops must be positive annualised Sharpe drops, got {value!r}")
+    return tuple(float(d) for d in drops)
+
+
+def _level(default: float, doc: str, rule: str) -> Any:
+    return param(
+        default, doc=doc, low=0.0, high=1.0, inclusive="neither", unit="probability", rule=rule
+    )
+
+
+@document_parameters
 @dataclass(frozen=True)
 class VerdictSettings:
     """How verdicts are reached.
 
-    Parameters
-    ----------
-    confidence : float
-        Level of the intervals; a difference is beyond chance when its interval excludes 0
-        and the two-sided HAC p-value is below ``1 - confidence``.
-    draws : int
-        Bootstrap resamples.
-    block_length : float, optional
-        Mean block length of the stationary bootstrap; automatic (Politis and White) if None.
-    seed : int
-        Same seed, same verdicts.
-    period : str
-        Return period the runs are compared on (``"1D"``: daily).
-    benchmark : str
-        Run the full hierarchy is also compared with (``"buy_and_hold"``, ``"ensemble"`` ...).
-    drops : tuple of float
-        Annualised Sharpe drops the rollout power is given for.
-    power : float
-        Probability of detecting a drop, for the rollout power.
-    alpha : float
-        Level of the rollout's one-sided check and of the minimum track record
-        (``1 - alpha`` confidence).
+    A difference is beyond chance when its interval excludes 0 and the two-sided HAC p-value
+    is below ``1 - confidence``.
     """
 
-    confidence: float = 0.90
-    draws: int = 2000
-    block_length: float | None = None
-    seed: int = 0
-    period: str = "1D"
-    benchmark: str = "buy_and_hold"
-    drops: tuple[float, ...] = (0.25, 0.5, 1.0)
-    power: float = 0.80
-    alpha: float = 0.05
+    confidence: float = _level(0.90, "level of the intervals", rule="T-VERD-2")
+    draws: int = param(2000, doc="bootstrap resamples", kind="int", low=1, rule="T-VERD-3")
+    block_length: float | None = param(
+        None,
+        doc="mean block length of the stationary bootstrap (None: automatic, Politis and White)",
+        low=1.0,
+        high=1e9,
+        nullable=True,
+        unit="periods",
+        rule="T-VERD-3",
+    )
+    seed: int = param(
+        0,
+        doc="seed of the resampling: same seed, same verdicts",
+        kind="int",
+        low=0,
+        rule="T-VERD-3",
+    )
+    period: str = param(
+        "1D",
+        doc="return period the runs are compared on",
+        kind="other",
+        check=_period,
+        accepts='a duration such as "1D" or "4h"',
+        unit="time",
+        rule="T-VERD-1",
+    )
+    benchmark: str = param(
+        "buy_and_hold",
+        doc="run the full hierarchy is also compared with",
+        kind="text",
+        rule="T-VERD-1",
+    )
+    drops: tuple[float, ...] = param(
+        (0.25, 0.5, 1.0),
+        doc="annualised Sharpe drops the rollout power is given for",
+        kind="other",
+        check=_drops,
+        accepts="numbers > 0",
+        unit="annualised Sharpe",
+        rule="T-VERD-4",
+    )
+    power: float = _level(
+        0.80, "probability of detecting a drop, for the rollout power", rule="T-VERD-4"
+    )
+    alpha: float = _level(
+        0.05,
+        "level of the rollout's one-sided check and of the minimum track record",
+        rule="T-VERD-4",
+    )
 
     def __post_init__(self) -> None:
-        check_probability(self.confidence, "confidence")
-        check_draws(self.draws)
-        if self.block_length is not None:
-            check_block_length(self.block_length, 10**9)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        check_period(self.period)
-        if not isinstance(self.benchmark, str) or not self.benchmark:
-            raise ValueError(f"benchmark must name a run, got {self.benchmark!r}")
-        drops = tuple(self.drops)
-        if not drops or not all(
-            isinstance(d, int | float) and not isinstance(d, bool) and d > 0 for d in drops
-        ):
-            raise ValueError(f"drops must be positive annualised Sharpe drops, got {self.drops!r}")
-        object.__setattr__(self, "drops", tuple(float(d) for d in drops))
-        check_probability(self.power, "power")
-        check_probability(self.alpha, "alpha")
+        validate(self)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ import pandas as pd
 from qt_backtest import indicators as ind
 from qt_backtest.data.validate import validate_ohlcv
 from qt_backtest.indicators import defaults
-from qt_backtest.indicators._validate import check_period
+from qt_backtest.parameters import document_parameters, param, validate
 
 FEATURES = (
     "price_change",
@@ -67,6 +68,25 @@ UNITS = {
 }
 
 
+def _spans(count: int, name: str) -> Any:
+    """The check of a tuple of ``count`` windows of at least one bar."""
+
+    def check(value: Any) -> tuple[int, ...]:
+        spans = tuple(value)
+        if len(spans) != count or not all(
+            isinstance(span, int) and not isinstance(span, bool) and span >= 1 for span in spans
+        ):
+            raise ValueError(f"{name} needs {count} windows of at least 1 bar, got {value!r}")
+        return spans
+
+    return check
+
+
+def _window(default: int, doc: str, low: int = 2) -> Any:
+    return param(default, doc=doc, kind="int", low=low, unit="bars", rule="I-FEAT-2")
+
+
+@document_parameters
 @dataclass(frozen=True)
 class FeatureConfig:
     """Windows of the feature set (bars) and the choice of scale-free or live-raw variants.
@@ -76,37 +96,45 @@ class FeatureConfig:
     average (the Arbiter's volume trend).
     """
 
-    ema_spans: tuple[int, int, int] = (10, 20, 50)
-    rsi_period: int = defaults.RSI_PERIOD
-    macd_fast: int = defaults.MACD_FAST
-    macd_slow: int = defaults.MACD_SLOW
-    macd_signal: int = defaults.MACD_SIGNAL
-    bb_period: int = defaults.BB_PERIOD
-    bb_nbdev: float = defaults.BB_NBDEV
-    volatility_period: int = defaults.VOLATILITY_PERIOD
-    momentum_lags: tuple[int, int] = (10, 20)
-    volume_short: int = 5
-    volume_long: int = defaults.VOLUME_PERIOD
-    raw: bool = False
+    ema_spans: tuple[int, int, int] = param(
+        (10, 20, 50),
+        doc="spans of the three EMAs",
+        kind="other",
+        check=_spans(3, "ema_spans"),
+        accepts="three integers >= 1",
+        unit="bars",
+        rule="I-FEAT-2",
+    )
+    rsi_period: int = _window(defaults.RSI_PERIOD, "RSI window")
+    macd_fast: int = _window(defaults.MACD_FAST, "fast MACD EMA span")
+    macd_slow: int = _window(defaults.MACD_SLOW, "slow MACD EMA span")
+    macd_signal: int = _window(defaults.MACD_SIGNAL, "MACD signal EMA span", low=1)
+    bb_period: int = _window(defaults.BB_PERIOD, "Bollinger window")
+    bb_nbdev: float = param(
+        defaults.BB_NBDEV,
+        doc="Bollinger band distance",
+        low=0.0,
+        unit="standard deviations",
+        rule="I-FEAT-2",
+    )
+    volatility_period: int = _window(defaults.VOLATILITY_PERIOD, "volatility window")
+    momentum_lags: tuple[int, int] = param(
+        (10, 20),
+        doc="lags of the two momentum features",
+        kind="other",
+        check=_spans(2, "momentum_lags"),
+        accepts="two integers >= 1",
+        unit="bars",
+        rule="I-FEAT-2",
+    )
+    volume_short: int = _window(5, "short volume average window")
+    volume_long: int = _window(defaults.VOLUME_PERIOD, "long volume average window")
+    raw: bool = param(
+        False, doc="the live training code's raw variants", kind="bool", rule="I-FEAT-3"
+    )
 
     def __post_init__(self) -> None:
-        for span in (*self.ema_spans, *self.momentum_lags):
-            check_period(span, "window")
-        for name in (
-            "rsi_period",
-            "macd_fast",
-            "macd_slow",
-            "bb_period",
-            "volatility_period",
-            "volume_short",
-            "volume_long",
-        ):
-            check_period(getattr(self, name), name, minimum=2)
-        check_period(self.macd_signal, "macd_signal")
-        if len(self.ema_spans) != 3 or len(self.momentum_lags) != 2:
-            raise ValueError("ema_spans needs three spans and momentum_lags two lags")
-        if not isinstance(self.raw, bool):
-            raise ValueError("raw must be True or False")
+        validate(self)
 
 
 def _features_one(frame: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:

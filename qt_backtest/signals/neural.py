@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from qt_backtest.errors import ConfigError
+from qt_backtest.parameters import document_parameters, param, validate
+
 CLASSES = 3
 EXTRA_HINT = "the neural model slots need PyTorch: pip install 'qt-backtest[deep]'"
 
@@ -40,87 +43,74 @@ def require_torch() -> Any:
     return torch
 
 
+def _counts(value: Any) -> tuple[int, ...]:
+    sizes = tuple(value)
+    if not sizes or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in sizes
+    ):
+        raise ValueError(f"pool_sizes must be integers >= 1, got {value!r}")
+    return sizes
+
+
+def _whole(default: int, doc: str, unit: str = "") -> Any:
+    return param(default, doc=doc, kind="int", low=1, unit=unit)
+
+
+@document_parameters
 @dataclass(frozen=True)
 class NeuralConfig:
-    """Size and training of a neural slot (small defaults that train on 2 CPU cores).
+    """Size and training of a neural slot (small defaults that train on 2 CPU cores)."""
 
-    Parameters
-    ----------
-    lookback : int
-        Bars per input window (the current bar included).
-    hidden : int
-        Width of the N-HiTS MLP blocks.
-    pool_sizes : tuple of int
-        N-HiTS: one stack per pooling rate, coarse to fine.
-    patch_length, patch_stride, d_model, heads, layers : int
-        PatchTST: patch geometry, embedding width, attention heads, encoder layers.
-    dropout : float
-    epochs, batch_size : int
-    learning_rate, weight_decay : float
-        Adam.
-    patience : int
-        Epochs without a better validation loss before training stops.
-    validation_fraction : float
-        Share of the (time-ordered) training rows kept, at the end, for early stopping.
-    """
-
-    lookback: int = 48
-    hidden: int = 64
-    pool_sizes: tuple[int, ...] = (8, 4, 1)
-    patch_length: int = 12
-    patch_stride: int = 12
-    d_model: int = 16
-    heads: int = 2
-    layers: int = 1
-    dropout: float = 0.1
-    epochs: int = 20
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 4
-    validation_fraction: float = 0.15
+    lookback: int = _whole(48, "bars per input window, the current bar included", "bars")
+    hidden: int = _whole(64, "width of the N-HiTS MLP blocks")
+    pool_sizes: tuple[int, ...] = param(
+        (8, 4, 1),
+        doc="N-HiTS pooling rates, one stack each, coarse to fine (each at most lookback)",
+        kind="other",
+        check=_counts,
+        accepts="integers >= 1",
+        unit="bars",
+    )
+    patch_length: int = _whole(12, "PatchTST patch length (at most lookback)", "bars")
+    patch_stride: int = _whole(12, "PatchTST patch stride", "bars")
+    d_model: int = _whole(16, "PatchTST embedding width (a multiple of heads)")
+    heads: int = _whole(2, "PatchTST attention heads")
+    layers: int = _whole(1, "PatchTST encoder layers")
+    dropout: float = param(0.1, doc="dropout rate", low=0.0, high=0.9)
+    epochs: int = _whole(20, "training epochs at most")
+    batch_size: int = _whole(256, "rows per training batch", "rows")
+    learning_rate: float = param(1e-3, doc="Adam learning rate", low=0.0)
+    weight_decay: float = param(1e-4, doc="Adam weight decay", low=0.0)
+    patience: int = _whole(4, "epochs without a better validation loss before training stops")
+    validation_fraction: float = param(
+        0.15,
+        doc="share of the time-ordered training rows kept, at the end, for early stopping",
+        low=0.0,
+        high=0.5,
+        unit="share of rows",
+    )
 
     def __post_init__(self) -> None:
-        positive = (
-            "lookback",
-            "hidden",
-            "patch_length",
-            "patch_stride",
-            "d_model",
-            "heads",
-            "layers",
-            "epochs",
-            "batch_size",
-            "patience",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not self.pool_sizes or any(
-            not isinstance(p, int) or p < 1 or p > self.lookback for p in self.pool_sizes
-        ):
-            raise ValueError(
+        validate(self)
+        if any(size > self.lookback for size in self.pool_sizes):
+            raise ConfigError(
                 f"pool_sizes must be integers in [1, lookback={self.lookback}], "
-                f"got {self.pool_sizes!r}"
+                f"got {self.pool_sizes!r}",
+                name="pool_sizes",
+                value=self.pool_sizes,
             )
         if self.patch_length > self.lookback:
-            raise ValueError(
-                f"patch_length ({self.patch_length}) must not exceed lookback ({self.lookback})"
+            raise ConfigError(
+                f"patch_length ({self.patch_length}) must not exceed lookback ({self.lookback})",
+                name="patch_length, lookback",
+                value=(self.patch_length, self.lookback),
             )
         if self.d_model % self.heads:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
-        for name, low, high in (
-            ("dropout", 0.0, 0.9),
-            ("validation_fraction", 0.0, 0.5),
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and low <= value <= high):
-                raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-        for name in ("learning_rate", "weight_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            raise ConfigError(
+                f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})",
+                name="d_model, heads",
+                value=(self.d_model, self.heads),
+            )
 
     @property
     def patches(self) -> int:

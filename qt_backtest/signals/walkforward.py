@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest.data.interval import parse_interval
-from qt_backtest.indicators._validate import check_period
+from qt_backtest.errors import ConfigError
+from qt_backtest.parameters import document_parameters, param, validate
 
 
 def _bars(value: int | str | pd.Timedelta | None, bar: pd.Timedelta, name: str) -> int | None:
@@ -55,51 +56,57 @@ class Fold:
         return slice(self.test_start, self.test_stop)
 
 
+@document_parameters
 @dataclass(frozen=True)
 class WalkForward:
     """Walk-forward split over bar positions.
 
-    Parameters
-    ----------
-    step : int
-        Bars predicted by each fold, i.e. the retrain interval (720 for monthly 1h bars).
-    train_window : int or None
-        Training rows per fold (rolling window); None trains on everything before (expanding).
-    min_train : int
-        Training rows the first fold needs; it starts once that many are available.
-    purge : int
-        Bars left out between the training rows and the first predicted bar; must be at least
-        the label horizon.
-    embargo : int
-        Further bars left out after the purge (for dependence beyond the label horizon).
-    horizon : int
-        The label horizon the purge must cover.
+    ``step`` is the retrain interval (720 for monthly 1h bars); the first fold starts once
+    ``min_train`` rows are available; ``purge`` must be at least the label ``horizon`` and
+    ``embargo`` covers dependence beyond it.
     """
 
-    step: int = 720
-    train_window: int | None = 8760
-    min_train: int = 8760
-    purge: int = 5
-    embargo: int = 0
-    horizon: int = 5
+    step: int = param(720, doc="bars predicted by each fold", kind="int", low=1, unit="bars")
+    train_window: int | None = param(
+        8760,
+        doc="training rows per fold (None: expanding window)",
+        kind="int",
+        low=1,
+        nullable=True,
+        unit="bars",
+    )
+    min_train: int = param(
+        8760, doc="training rows the first fold needs", kind="int", low=1, unit="bars"
+    )
+    purge: int = param(
+        5,
+        doc="bars left out between training and prediction",
+        kind="int",
+        low=0,
+        unit="bars",
+        rule="T-LOOK-3",
+    )
+    embargo: int = param(
+        0, doc="further bars left out after the purge", kind="int", low=0, unit="bars"
+    )
+    horizon: int = param(
+        5, doc="label horizon the purge must cover", kind="int", low=1, unit="bars", rule="T-LOOK-3"
+    )
 
     def __post_init__(self) -> None:
-        check_period(self.step, "step")
-        check_period(self.min_train, "min_train")
-        check_period(self.horizon, "horizon")
-        if self.train_window is not None:
-            check_period(self.train_window, "train_window")
-            if self.train_window < self.min_train:
-                raise ValueError(
-                    f"train_window ({self.train_window}) must be at least min_train "
-                    f"({self.min_train})"
-                )
-        check_period(self.purge, "purge", minimum=0)
-        check_period(self.embargo, "embargo", minimum=0)
+        validate(self)
+        if self.train_window is not None and self.train_window < self.min_train:
+            raise ConfigError(
+                f"train_window ({self.train_window}) must be at least min_train ({self.min_train})",
+                name="train_window, min_train",
+                value=(self.train_window, self.min_train),
+            )
         if self.purge < self.horizon:
-            raise ValueError(
+            raise ConfigError(
                 f"purge ({self.purge} bars) must be at least the label horizon "
-                f"({self.horizon} bars), or training labels would see the predicted bars"
+                f"({self.horizon} bars), or training labels would see the predicted bars",
+                name="purge, horizon",
+                value=(self.purge, self.horizon),
             )
 
     @classmethod

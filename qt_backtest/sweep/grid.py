@@ -18,19 +18,16 @@ import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from qt_backtest.backtest.rules import PositionRules
-from qt_backtest.hierarchy.config import HierarchyConfig
-
-SECTIONS = ("ensemble", "meta", "arbiter")
-TABLES = {"ensemble": ("weights", "label_multipliers"), "meta": ("weights",)}
-TOP_LEVEL = ("mode", "fidelity", "min_trade_confidence", "min_active_models")
-# rule fields a sweep cannot vary: they change the data the kernel reads, not a number in it
-FIXED_RULES = ("fill_price", "init_cash")
+from qt_backtest.errors import ConfigError, UnknownParameterError
+from qt_backtest.hierarchy.config import SECTIONS, HierarchyConfig
+from qt_backtest.parameters import Param, close_matches, declared_fields
 
 
 @dataclass(frozen=True)
@@ -50,11 +47,11 @@ class Grid:
 
     def __post_init__(self) -> None:
         if not self.combinations:
-            raise ValueError("a grid needs at least one combination")
+            raise ConfigError("a grid needs at least one combination")
         names = list(self.combinations[0])
         for position, combination in enumerate(self.combinations):
             if set(combination) != set(names):
-                raise ValueError(
+                raise ConfigError(
                     f"combination {position} sets {sorted(combination)}, the first sets "
                     f"{sorted(names)}; every combination must set the same parameters"
                 )
@@ -68,15 +65,15 @@ class Grid:
     def product(cls, axes: Mapping[str, Iterable[Any]]) -> Grid:
         """Every combination of the values listed per parameter (the last varies fastest)."""
         if not axes:
-            raise ValueError("a grid needs at least one parameter")
+            raise ConfigError("a grid needs at least one parameter")
         names = list(axes)
         values = []
         for name in names:
             options = list(axes[name]) if not isinstance(axes[name], str) else [axes[name]]
             if not options:
-                raise ValueError(f"parameter {name!r} has no values")
+                raise ConfigError(f"parameter {name!r} has no values")
             if len({repr(option) for option in options}) != len(options):
-                raise ValueError(f"parameter {name!r} lists a value more than once: {options}")
+                raise ConfigError(f"parameter {name!r} lists a value more than once: {options}")
             values.append(options)
         return cls(tuple(dict(zip(names, row, strict=True)) for row in itertools.product(*values)))
 
@@ -88,7 +85,7 @@ class Grid:
     def sample(self, count: int, seed: int = 0) -> Grid:
         """``count`` combinations drawn without replacement (kept in grid order)."""
         if not (isinstance(count, int) and 1 <= count <= len(self)):
-            raise ValueError(f"count must be an integer in [1, {len(self)}], got {count!r}")
+            raise ConfigError(f"count must be an integer in [1, {len(self)}], got {count!r}")
         chosen = np.sort(np.random.default_rng(seed).choice(len(self), count, replace=False))
         return Grid(tuple(self.combinations[i] for i in chosen))
 
@@ -108,7 +105,7 @@ class Grid:
     def cross(self, name: str, values: Iterable[Any]) -> Grid:
         """Each combination repeated for every value of one more parameter (varying fastest)."""
         if name in self.names:
-            raise ValueError(f"the grid already sets {name!r}")
+            raise ConfigError(f"the grid already sets {name!r}")
         options = list(values)
         return Grid(
             tuple(
@@ -120,35 +117,67 @@ class Grid:
 
 
 @functools.cache
-def _section_fields(section: str) -> frozenset[str]:
-    """Field names of a configuration section (``models`` is not swept)."""
-    kind = type(getattr(HierarchyConfig(), section))
-    return frozenset(f.name for f in dataclasses.fields(kind)) - {"models"}
+def sweep_parameters() -> Mapping[str, Param]:
+    """Every parameter name a grid may vary, with its declaration, in declaration order.
+
+    A table (``"ensemble.weights"``) may also be varied one entry at a time, as
+    ``"<section>.<table>.<entry>"``; those names are not listed (their entries are checked
+    against the configuration when a combination is applied).
+    """
+    return MappingProxyType({name: spec for name, spec in _grid_names().items() if spec.sweep})
+
+
+def _grid_names() -> dict[str, Param]:
+    """Every declared field of the hierarchy and the rules, by grid name."""
+    names: dict[str, Param] = {}
+    for field, spec in declared_fields(HierarchyConfig):
+        if spec.kind == "section":
+            for inner, inner_spec in declared_fields(spec.section):
+                names[f"{field.name}.{inner.name}"] = inner_spec
+        else:
+            names[field.name] = spec
+    for field, spec in declared_fields(PositionRules):
+        names[f"rules.{field.name}"] = spec
+    return names
 
 
 def check_parameter_name(name: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is a parameter a sweep can vary."""
+    """Raise :class:`UnknownParameterError` unless ``name`` is a parameter a sweep can vary.
+
+    The message lists the declared names closest to ``name``.
+    """
     if not isinstance(name, str):
-        raise ValueError(f"parameter names are strings, got {name!r}")
+        raise UnknownParameterError(f"parameter names are strings, got {name!r}", name=repr(name))
+    known = sweep_parameters()
+    if name in known:
+        return
     parts = name.split(".")
-    if len(parts) == 1 and name in TOP_LEVEL:
-        return
-    if parts[0] == "rules" and len(parts) == 2:
-        known = {f.name for f in dataclasses.fields(PositionRules)} - set(FIXED_RULES)
-        if parts[1] in known:
-            return
-        choices = sorted(f"rules.{key}" for key in known)
-        raise ValueError(f"unknown parameter {name!r}: rules parameters are {choices}")
-    if parts[0] in SECTIONS and len(parts) == 2:
-        known = _section_fields(parts[0])
-        if parts[1] in known:
-            return
-        raise ValueError(f"unknown parameter {name!r}: {parts[0]} has {sorted(known)}")
-    if len(parts) == 3 and parts[1] in TABLES.get(parts[0], ()):
-        return
-    raise ValueError(
-        f"unknown parameter {name!r}; use {', '.join(TOP_LEVEL)}, '<section>.<field>' "
-        f"(sections {', '.join(SECTIONS)}), '<section>.weights.<model>' or 'rules.<field>'"
+    table = known.get(".".join(parts[:2])) if len(parts) == 3 else None
+    if table is not None and table.kind == "table":
+        return  # one entry of a table: the entry is checked when the combination is applied
+    declared = _grid_names()
+    if name in declared:
+        raise UnknownParameterError(
+            f"unknown parameter {name!r} for a sweep: {name} ({declared[name].doc}) cannot vary "
+            "within a sweep (it changes the data the kernels read, not a number in them)",
+            name=name,
+        )
+    matches = close_matches(name, known)
+    hint = f"; did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+    section = parts[0] if len(parts) > 1 else ""
+    in_section = [n for n in known if n.startswith(f"{section}.")] if section else []
+    if in_section:
+        listing = f" {section} parameters are {', '.join(in_section)}"
+    else:
+        top = [n for n in known if "." not in n]
+        listing = (
+            f" use {', '.join(top)}, '<section>.<field>' (sections "
+            f"{', '.join(SECTIONS)}), '<section>.weights.<model>' or 'rules.<field>'"
+        )
+    raise UnknownParameterError(
+        f"unknown parameter {name!r}{hint};{listing} (docs/parameters.md lists them all)",
+        name=name,
+        suggestions=matches,
     )
 
 

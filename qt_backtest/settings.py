@@ -98,7 +98,14 @@ TABLES = {
 HIERARCHY_SECTIONS = {"ensemble": EnsembleConfig, "meta": MetaConfig, "arbiter": ArbiterConfig}
 
 
-NULLABLE = {"min_trade_confidence", "max_hold_bars", "rules.max_hold_bars", "block_length"}
+NULLABLE = {
+    "min_trade_confidence",
+    "max_hold_bars",
+    "rules.max_hold_bars",
+    "size_granularity",
+    "rules.size_granularity",
+    "block_length",
+}
 #: Walk-forward spans of ``[predictions] train`` (hourly bars: monthly retraining on a year).
 WALK_FORWARD_DEFAULTS = {
     "step": "30D",

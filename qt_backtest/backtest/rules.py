@@ -46,6 +46,17 @@ class PositionRules:
         (liquidated) and trades no more; 0 closes it out when equity reaches zero. Checked
         against each bar's adverse extreme (low for a long, high for a short); losses stop at
         the account's equity.
+    size_granularity : float or None
+        Trade whole lots: the quantity of every order is rounded down to a multiple of this
+        many units (1.0: whole shares); an order that closes the position closes all of it.
+        None trades fractional units. Quantities are rounded down in binary floating point,
+        as vectorbt does: exactly for whole units and binary fractions (0.5, 0.25); a decimal
+        lot such as 0.1 is stored a little above 0.1, so a quantity that is a whole number of
+        such lots in decimal (0.5 = 5 x 0.1) can come out one lot lower.
+    close_at_end : bool
+        Close any open position on the last bar, at that bar's fill price and with the usual
+        fee and slippage, so that the last trade counts as a closed trade. The last bar's own
+        order, if it has one, is replaced by the close.
     """
 
     long_only: bool = False
@@ -59,6 +70,8 @@ class PositionRules:
     scale_by_confidence: bool = False
     init_cash: float = 100_000.0
     maintenance_margin: float = 0.0
+    size_granularity: float | None = None
+    close_at_end: bool = False
 
     def __post_init__(self) -> None:
         if self.hold not in HOLD_POLICIES:
@@ -67,7 +80,7 @@ class PositionRules:
             raise ValueError(
                 f"fill_price must be one of {', '.join(FILL_PRICES)}, got {self.fill_price!r}"
             )
-        for name in ("long_only", "scale_by_confidence"):
+        for name in ("long_only", "scale_by_confidence", "close_at_end"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False")
         if self.max_hold_bars is not None and (
@@ -107,3 +120,13 @@ class PositionRules:
             raise ValueError("size must be above 0 (a fraction of equity; 1.0 = fully invested)")
         if not (isinstance(self.init_cash, numbers.Real) and self.init_cash > 0):
             raise ValueError(f"init_cash must be a positive amount, got {self.init_cash!r}")
+        granularity = self.size_granularity
+        if granularity is not None and (
+            isinstance(granularity, bool)
+            or not isinstance(granularity, numbers.Real)
+            or not (math.isfinite(granularity) and granularity > 0)
+        ):
+            raise ValueError(
+                f"size_granularity (the lot: orders trade multiples of it, in units) must be a "
+                f"positive number or None for fractional units, got {granularity!r}"
+            )

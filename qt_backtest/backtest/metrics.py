@@ -16,6 +16,28 @@ calendar, a year of 365 days' bars otherwise, 8,760 for hourly bars):
   currency after fees (profit factor: gross profit / gross loss);
 * exposure: the share of bars that end holding a position.
 
+Under the same conventions (whole shares and the last trade closed at the end:
+``PositionRules(size_granularity=1.0, close_at_end=True)``), backtesting.py reports the same
+equity, total return, maximum drawdown, trade count and win rate (``tests/test_parity.py``
+shows them equal on its own strategy and data), but defines the others differently:
+
+* its annualised return is geometric: the geometric mean g of daily returns (equity resampled
+  per calendar day), compounded to (1 + g) ** D - 1 with D = 252 trading days for daily
+  data (365 when it has weekends);
+* its annualised volatility is that of the compounded annual return for independent daily
+  returns of variance v: sqrt((v + (1 + g) ** 2) ** D - (1 + g) ** (2 D)), not sqrt(D)
+  times the daily standard deviation;
+* its Sharpe ratio is the annualised return over that volatility, and its Sortino ratio the
+  annualised return over the daily downside deviation x sqrt(D): geometric return on top,
+  where ours puts the arithmetic mean;
+* its CAGR counts years in calendar time (last timestamp - first, / 365.25 days), ours in
+  bars / P;
+* its Calmar ratio divides its annualised return, not CAGR, by the maximum drawdown;
+* its profit factor and average trade are over each trade's return in percent (the average
+  geometric), ours over profit in currency;
+* its exposure counts a trade's bars from entry to exit inclusive, ours the bars that end
+  holding a position (the exit bar of a trade filled at the open holds none).
+
 A standard deviation that is only rounding noise counts as zero (:func:`negligible_spread`):
 a constant return series has no Sharpe ratio (NaN), not one of 1e13.
 """

@@ -174,6 +174,23 @@ def test_the_sweep_refuses_what_its_kernel_does_not_model(name, value):
         )
 
 
+def test_a_study_notes_the_break_even_fees_it_cannot_compute_and_refuses_a_sweep(eth):
+    from qt_backtest.report.study import _break_even, run_study
+
+    bars, votes = eth
+    symbol = {"ETHUSDT": bars}, {"ETHUSDT": votes}
+    notes: list[str] = []
+    inputs = {"ETHUSDT": arbiter_inputs(bars)}
+    frame = _break_even(*symbol, inputs, HierarchyConfig(), LOT_RULES, notes)
+    assert frame.empty
+    assert notes == [
+        "Break-even fees are not computed: they come from a sweep, and the sweep does not "
+        "support size_granularity, close_at_end yet."
+    ]
+    with pytest.raises(ValueError, match="the sweep does not support size_granularity yet"):
+        run_study(*symbol, rules=LOT_RULES, sweep_grid={"rules.fee": [0.0]})
+
+
 def test_settings_files_take_the_two_rules(tmp_path):
     path = tmp_path / "run.toml"
     body = """

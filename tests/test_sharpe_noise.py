@@ -1,7 +1,7 @@
 """A constant return series has no Sharpe ratio: a standard deviation that is only the rounding
 noise of the returns or of running sums counts as zero, in every place a Sharpe ratio is
-computed (single runs, the sweep, the block moments of the overfitting controls, the paired
-bootstrap, the Sharpe tests and the track record)."""
+computed (single runs, the sweep, the block moments of the overfitting controls, the regime
+values, the paired bootstrap, the Sharpe tests and the track record)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from qt_backtest.backtest.metrics import negligible_spread, performance, sharpe_
 from qt_backtest.inference import VerdictSettings
 from qt_backtest.inference.nb import return_statistics_nb
 from qt_backtest.inference.paired import metrics_from_statistics
+from qt_backtest.inference.regimes import _regime_metrics
 from qt_backtest.inference.sharpe import iid_sharpe_difference_test, sharpe_difference_test
 from qt_backtest.inference.verdict import _track_record
 from qt_backtest.sweep import nb as sweep_nb
@@ -103,6 +104,13 @@ def test_block_moments_of_constant_returns_have_no_sharpe():
     r, total, total_sq = noisy_running_sums()
     sharpe = block_sharpe(np.array([total]), np.array([total_sq]), np.array([float(len(r))]))
     assert np.isnan(sharpe).all()
+
+
+def test_regime_moments_of_constant_returns_have_no_sharpe():
+    r, total, total_sq = noisy_running_sums()
+    moments = np.array([[float(len(r)), total, total_sq]])
+    annual_mean, sharpe = _regime_metrics(moments, 365.0)[0]
+    assert annual_mean == pytest.approx(0.002 * 365) and np.isnan(sharpe)
 
 
 def test_the_paired_bootstrap_metrics_have_no_sharpe_for_constant_returns():

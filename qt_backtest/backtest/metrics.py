@@ -46,11 +46,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from qt_backtest.backtest import nb
 
 
-def negligible_spread(std, mean, count):
+def negligible_spread(std: ArrayLike, mean: ArrayLike, count: ArrayLike) -> bool | np.ndarray:
     """Whether a standard deviation of returns is rounding noise, to be taken as zero.
 
     A series of equal returns has no spread, but returns and their spread are computed in
@@ -91,7 +92,9 @@ def negligible_spread(std, mean, count):
     return bool(result) if result.ndim == 0 else result
 
 
-def sharpe_ratio(mean, std, count, annualisation=1.0):
+def sharpe_ratio(
+    mean: ArrayLike, std: ArrayLike, count: ArrayLike, annualisation: float = 1.0
+) -> float | np.ndarray:
     """Mean over standard deviation times ``annualisation``, NaN where the spread is zero or
     only rounding noise (:func:`negligible_spread`).
 

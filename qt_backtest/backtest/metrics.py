@@ -44,6 +44,8 @@ a constant return series has no Sharpe ratio (NaN), not one of 1e13.
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -86,10 +88,21 @@ def negligible_spread(std: ArrayLike, mean: ArrayLike, count: ArrayLike) -> bool
         Broadcast shape of the inputs.
     """
     arrays = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (std, mean, count)))
-    flat = [np.ascontiguousarray(x).ravel() for x in arrays]
-    out = nb.negligible_spreads_nb(*flat, np.empty(flat[0].shape[0], dtype=np.bool_))
+    std_flat, mean_flat, count_flat = (np.ascontiguousarray(x).ravel() for x in arrays)
+    out = np.empty(std_flat.shape[0], dtype=np.bool_)
+    nb.negligible_spreads_nb(std_flat, mean_flat, count_flat, out)
     result = out.reshape(arrays[0].shape)
     return bool(result) if result.ndim == 0 else result
+
+
+@overload
+def sharpe_ratio(mean: float, std: float, count: float, annualisation: float = 1.0) -> float: ...
+
+
+@overload
+def sharpe_ratio(
+    mean: np.ndarray, std: ArrayLike, count: ArrayLike, annualisation: float = 1.0
+) -> np.ndarray: ...
 
 
 def sharpe_ratio(
@@ -110,12 +123,14 @@ def sharpe_ratio(
     Returns
     -------
     float or ndarray
+        A float for scalar inputs.
     """
-    mean = np.asarray(mean, dtype=np.float64)
-    std = np.asarray(std, dtype=np.float64)
-    usable = (std > 0) & ~negligible_spread(std, mean, count)
+    means = np.asarray(mean, dtype=np.float64)
+    spreads = np.asarray(std, dtype=np.float64)
+    usable = (spreads > 0) & ~negligible_spread(spreads, means, count)
     with np.errstate(divide="ignore", invalid="ignore"):
-        result = np.where(usable, mean / np.where(usable, std, 1.0) * annualisation, np.nan)
+        ratio = means / np.where(usable, spreads, 1.0) * annualisation
+    result = np.where(usable, ratio, np.nan)
     return float(result) if result.ndim == 0 else result
 
 

@@ -4,16 +4,8 @@ parameter tables state the defaults of the code."""
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import re
 from pathlib import Path
-
-import pytest
-
-from qt_backtest.backtest.rules import PositionRules
-from qt_backtest.hierarchy.config import ArbiterConfig, EnsembleConfig, HierarchyConfig, MetaConfig
-from qt_backtest.hierarchy.rates import RateTargets
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -126,86 +118,3 @@ def test_every_worked_example_is_held_as_test_data():
     held = citations((ROOT / "tests" / "spec_cases.py").read_text(encoding="utf-8"))
     assert examples, "no worked examples in docs/"
     assert examples == held & examples, f"not in tests/spec_cases.py: {sorted(examples - held)}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameter tables: the defaults stated equal the code's
-# ---------------------------------------------------------------------------------------------
-
-CONFIGS = {
-    cls.__name__: cls
-    for cls in (
-        EnsembleConfig,
-        MetaConfig,
-        ArbiterConfig,
-        HierarchyConfig,
-        PositionRules,
-        RateTargets,
-    )
-}
-#: HierarchyConfig's fields that hold the layers' configurations, documented by their own tables
-SECTIONS = ("ensemble", "meta", "arbiter")
-HEADING = re.compile(r"^#+ .*`(\w+)`")
-FIELD = re.compile(r"`(\w+)`")
-# a parenthetical note with words and no quoted value, e.g. "(RSI points)"
-NOTE = re.compile(r"\s*\((?![^()]*[\"`])[^()]*[A-Za-z][^()]*\)")
-THOUSANDS = re.compile(r"(?<=\d) (?=\d{3}\b)")
-
-
-def stated_defaults() -> list[tuple[str, tuple[str, ...], str]]:
-    """(class, fields, default cell) of every row of the tables under a configuration heading."""
-    rows = []
-    for path in (DOCS / "hierarchy.md", DOCS / "positions-and-metrics.md"):
-        section = None
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("#"):
-                heading = HEADING.match(line)
-                section = heading.group(1) if heading and heading.group(1) in CONFIGS else None
-            elif section is not None and line.startswith("| `"):
-                cells = [cell.strip() for cell in line.strip("|").split("|")]
-                rows.append((section, tuple(FIELD.findall(cells[0])), cells[1]))
-    return rows
-
-
-def parse_default(cell: str, count: int):
-    """The literal values of a default cell, one per field, or None when it is prose."""
-    text = THOUSANDS.sub("", NOTE.sub("", cell)).replace("`", "").strip()
-    try:
-        value = ast.literal_eval(text if count == 1 else f"({text})")
-    except (ValueError, SyntaxError):
-        return None
-    return [value] if count == 1 else list(value) if len(value) == count else None
-
-
-def code_default(cls, name: str):
-    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
-    assert field is not None, (
-        f"docs state a default for {cls.__name__}.{name}, which does not exist"
-    )
-    return getattr(cls(), name)
-
-
-def test_parameter_tables_state_the_code_defaults():
-    checked = 0
-    for section, names, cell in stated_defaults():
-        expected = [code_default(CONFIGS[section], name) for name in names]
-        values = parse_default(cell, len(names))
-        if values is None:
-            continue  # a default stated in words (the weight tables), read by a person
-        for name, value, want in zip(names, values, expected, strict=True):
-            same = value == pytest.approx(want) if isinstance(want, float) else value == want
-            assert same, f"{section}.{name}: docs say {value!r}, the code {want!r}"
-            checked += 1
-    assert checked > 60
-
-
-def test_every_configuration_field_has_a_row():
-    documented = {(section, name) for section, names, _ in stated_defaults() for name in names}
-    for class_name, cls in CONFIGS.items():
-        for field in dataclasses.fields(cls):
-            nested = class_name == "HierarchyConfig" and field.name in SECTIONS
-            if not field.init or nested:
-                continue
-            assert (class_name, field.name) in documented, (
-                f"{class_name}.{field.name} has no row in the parameter tables of docs/"
-            )

@@ -9,6 +9,7 @@ plain re-simulation, so it equals simulating the modified decisions bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 
 import numpy as np
@@ -94,8 +95,18 @@ def counterfactual_path(
     changed = counterfactual_decisions(decisions, bar, min_trade_confidence)
     end = len(bars) if stop is None else stop + 1
     target = target_exposure(changed.iloc[:end], rules)
-    portfolio = run_portfolio(bars.iloc[:end], target, rules, periods_per_year(bars.index))
+    portfolio = run_portfolio(
+        bars.iloc[:end], target, _rules_until(rules, end, len(bars)), periods_per_year(bars.index)
+    )
     return pd.Series(portfolio.value().to_numpy(), index=bars.index[:end], name="value")
+
+
+def _rules_until(rules: PositionRules, stop: int, bars: int) -> PositionRules:
+    """The rules of a run cut short at bar ``stop`` (exclusive) of ``bars``: the position is
+    closed at the end only where the whole run ends, as in the run it stands in for."""
+    if rules.close_at_end and stop < bars:
+        return dataclasses.replace(rules, close_at_end=False)
+    return rules
 
 
 def _vote_pattern(votes: pd.DataFrame, models: list[str]) -> pd.Series:
@@ -190,7 +201,11 @@ def override_values(
             settled_bars.append(min(agree + rules.execution_lag, last))
         stop = max(settled_bars) + 1
         frame = pd.DataFrame(targets[:stop], index=bars.index[:stop])
-        values = run_portfolio(bars.iloc[:stop], frame, rules, per_year).value().to_numpy()
+        values = (
+            run_portfolio(bars.iloc[:stop], frame, _rules_until(rules, stop, len(bars)), per_year)
+            .value()
+            .to_numpy()
+        )
         # vectorbt caches results on the portfolio through a reference cycle: collect it now,
         # or the batches' arrays pile up until the cyclic collector happens to run (gigabytes
         # at a million bars)

@@ -102,8 +102,8 @@ def buy_and_hold(index: pd.Index) -> pd.DataFrame:
 
 
 def benchmark_rules(rules: PositionRules) -> PositionRules:
-    """The rules of buy-and-hold: the same costs, lag, fill price and close-out, fully
-    invested, the position kept whatever comes."""
+    """The rules of buy-and-hold: the same costs, lag, fill price, close-out, lot size and
+    closing at the end, fully invested, the position kept whatever comes."""
     return dataclasses.replace(
         rules,
         hold="keep",

@@ -22,9 +22,10 @@ def value_at_order_price_nb(c, price):
 
 
 @njit(cache=True)
-def order_or_close_out_nb(c, sizes, price, close_out, fees, slippage):
-    """The bar's target-percent order (``sizes``, NaN: none), then its close-out
-    (``close_out``: fill price, NaN: none), one call each; one column per group."""
+def order_or_close_out_nb(c, sizes, price, close_out, fees, slippage, lots):
+    """The bar's target-percent order (``sizes``, NaN: none; its quantity rounded down to a
+    multiple of ``lots``, NaN: fractional), then its close-out (``close_out``: fill price, NaN:
+    none), one call each; one column per group."""
     col = c.from_col
     i = c.i
     order_pending = not np.isnan(sizes[i, col])
@@ -36,6 +37,7 @@ def order_or_close_out_nb(c, sizes, price, close_out, fees, slippage):
             direction=Direction.Both,
             fees=fees,
             slippage=slippage,
+            size_granularity=lots[i, col],
         )
     if not np.isnan(close_out[i, col]) and c.call_idx == (1 if order_pending else 0):
         return col, close_position_nb(price=close_out[i, col], fees=fees)

@@ -92,6 +92,30 @@ def target_exposure_nb(
     return out
 
 
+# A standard deviation of returns below the rounding noise of its own computation counts as
+# zero; :func:`qt_backtest.backtest.metrics.negligible_spread` says why these two terms.
+SPREAD_NOISE_RELATIVE = 2.0
+SPREAD_NOISE_ABSOLUTE = 16.0 * np.finfo(np.float64).eps
+
+
+@njit(cache=True, inline="always")
+def negligible_spread_nb(std, mean, count):
+    """Whether ``std``, the standard deviation of ``count`` returns of mean ``mean``, is only
+    rounding noise: at most ``2 sqrt(count eps) |mean| + 16 eps`` (NaN: False)."""
+    eps = np.finfo(np.float64).eps
+    noise = SPREAD_NOISE_RELATIVE * math.sqrt(count * eps) * abs(mean) + SPREAD_NOISE_ABSOLUTE
+    return std <= noise
+
+
+@njit(cache=True)
+def negligible_spreads_nb(std, mean, count, out):
+    """:func:`negligible_spread_nb` of each element of the flat arrays ``std``, ``mean`` and
+    ``count`` into ``out`` (bool)."""
+    for i in range(out.shape[0]):
+        out[i] = negligible_spread_nb(std[i], mean[i], count[i])
+    return out
+
+
 # Fills and trades below follow vectorbt's ``from_orders`` accounting (target-percent orders,
 # both directions, proportional fees and slippage, partial fills when cash runs short, exit
 # trades), so that a streaming simulation can stand in for a vectorbt run. Its float

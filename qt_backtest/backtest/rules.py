@@ -47,6 +47,17 @@ class PositionRules:
         (liquidated) and trades no more; 0 closes it out when equity reaches zero. Checked
         against each bar's adverse extreme (low for a long, high for a short); losses stop at
         the account's equity.
+    size_granularity : float or None
+        Trade whole lots: the quantity of every order is rounded down to a multiple of this
+        many units (1.0: whole shares); an order that closes the position closes all of it.
+        None trades fractional units. Quantities are rounded down in binary floating point,
+        as vectorbt does: exactly for whole units and binary fractions (0.5, 0.25); a decimal
+        lot such as 0.1 is stored a little above 0.1, so a quantity that is a whole number of
+        such lots in decimal (0.5 = 5 x 0.1) can come out one lot lower.
+    close_at_end : bool
+        Close any open position on the last bar, at that bar's fill price and with the usual
+        fee and slippage, so that the last trade counts as a closed trade. The last bar's own
+        order, if it has one, is replaced by the close.
     """
 
     long_only: bool = param(
@@ -128,6 +139,21 @@ class PositionRules:
         high=0.5,
         unit="fraction of position value",
         rule="P-RUIN-1",
+    )
+    size_granularity: float | None = param(
+        None,
+        doc="the lot: every order trades a whole number of them; None trades fractions",
+        low=0.0,
+        inclusive="neither",
+        unit="units of the asset",
+        nullable=True,
+        rule="P-POS-5",
+    )
+    close_at_end: bool = param(
+        False,
+        doc="close any open position on the last bar",
+        kind="bool",
+        rule="P-FILL-5",
     )
 
     def __post_init__(self) -> None:

@@ -82,16 +82,44 @@ def target_exposure(decisions: pd.DataFrame | pd.Series, rules: PositionRules) -
     return pd.Series(out, index=actions.index, name="target")
 
 
-def order_sizes(target: np.ndarray, lag: int) -> np.ndarray:
+def order_sizes(target: np.ndarray, lag: int, close_at_end: bool = False) -> np.ndarray:
     """Target-percent orders: a new target decided at bar t is sent for bar t + lag; NaN means
-    no order (the position is left to drift with the price)."""
+    no order (the position is left to drift with the price).
+
+    Parameters
+    ----------
+    target : ndarray of float64, shape (bars,)
+        Exposure wanted after each bar's decision.
+    lag : int
+        Bars between a decision and its fill.
+    close_at_end : bool
+        Send a target of 0 (close) for the last bar, in place of any order it had.
+
+    Returns
+    -------
+    ndarray of float64, shape (bars,)
+    """
     sizes = np.full(target.shape[0], np.nan)
     previous = np.concatenate([[0.0], target[:-1]])
     changes = np.flatnonzero(target != previous)
     fills = changes + lag
     keep = fills < target.shape[0]
     sizes[fills[keep]] = target[changes[keep]]
+    if close_at_end and sizes.size:
+        sizes[-1] = 0.0
     return sizes
+
+
+def order_granularity(sizes: np.ndarray, granularity: float | None) -> np.ndarray:
+    """The lot each order's quantity is rounded down to (NaN: none), shape of ``sizes``.
+
+    An order for a target of 0 closes the whole position: rounding it down could leave a
+    remainder when the position is not an exact multiple of the lot in floating point.
+    """
+    lots = np.full(np.shape(sizes), np.nan)
+    if granularity is not None:
+        lots[~np.isnan(sizes) & (sizes != 0.0)] = float(granularity)
+    return lots
 
 
 def run_portfolio(
@@ -122,10 +150,13 @@ def _run(
     index = _plain_index(bars.index)
     values = target.to_numpy()
     if values.ndim == 1:
-        sizes = order_sizes(values, rules.execution_lag)
+        sizes = order_sizes(values, rules.execution_lag, rules.close_at_end)
     else:
         sizes = np.column_stack(
-            [order_sizes(values[:, j], rules.execution_lag) for j in range(values.shape[1])]
+            [
+                order_sizes(values[:, j], rules.execution_lag, rules.close_at_end)
+                for j in range(values.shape[1])
+            ]
         )
         sizes = pd.DataFrame(sizes, index=index, columns=target.columns)
     close = pd.Series(bars["close"].to_numpy(dtype=np.float64), index=index)
@@ -134,6 +165,11 @@ def _run(
         "init_cash": rules.init_cash,
         "freq": pd.Timedelta(days=365) / per_year,
     }
+    # a copy: the close-outs below cancel the orders after them
+    size_matrix = np.array(sizes, dtype=np.float64).reshape(len(bars), -1)
+    lots = order_granularity(size_matrix, rules.size_granularity)
+    if rules.size_granularity is not None:
+        options["size_granularity"] = lots.reshape(np.shape(sizes))
     portfolio = vbt.Portfolio.from_orders(
         close=close,
         size=sizes,
@@ -145,8 +181,7 @@ def _run(
         engine="numba",
         **options,
     )
-    # a copy: the close-outs below cancel the orders after them
-    size_matrix = np.array(sizes, dtype=np.float64).reshape(len(bars), -1)
+    options.pop("size_granularity", None)
     cash = np.asarray(portfolio.cash(), dtype=np.float64).reshape(size_matrix.shape)
     units = np.asarray(portfolio.assets(), dtype=np.float64).reshape(size_matrix.shape)
     ohlc = [bars[name].to_numpy(dtype=np.float64) for name in ("open", "low", "high")]
@@ -193,6 +228,7 @@ def _run(
         close_out,
         float(rules.fee),
         rules.slippage_bps / 10_000.0,
+        lots,
         flexible=True,
         pre_segment_func_nb=flex_nb.value_at_order_price_nb,
         pre_segment_args=(price.to_numpy(),),

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from qt_backtest.backtest.nb import negligible_spread_nb
+
 
 @njit(cache=True)
 def stationary_indices_nb(starts, uniforms, probability):
@@ -155,14 +157,21 @@ def sharpe_moments_nb(a, b, rows):
 
 
 @njit(cache=True)
-def sharpe_difference_nb(moments):
+def sharpe_difference_nb(moments, count):
     """Difference of the Sharpe ratios (per period, population standard deviation) from
-    the moments ``(mean a, mean b, mean square a, mean square b)``, and its gradient."""
+    the moments ``(mean a, mean b, mean square a, mean square b)`` of ``count`` paired
+    returns, and its gradient; NaN when either spread is zero or rounding noise
+    (:func:`qt_backtest.backtest.nb.negligible_spread_nb`)."""
     mu_a, mu_b, sq_a, sq_b = moments[0], moments[1], moments[2], moments[3]
     var_a = sq_a - mu_a * mu_a
     var_b = sq_b - mu_b * mu_b
     gradient = np.empty(4)
-    if var_a <= 0.0 or var_b <= 0.0:
+    if (
+        var_a <= 0.0
+        or var_b <= 0.0
+        or negligible_spread_nb(math.sqrt(var_a), mu_a, count)
+        or negligible_spread_nb(math.sqrt(var_b), mu_b, count)
+    ):
         gradient[:] = np.nan
         return np.nan, gradient
     gradient[0] = sq_a / var_a**1.5
@@ -192,7 +201,7 @@ def studentized_block_bootstrap_nb(a, b, starts, block, difference):
             for t in range(block):
                 rows[j * block + t] = (starts[d, j] + t) % n
         moments = sharpe_moments_nb(a, b, rows)
-        value, gradient = sharpe_difference_nb(moments)
+        value, gradient = sharpe_difference_nb(moments, length)
         psi = np.zeros((4, 4))
         zeta = np.empty(4)
         for j in range(blocks):
@@ -234,7 +243,7 @@ def studentized_stationary_nb(x, later, earlier, indices, differences):
             a = x[:, later[p]]
             b = x[:, earlier[p]]
             moments = sharpe_moments_nb(a, b, rows)
-            value, gradient = sharpe_difference_nb(moments)
+            value, gradient = sharpe_difference_nb(moments, n)
             psi = np.zeros((4, 4))
             zeta = np.zeros(4)
             for i in range(n):

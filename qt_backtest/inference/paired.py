@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from qt_backtest.backtest.metrics import sharpe_ratio
 from qt_backtest.inference.nb import (
     resampled_return_statistics_nb,
     return_statistics_nb,
@@ -28,13 +29,17 @@ from qt_backtest.inference.resample import (
 METRICS = ("sharpe", "annual_mean", "sortino", "max_drawdown")
 
 
-def metrics_from_statistics(statistics: np.ndarray, periods_per_year: float) -> np.ndarray:
+def metrics_from_statistics(
+    statistics: np.ndarray, periods_per_year: float, count: int
+) -> np.ndarray:
     """The :data:`METRICS` from :func:`~qt_backtest.inference.nb.return_statistics_nb`'s
-    (mean, standard deviation, downside deviation, maximum drawdown) in the last axis."""
+    (mean, standard deviation, downside deviation, maximum drawdown) in the last axis, of
+    ``count`` period returns; the Sharpe ratio is NaN where the spread is zero or rounding
+    noise (:func:`~qt_backtest.backtest.metrics.sharpe_ratio`)."""
     mean, std, downside, worst = np.moveaxis(statistics, -1, 0)
     annual = np.sqrt(periods_per_year)
+    sharpe = sharpe_ratio(mean, std, count, annual)
     with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(std > 0, mean / std * annual, np.nan)
         sortino = np.where(downside > 0, mean / downside * annual, np.nan)
     return np.stack([sharpe, mean * periods_per_year, sortino, worst], axis=-1)
 
@@ -156,21 +161,25 @@ def paired_bootstrap(
             np.column_stack([values, values[:, later] - values[:, earlier], squares])
         )
     observed = metrics_from_statistics(
-        return_statistics_nb(values, np.arange(len(values))), periods_per_year
+        return_statistics_nb(values, np.arange(len(values))), periods_per_year, len(values)
     )
     later_columns = np.array(later, dtype=np.int64)
     earlier_columns = np.array(earlier, dtype=np.int64)
     everything = np.arange(len(values))
     centres = np.array(
         [
-            sharpe_difference_nb(sharpe_moments_nb(values[:, i], values[:, j], everything))[0]
+            sharpe_difference_nb(
+                sharpe_moments_nb(values[:, i], values[:, j], everything), len(values)
+            )[0]
             for i, j in zip(later, earlier, strict=True)
         ]
     )
     pieces, studentized = [], []
     for resampled_rows in stationary_indices(len(values), block_length, draws, seed):
         statistics = resampled_return_statistics_nb(values, resampled_rows)
-        pieces.append(metrics_from_statistics(statistics, periods_per_year))
+        pieces.append(
+            metrics_from_statistics(statistics, periods_per_year, resampled_rows.shape[1])
+        )
         studentized.append(
             studentized_stationary_nb(
                 values, later_columns, earlier_columns, resampled_rows, centres

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
+from qt_backtest.backtest.metrics import sharpe_ratio
 from qt_backtest.inference.paired import (
     paired_columns,
     percentile_interval,
@@ -116,12 +117,14 @@ def regime_moments_nb(x, labels, regimes, indices):
 
 
 def _regime_metrics(moments: np.ndarray, periods_per_year: float) -> np.ndarray:
-    """Annualised mean and Sharpe ratio from (count, sum, sum of squares): last axis 2."""
+    """Annualised mean and Sharpe ratio from (count, sum, sum of squares): last axis 2. The
+    Sharpe ratio is NaN without a spread, or with only the rounding noise of the sums
+    (:func:`~qt_backtest.backtest.metrics.sharpe_ratio`)."""
     count, total, squares = np.moveaxis(moments, -1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
         variance = (squares - count * mean**2) / (count - 1)
-        sharpe = np.where(variance > 0, mean / np.sqrt(variance), np.nan)
+        sharpe = sharpe_ratio(mean, np.sqrt(np.maximum(variance, 0.0)), count)
     return np.stack([mean * periods_per_year, sharpe * np.sqrt(periods_per_year)], axis=-1)
 
 

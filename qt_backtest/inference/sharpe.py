@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from qt_backtest.backtest.metrics import sharpe_ratio
 from qt_backtest.inference.nb import (
     autocovariances_nb,
     sharpe_difference_nb,
@@ -181,7 +182,7 @@ def sharpe_difference_test(a: np.ndarray, b: np.ndarray, *, prewhiten: bool = Tr
     a, b = _paired(a, b)
     n = len(a)
     moments = _moments(a, b)
-    difference, gradient = sharpe_difference_nb(moments)
+    difference, gradient = sharpe_difference_nb(moments, n)
     y = np.column_stack([a, b, a * a, b * b]) - moments
     psi = hac_covariance(y, prewhiten=prewhiten) * n / (n - 4)
     return _normal_test(difference, float(gradient @ psi @ gradient), n, "hac")
@@ -209,9 +210,10 @@ def iid_sharpe_difference_test(a: np.ndarray, b: np.ndarray) -> SharpeTest:
     with ``s`` the Sharpe ratios and ``rho`` the correlation of the returns."""
     a, b = _paired(a, b)
     n = len(a)
-    sharpe_a = a.mean() / a.std()
-    sharpe_b = b.mean() / b.std()
-    rho = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else np.nan
+    sharpe_a = sharpe_ratio(a.mean(), a.std(), n)
+    sharpe_b = sharpe_ratio(b.mean(), b.std(), n)
+    # without a spread (or with rounding noise for one) there is no ratio and no correlation
+    rho = float(np.corrcoef(a, b)[0, 1]) if np.isfinite(sharpe_a - sharpe_b) else np.nan
     variance = (
         2.0 - 2.0 * rho + 0.5 * (sharpe_a**2 + sharpe_b**2 - 2.0 * sharpe_a * sharpe_b * rho**2)
     )

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from qt_backtest.backtest.compare import AGGREGATE, HIERARCHY_RUNS, Comparison, aggregate_value
+from qt_backtest.backtest.metrics import sharpe_ratio
 from qt_backtest.data.interval import infer_interval
 from qt_backtest.inference.multiple import model_confidence_set
 from qt_backtest.inference.paired import paired_bootstrap
@@ -410,9 +411,8 @@ def _test_row(later, earlier, interval, label, symbol, per_year, settings) -> di
 
 def _track_record(returns: pd.Series, per_year: float, settings: VerdictSettings) -> dict:
     values = returns.to_numpy()
-    std = values.std(ddof=1)
-    sharpe = values.mean() / std if std > 0 else np.nan
-    if std > 0:
+    sharpe = sharpe_ratio(values.mean(), values.std(ddof=1), len(values))
+    if np.isfinite(sharpe):
         skewness = float(stats.skew(values))
         kurtosis = float(stats.kurtosis(values, fisher=False))
         needed = min_track_record_length(sharpe, skewness, kurtosis, 0.0, 1.0 - settings.alpha)

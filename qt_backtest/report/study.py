@@ -35,6 +35,7 @@ from qt_backtest.report.format import escape, price_decimals
 from qt_backtest.signals.diagnostics import vote_reliability, vote_skill
 from qt_backtest.signals.labels import make_labels
 from qt_backtest.sweep.breakeven import break_even_fees
+from qt_backtest.sweep.run import check_sweep_rules, unsupported_rules
 
 FRAMES = ("provenance", "table", "rollout", "mix", "overrides", "reliability", "trades")
 #: frames that studies saved by earlier versions lack
@@ -356,7 +357,10 @@ def run_study(
         What the sweep's overfitting controls rank by.
     verdict : VerdictSettings or bool
         Settings of the verdicts on each layer (:func:`qt_backtest.inference.layer_verdicts`);
-        True for the defaults, False to leave them out.
+        True for the defaults, False to leave them out. Their break-even fees come from a
+        sweep: under rules a sweep cannot run (see
+        :func:`qt_backtest.sweep.run.unsupported_rules`) they are left out, and a note says
+        so.
     """
     if verdict is True:
         verdict = VerdictSettings()
@@ -364,6 +368,8 @@ def run_study(
         raise ValueError(f"verdict must be VerdictSettings, True or False, got {verdict!r}")
     config = config or HierarchyConfig()
     rules = rules or PositionRules()
+    if sweep_grid is not None:
+        check_sweep_rules(rules)  # before hours of work, not after
     inputs = inputs or ArbiterInputConfig()
     if set(bars) != set(votes):
         raise ValueError("bars and votes must name the same symbols")
@@ -376,6 +382,7 @@ def run_study(
     for caught_warning in caught:
         warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
     overrides, reliability, trades, mix, skill = [], [], [], [], []
+    rule_notes: list[str] = []
     for symbol in bars:
         # everything below is about the bars every run was scored on
         frame = comparison.bars[symbol]
@@ -432,7 +439,7 @@ def run_study(
             "verdict_power": verdicts.power.reset_index(),
             "verdict_set": verdicts.confidence_set.reset_index(),
             "verdict_regimes": verdicts.regimes.reset_index(),
-            "verdict_break_even": _break_even(bars, votes, indicators, config, rules),
+            "verdict_break_even": _break_even(bars, votes, indicators, config, rules, rule_notes),
             "verdict_settings": _asdict(verdict),
         }
     summary = None
@@ -463,12 +470,21 @@ def run_study(
         trades=pd.concat(trades, ignore_index=True),
         skill=pd.DataFrame(skill),
         sweep=summary,
-        notes=[*notes, *coverage_notes],
+        notes=[*notes, *coverage_notes, *rule_notes],
         **verdict_frames,
     )
 
 
-def _break_even(bars, votes, indicators, config, rules) -> pd.DataFrame:
+def _break_even(bars, votes, indicators, config, rules, notes: list[str]) -> pd.DataFrame:
+    """The break-even fees of the verdicts, or an empty frame and a note in ``notes`` when the
+    sweep they come from cannot run under ``rules``."""
+    unsupported = unsupported_rules(rules)
+    if unsupported:
+        notes.append(
+            "Break-even fees are not computed: they come from a sweep, and the sweep does not "
+            f"support {', '.join(unsupported)} yet."
+        )
+        return pd.DataFrame()
     with warnings.catch_warnings():
         # the comparison has said it already
         warnings.simplefilter("ignore", CoverageWarning)

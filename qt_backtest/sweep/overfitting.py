@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from qt_backtest.backtest.metrics import sharpe_ratio
 from qt_backtest.inference.sharpe import expected_max_sharpe, probabilistic_sharpe_ratio
 
 METRICS = ("sharpe", "total_return")
@@ -65,12 +66,12 @@ def block_moments(returns: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndar
 
 def _sharpe(total: np.ndarray, total_sq: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Per-bar Sharpe ratio (sample standard deviation) from summed moments; NaN without
-    variance."""
+    variance, or with only the rounding noise of the sums
+    (:func:`~qt_backtest.backtest.metrics.sharpe_ratio`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / count
         variance = (total_sq - total * mean) / (count - 1)
-        std = np.sqrt(np.maximum(variance, 0.0))
-        return np.where(std > 0, mean / std, np.nan)
+    return sharpe_ratio(mean, np.sqrt(np.maximum(variance, 0.0)), count)
 
 
 def _performance(

@@ -219,8 +219,8 @@ def test_sweep_rows_equal_single_runs_with_close_outs(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"size": 0.0}, "size must be above 0"),
-        ({"size": 1.5}, r"size must be a number in \[0.0, 1.0\]"),
+        ({"size": 0.0}, r"size must be a number in \(0, 1\], got 0.0"),
+        ({"size": 1.5}, r"size must be a number in \(0, 1\], got 1.5"),
         ({"maintenance_margin": 0.6}, "maintenance_margin must be a number"),
         ({"maintenance_margin": -0.01}, "maintenance_margin must be a number"),
     ],

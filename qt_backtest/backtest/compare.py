@@ -194,10 +194,8 @@ def compare_modes(
     equity = pd.concat({key: result.value for key, result in results.items()}, axis=1)
     equity.columns.names = ["symbol", "run"]
     window_table = pd.DataFrame.from_dict(windows, orient="index").rename_axis("symbol")
-    messages = [
-        coverage_message(frame, config.fidelity, symbol) for symbol, frame in coverage.items()
-    ]
-    messages = [message for message in messages if message]
+    found = [coverage_message(frame, config.fidelity, symbol) for symbol, frame in coverage.items()]
+    messages = [message for message in found if message]
     if messages:
         warnings.warn(" | ".join(messages), CoverageWarning, stacklevel=2)
     coverage_table = pd.concat(coverage, names=["symbol", "model"])

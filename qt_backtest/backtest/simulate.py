@@ -205,8 +205,8 @@ def _run(
     # Rerun with the close-outs: a second order on the close-out bar, after the bar's own
     # order when that filled first, needs vectorbt's flexible simulation.
     close_out = np.full(size_matrix.shape, np.nan)
-    for j in np.flatnonzero(ruin_bar >= 0):
-        bar = ruin_bar[j]
+    for j in map(int, np.flatnonzero(ruin_bar >= 0)):
+        bar = int(ruin_bar[j])
         size_matrix[bar + (1 if order_first[j] else 0) :, j] = np.nan
         close_out[bar, j] = ruin_price[j]
     close_frame = (

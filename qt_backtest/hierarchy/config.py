@@ -92,6 +92,15 @@ def _label_multipliers(table: Any) -> tuple[tuple[str, float], ...]:
 
 
 _WEIGHTS_ACCEPT = "model names mapped to weights >= 0"
+
+
+def weight_pairs(
+    weights: Mapping[str, float] | tuple[tuple[str, float], ...],
+) -> tuple[tuple[str, float], ...]:
+    """A weight table as ``(model, weight)`` pairs in its order (a configuration holds pairs)."""
+    return tuple(weights.items()) if isinstance(weights, Mapping) else tuple(weights)
+
+
 _CONFIDENCE = "confidence"
 
 
@@ -194,7 +203,7 @@ class EnsembleConfig:
 
     def weight_vector(self) -> tuple[float, ...]:
         """Vote weights in model order."""
-        return tuple(weight for _, weight in self.weights)
+        return tuple(weight for _, weight in weight_pairs(self.weights))
 
     def multiplier(self, label: str) -> float:
         return dict(self.label_multipliers)[label]

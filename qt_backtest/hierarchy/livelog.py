@@ -165,7 +165,7 @@ def _timestamp(line: str, year: int | None) -> tuple[pd.Timestamp | None, str]:
 
 
 def _parse_votes(text: str) -> dict[str, tuple[str, float]] | None:
-    votes = {}
+    votes: dict[str, tuple[str, float]] = {}
     for abbreviation, action, confidence in _VOTE.findall(text):
         model = MODEL_ABBREVIATIONS.get(abbreviation)
         if model is None:
@@ -184,14 +184,14 @@ def _message(text: str) -> tuple[str, str, dict[str, Any]] | None:
         if votes is None:
             return None
         symbol, action, number, percent = match.group(1, 2, 3, 4)
-        confidence = float(number) / 100 if percent else float(number)
+        final_confidence = float(number) / 100 if percent else float(number)
         decimals = _decimals(number) + (2 if percent else 0)
         return (
             "ensemble",
             symbol,
             {
                 "final_action": action,
-                "final_confidence": confidence,
+                "final_confidence": final_confidence,
                 "final_decimals": decimals,
                 "votes": votes,
             },
@@ -282,6 +282,8 @@ def _lines(source: str | Path | Iterable[str]) -> Iterable[str]:
             yield from handle
     elif isinstance(source, str):
         yield from source.splitlines()
+    elif isinstance(source, Path):
+        raise FileNotFoundError(f"no live log at {source}")
     else:
         yield from source
 
@@ -550,8 +552,8 @@ def replay_log(
     )
 
     mismatches = []
-    compared = Counter()
-    matched = Counter()
+    compared: Counter[str] = Counter()
+    matched: Counter[str] = Counter()
 
     def check(i: int, layer: str, same: bool, logged: Any, computed: Any) -> None:
         compared[layer] += 1

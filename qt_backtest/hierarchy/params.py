@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from qt_backtest.hierarchy.config import HierarchyConfig
+from qt_backtest.hierarchy.config import HierarchyConfig, weight_pairs
 from qt_backtest.parameters import kernel_scalars
 
 # positions in the scalar parameter vector
@@ -184,7 +184,11 @@ def pack(config: HierarchyConfig, uncertainty_model=None) -> PackedConfig:
     values = scalar_values(config, uncertainty_model)
     scalars = np.array([float(values[name]) for name in SCALARS])
     models = config.models
-    table = [(models.index(model), weight) for model, weight in m.weights if model in models]
+    table = [
+        (models.index(model), weight)
+        for model, weight in weight_pairs(m.weights)
+        if model in models
+    ]
     features = 4 * len(models) + 10
     if uncertainty_model is None:
         coef, intercept = np.zeros((3, features)), np.zeros(3)

@@ -23,6 +23,7 @@ from qt_backtest.hierarchy.config import (
     EnsembleConfig,
     HierarchyConfig,
     MetaConfig,
+    weight_pairs,
 )
 
 Prediction = Mapping[str, Any]
@@ -57,7 +58,8 @@ def active_votes(predictions: Predictions, models: tuple[str, ...]) -> list[tupl
         prediction = predictions.get(model)
         if prediction is None:
             continue
-        action, confidence = prediction.get("action"), prediction.get("confidence")
+        action: Any = prediction.get("action")
+        confidence: Any = prediction.get("confidence")
         if _is_missing(action) or _is_missing(confidence):
             continue
         if "insufficient" in str(prediction.get("version", "")).lower():
@@ -179,7 +181,7 @@ class MetaPolicy:
         present = {model: (action, confidence) for model, action, confidence in inputs}
         scores = {SELL: 0.0, HOLD: 0.0, BUY: 0.0}
         total_weight = 0.0
-        for model, weight in self.config.weights:
+        for model, weight in weight_pairs(self.config.weights):
             if model in present:
                 action, confidence = present[model]
                 total_weight += weight
@@ -279,7 +281,7 @@ class Arbiter:
         return self.non_hold / self.calls if self.calls else 0.0
 
     def _value(self, indicators: Mapping[str, Any], name: str) -> float:
-        value = indicators.get(name)
+        value: Any = indicators.get(name)
         if _is_missing(value) or not math.isfinite(float(value)):
             return getattr(self.config, f"neutral_{name}")
         return float(value)

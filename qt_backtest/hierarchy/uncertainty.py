@@ -139,6 +139,7 @@ class MetaUncertaintyModel:
         if self.coef_ is None:
             raise RuntimeError("the uncertainty model is not fitted; call fit first")
         rows = np.atleast_2d(np.asarray(features, dtype=float))
+        assert self.intercept_ is not None  # fitted together with coef_
         if rows.shape[1] != self.coef_.shape[1]:
             raise ValueError(
                 f"the model was fitted on {self.coef_.shape[1]} features, got {rows.shape[1]}"

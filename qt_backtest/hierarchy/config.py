@@ -12,17 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-#: The live ensemble's models, in vote order.
-DEFAULT_MODELS = ("xgb", "lgbm", "nhits", "patchtst")
+from qt_backtest.codes import CONSENSUS_LABELS, DEFAULT_MODELS, FIDELITIES, MODES, WIRINGS
+
 #: Layer 1 weights, also Meta-V2's own weight table (in this order).
 DEFAULT_WEIGHTS = (("xgb", 0.25), ("lgbm", 0.25), ("nhits", 0.30), ("patchtst", 0.20))
 MIN_MODELS = 1
 MAX_MODELS = 8
-
-CONSENSUS_LABELS = ("unanimous", "strong", "split", "weak")
-MODES = ("ensemble", "meta", "meta_arbiter")
-FIDELITIES = ("production", "intended")
-WIRINGS = ("designed", "deployed")
 
 
 def _number(value: Any, name: str, meaning: str) -> float:

@@ -30,6 +30,28 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from qt_backtest.codes import (
+    BUY,
+    GATE_BASE_HOLD,
+    GATE_HOLD,
+    GATE_LOW_CONFIDENCE,
+    GATE_OVERRIDE,
+    HOLD,
+    INTENDED,
+    MODE_ENSEMBLE,
+    MODE_META_ARBITER,
+    NO_VALID_MODELS,
+    REASON_CLEAR,
+    REASON_HIGH_DISAGREEMENT,
+    REASON_LOW_CONFIDENCE,
+    REASON_NO_MODEL,
+    REASON_SPLIT_VOTE,
+    REASON_UNDECIDED,
+    SELL,
+    TAG_MACD,
+    TAG_MOMENTUM,
+    TAG_RSI,
+)
 from qt_backtest.hierarchy.params import (
     P_ARBITER_CAP,
     P_BASE_CONFIDENCE,
@@ -77,16 +99,6 @@ from qt_backtest.hierarchy.params import (
 )
 
 NAN = np.nan
-SELL, HOLD, BUY = -1, 0, 1
-NO_VALID_MODELS = 4
-MODE_ENSEMBLE, MODE_META_ARBITER = 0, 2
-INTENDED = 1
-# reason codes, in reasons.META_REASONS order
-R_SPLIT, R_DISAGREEMENT, R_LOW_CONFIDENCE = 3, 4, 5
-R_NO_MODEL, R_UNDECIDED, R_CLEAR = 6, 7, 8
-# gate outcomes, in reasons.GATE_OUTCOMES order
-G_OVERRIDE, G_LOW_CONFIDENCE, G_HOLD, G_BASE_HOLD = 0, 1, 2, 3
-TAG_RSI, TAG_MACD, TAG_MOMENTUM = 1, 2, 4
 ENTROPY_EPSILON = 1e-10
 LOG3 = math.log(3.0)
 CHUNK = 1024  # bars per unit of parallel work; a chunk's scratch arrays stay in cache
@@ -251,21 +263,21 @@ def _meta_fallback(actions, confidences, active, i, intended, meta_models, meta_
 @njit(cache=True, inline="always", error_model="numpy")
 def _meta_rules(share, split, rule4_confidence, params):
     """Meta's rules 2-5 for a bar that rule 1 did not decide: reason code. Rule 6 (the
-    uncertainty model) is applied afterwards to ``R_NO_MODEL`` by ``_uncertainty_rule``."""
+    uncertainty model) is applied afterwards to ``REASON_NO_MODEL`` by ``_uncertainty_rule``."""
     # the first rule that fires decides: apply them from last to first
-    reason = R_NO_MODEL
-    reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], R_LOW_CONFIDENCE, reason)
-    reason = _choose(1.0 - share >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
-    return _choose(split, R_SPLIT, reason)
+    reason = REASON_NO_MODEL
+    reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], REASON_LOW_CONFIDENCE, reason)
+    reason = _choose(1.0 - share >= params[P_DISAGREEMENT], REASON_HIGH_DISAGREEMENT, reason)
+    return _choose(split, REASON_SPLIT_VOTE, reason)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _escalates(reason):
     return (
-        (reason == R_SPLIT)
-        | (reason == R_DISAGREEMENT)
-        | (reason == R_LOW_CONFIDENCE)
-        | (reason == R_UNDECIDED)
+        (reason == REASON_SPLIT_VOTE)
+        | (reason == REASON_HIGH_DISAGREEMENT)
+        | (reason == REASON_LOW_CONFIDENCE)
+        | (reason == REASON_UNDECIDED)
     )
 
 
@@ -276,8 +288,8 @@ def _uncertainty_rule(actions, confidences, active, i, coef, intercept, features
     _meta_features(actions, confidences, active, i, intended, params[P_PADDING], params, features)
     entropy = _entropy(coef, intercept, features)
     if entropy > params[P_ENTROPY]:
-        return True, R_UNDECIDED, entropy
-    return False, R_CLEAR, entropy
+        return True, REASON_UNDECIDED, entropy
+    return False, REASON_CLEAR, entropy
 
 
 @njit(cache=True, error_model="numpy")
@@ -543,10 +555,10 @@ def _arbiter(indicators, i, params):
 @njit(cache=True, inline="always", error_model="numpy")
 def _gate(action, confidence, base_action, params):
     # the first failing check names the outcome: apply them from last to first
-    outcome = G_OVERRIDE
-    outcome = _choose((params[P_MAY_OPEN] == 0.0) & (base_action == HOLD), G_BASE_HOLD, outcome)
-    outcome = _choose(action == HOLD, G_HOLD, outcome)
-    return _choose(confidence < params[P_GATE], G_LOW_CONFIDENCE, outcome)
+    outcome = GATE_OVERRIDE
+    outcome = _choose((params[P_MAY_OPEN] == 0.0) & (base_action == HOLD), GATE_BASE_HOLD, outcome)
+    outcome = _choose(action == HOLD, GATE_HOLD, outcome)
+    return _choose(confidence < params[P_GATE], GATE_LOW_CONFIDENCE, outcome)
 
 
 # Bit fields (shift, width) of a vote pattern's packed word (see ``vote_table_nb``); the action,
@@ -588,7 +600,7 @@ def vote_table_nb(params, weights):
         Bit fields ``W_*``: base action, consensus code, voters, models agreeing with the base
         action (0: no usable vote), Meta's state (``META_OFF``: Meta does not run,
         ``META_CONSENSUS``: rule 1 decides, ``META_RULES``: rules 2-6 decide), Meta's top-voted
-        action, the reason of rules 2-3 (``R_NO_MODEL`` when neither fires), the top action's
+        action, the reason of rules 2-3 (``REASON_NO_MODEL`` when neither fires), the top action's
         votes and the models Meta sees. One load per bar gives them all.
     """
     models = weights.shape[0]
@@ -824,14 +836,14 @@ def replay_nb(
             share = _share(_unpack(word[j], W_TOP_COUNT), _unpack(word[j], W_SEEN))
             ran = state != META_OFF
             rules = state == META_RULES
-            low = (static_reason == R_NO_MODEL) & (confidence < low_confidence)
-            reason = R_LOW_CONFIDENCE if low else static_reason
+            low = (static_reason == REASON_NO_MODEL) & (confidence < low_confidence)
+            reason = REASON_LOW_CONFIDENCE if low else static_reason
             out_base_action[j] = action[j]
             out_base_confidence[j] = confidence
             out_consensus[j] = label
             out_voters[j] = _unpack(word[j], W_VOTERS)
             out_reason[j] = reason if rules else (top + 1 if ran else -1)
-            out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else (0 if ran else -1)
+            out_decision[j] = np.int8(reason != REASON_NO_MODEL) if rules else (0 if ran else -1)
             out_meta_action[j] = action[j] if rules else (top if ran else 0)
             out_meta_confidence[j] = confidence if rules else (share if ran else NAN)
             out_disagreement[j] = 1.0 - share if ran else NAN
@@ -871,11 +883,11 @@ def replay_nb(
                 fallback = fallback if weighted else SELL
                 fallback_confidence = fallback_confidence if weighted else 0.0
                 static_reason = _unpack(word[j], W_STATIC_REASON)
-                low = (static_reason == R_NO_MODEL) & (fallback_confidence < low_confidence)
-                reason = R_LOW_CONFIDENCE if low else static_reason
+                low = (static_reason == REASON_NO_MODEL) & (fallback_confidence < low_confidence)
+                reason = REASON_LOW_CONFIDENCE if low else static_reason
                 rules = _unpack(word[j], W_META) - 1 == META_RULES
                 out_reason[j] = reason if rules else out_reason[j]
-                out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else out_decision[j]
+                out_decision[j] = np.int8(reason != REASON_NO_MODEL) if rules else out_decision[j]
                 out_meta_action[j] = fallback if rules else out_meta_action[j]
                 out_meta_confidence[j] = fallback_confidence if rules else out_meta_confidence[j]
 
@@ -883,7 +895,7 @@ def replay_nb(
         if uncertainty:
             features = np.empty(coef.shape[1])
             for i in range(first, last):
-                if meta_reason[i] == R_NO_MODEL:
+                if meta_reason[i] == REASON_NO_MODEL:
                     escalate, reason, value = _uncertainty_rule(
                         actions, confidences, active, i, coef, intercept, features, params
                     )
@@ -924,14 +936,14 @@ def replay_nb(
             base = out_base_action[j]
             # the first failing check names the gate's outcome
             if arbiter_confidence_j < arbiter_threshold:
-                outcome = G_LOW_CONFIDENCE
+                outcome = GATE_LOW_CONFIDENCE
             elif arbiter_says == HOLD:
-                outcome = G_HOLD
+                outcome = GATE_HOLD
             elif (not may_open) & (base == HOLD):
-                outcome = G_BASE_HOLD
+                outcome = GATE_BASE_HOLD
             else:
-                outcome = G_OVERRIDE
-            override = called & (outcome == G_OVERRIDE)
+                outcome = GATE_OVERRIDE
+            override = called & (outcome == GATE_OVERRIDE)
             final = arbiter_says if override else base
             final_conf = arbiter_confidence_j if override else out_base_confidence[j]
             vetoed = (final != HOLD) & (final_conf < min_trade)  # False when min_trade is NaN

@@ -15,40 +15,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import (
+    ACTION_LABELS,
+    CONSENSUS_CATEGORIES,
+    META_DECISIONS,
+    REPLAY_OUTPUTS,
+    SOURCES,
+)
 from qt_backtest.hierarchy import nb, reasons
 from qt_backtest.hierarchy.actions import encode_actions
-from qt_backtest.hierarchy.config import CONSENSUS_LABELS, HierarchyConfig
+from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.params import pack
 from qt_backtest.indicators.arbiter_inputs import ARBITER_INPUT_COLUMNS
 
-ACTION_CATEGORIES = ("SELL", "HOLD", "BUY")
-CONSENSUS_CATEGORIES = (*CONSENSUS_LABELS, "no_valid_models")
-DECISION_CATEGORIES = ("DEFER", "ESCALATE")
-SOURCE_CATEGORIES = ("ensemble", "arbiter")
-
+ACTION_CATEGORIES = ACTION_LABELS
+DECISION_CATEGORIES = META_DECISIONS
+SOURCE_CATEGORIES = SOURCES
 # every output column of the kernel: name -> dtype
-OUTPUTS = {
-    "base_action": np.int8,
-    "base_confidence": np.float64,
-    "consensus": np.int8,
-    "voters": np.int8,
-    "meta_decision": np.int8,
-    "meta_reason": np.int8,
-    "meta_action": np.int8,
-    "meta_confidence": np.float64,
-    "disagreement": np.float64,
-    "entropy": np.float64,
-    "arbiter_action": np.int8,
-    "arbiter_confidence": np.float64,
-    "arbiter_score": np.float64,
-    "arbiter_tags": np.int8,
-    "arbiter_error": np.bool_,
-    "gate": np.int8,
-    "final_action": np.int8,
-    "final_confidence": np.float64,
-    "source": np.int8,
-    "risk_veto": np.bool_,
-}
+OUTPUTS = REPLAY_OUTPUTS
 
 
 def _action_codes(column: pd.Series, model: str) -> tuple[np.ndarray, np.ndarray]:

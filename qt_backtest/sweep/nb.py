@@ -31,15 +31,23 @@ from qt_backtest.backtest.nb import (
     fill_units_nb,
     liquidation_levels_nb,
 )
-from qt_backtest.hierarchy.nb import (
-    G_OVERRIDE,
+from qt_backtest.codes import (
+    GATE_OVERRIDE,
     HOLD,
     INTENDED,
     MODE_ENSEMBLE,
     MODE_META_ARBITER,
-    R_CLEAR,
-    R_NO_MODEL,
-    R_UNDECIDED,
+    REASON_CLEAR,
+    REASON_NO_MODEL,
+    REASON_UNDECIDED,
+    SWEEP_BAR_INPUTS,
+    SWEEP_BLOCKS,
+    SWEEP_RULES,
+    SWEEP_STATE,
+    SWEEP_STATS,
+    positions,
+)
+from qt_backtest.hierarchy.nb import (
     _arbiter_score,
     _arbiter_verdict,
     _base,
@@ -61,102 +69,107 @@ from qt_backtest.hierarchy.params import (
     P_UNCERTAINTY,
 )
 
-# columns of ``bar_inputs``
-B_ACTION = 0  # Layer 1 vote (-1, 0, 1)
-B_MEAN = 1  # mean confidence of the models voting it
-B_AGREEING = 2  # models voting it (0: no usable vote)
-B_VOTERS = 3  # active models
-B_SHARE = 4  # Meta's top vote share
-B_SPLIT = 5  # Meta's split-vote flag (0/1)
-B_FALLBACK = 6  # Meta's fallback confidence
-B_ENTROPY = 7  # uncertainty model's normalised entropy (NaN without a model)
-B_SCORE = 8  # Arbiter score
-B_FILL = 9  # fill price of the bar
-B_CLOSE = 10  # close of the bar
-B_OPEN = 11  # open, low and high: the close-out checks
-B_LOW = 12
-B_HIGH = 13
-BAR_COLUMNS = 14
+# columns of ``bar_inputs``, named in ``codes.SWEEP_BAR_INPUTS``
+_BAR = positions(SWEEP_BAR_INPUTS)
+B_ACTION = _BAR["action"]
+B_MEAN = _BAR["mean"]
+B_AGREEING = _BAR["agreeing"]
+B_VOTERS = _BAR["voters"]
+B_SHARE = _BAR["share"]
+B_SPLIT = _BAR["split"]
+B_FALLBACK = _BAR["fallback"]
+B_ENTROPY = _BAR["entropy"]
+B_SCORE = _BAR["score"]
+B_FILL = _BAR["fill"]
+B_CLOSE = _BAR["close"]
+B_OPEN = _BAR["open"]
+B_LOW = _BAR["low"]
+B_HIGH = _BAR["high"]
+BAR_COLUMNS = len(SWEEP_BAR_INPUTS)
 
-# columns of ``rules`` (one row per combination)
-R_LONG_ONLY = 0
-R_HOLD_FLAT = 1
-R_MAX_HOLD = 2  # 0: never
-R_SIZE = 3
-R_SCALE = 4
-R_LAG = 5
-R_FEE = 6
-R_SLIPPAGE = 7  # fraction
-R_FILL_AT_OPEN = 8  # 1: orders fill at the open, 0: at the close
-R_MAINTENANCE = 9  # maintenance margin of the close-out
-RULE_COLUMNS = 10
+# columns of ``rules`` (one row per combination), named in ``codes.SWEEP_RULES``
+_RULE = positions(SWEEP_RULES)
+R_LONG_ONLY = _RULE["long_only"]
+R_HOLD_FLAT = _RULE["hold_flat"]
+R_MAX_HOLD = _RULE["max_hold"]
+R_SIZE = _RULE["size"]
+R_SCALE = _RULE["scale"]
+R_LAG = _RULE["lag"]
+R_FEE = _RULE["fee"]
+R_SLIPPAGE = _RULE["slippage"]
+R_FILL_AT_OPEN = _RULE["fill_at_open"]
+R_MAINTENANCE = _RULE["maintenance"]
+RULE_COLUMNS = len(SWEEP_RULES)
 
-# columns of ``stats`` (one row per combination)
-S_FINAL_VALUE = 0
-S_SUM = 1  # sum of bar returns
-S_SUMSQ = 2
-S_SUM3 = 3
-S_SUM4 = 4
-S_DOWNSIDE = 5  # sum of min(r, 0) ** 2
-S_VALUE_SUM = 6
-S_MAX_DRAWDOWN = 7  # most negative value / running peak - 1 (init cash included)
-S_DRAWDOWN_BARS = 8  # longest stretch below a previous peak
-S_DRAWDOWN_START = 9
-S_DRAWDOWN_STOP = 10
-S_EXPOSED = 11  # bars ending with a position
-S_TRADED = 12  # notional filled
-S_FEES = 13
-S_TRADES = 14  # closed trades
-S_WINS = 15
-S_WIN_SUM = 16
-S_LOSSES = 17
-S_LOSS_SUM = 18
-S_PNL_SUM = 19
-S_META_RAN = 20
-S_ESCALATIONS = 21
-S_ARBITER_CALLS = 22
-S_OVERRIDES = 23
-S_VETOES = 24
-S_ORDERS = 25
-S_RUIN_BAR = 26  # bar of the close-out, -1: none
-S_STREAM_A = 27  # two hashes of the orders sent (bar and target of each): equal streams of
-S_STREAM_B = 28  # orders under equal rules give equal results
-STAT_COLUMNS = 29
+# columns of ``stats`` (one row per combination), named in ``codes.SWEEP_STATS``
+_STAT = positions(SWEEP_STATS)
+S_FINAL_VALUE = _STAT["final_value"]
+S_SUM = _STAT["sum"]
+S_SUMSQ = _STAT["sumsq"]
+S_SUM3 = _STAT["sum3"]
+S_SUM4 = _STAT["sum4"]
+S_DOWNSIDE = _STAT["downside"]
+S_VALUE_SUM = _STAT["value_sum"]
+S_MAX_DRAWDOWN = _STAT["max_drawdown"]
+S_DRAWDOWN_BARS = _STAT["drawdown_bars"]
+S_DRAWDOWN_START = _STAT["drawdown_start"]
+S_DRAWDOWN_STOP = _STAT["drawdown_stop"]
+S_EXPOSED = _STAT["exposed"]
+S_TRADED = _STAT["traded"]
+S_FEES = _STAT["fees"]
+S_TRADES = _STAT["trades"]
+S_WINS = _STAT["wins"]
+S_WIN_SUM = _STAT["win_sum"]
+S_LOSSES = _STAT["losses"]
+S_LOSS_SUM = _STAT["loss_sum"]
+S_PNL_SUM = _STAT["pnl_sum"]
+S_META_RAN = _STAT["meta_ran"]
+S_ESCALATIONS = _STAT["escalations"]
+S_ARBITER_CALLS = _STAT["arbiter_calls"]
+S_OVERRIDES = _STAT["overrides"]
+S_VETOES = _STAT["vetoes"]
+S_ORDERS = _STAT["orders"]
+S_RUIN_BAR = _STAT["ruin_bar"]
+S_STREAM_A = _STAT["stream_a"]
+S_STREAM_B = _STAT["stream_b"]
+STAT_COLUMNS = len(SWEEP_STATS)
+
+# columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS), named in ``codes.SWEEP_BLOCKS``
+_BLOCK = positions(SWEEP_BLOCKS)
+K_SUM = _BLOCK["sum"]
+K_SUMSQ = _BLOCK["sumsq"]
+K_GROWTH = _BLOCK["growth"]
+BLOCK_COLUMNS = len(SWEEP_BLOCKS)
+
+# running state between tiles, named in ``codes.SWEEP_STATE``
+_STATE = positions(SWEEP_STATE)
+T_CASH = _STATE["cash"]
+T_POSITION = _STATE["position"]
+T_PREVIOUS_VALUE = _STATE["previous_value"]
+T_DIRECTION = _STATE["direction"]
+T_EXPOSURE = _STATE["exposure"]
+T_HELD = _STATE["held"]
+T_LAST_TARGET = _STATE["last_target"]
+T_TRADE_DIRECTION = _STATE["trade_direction"]
+T_ENTRY_SIZE = _STATE["entry_size"]
+T_ENTRY_GROSS = _STATE["entry_gross"]
+T_ENTRY_FEES = _STATE["entry_fees"]
+T_PEAK = _STATE["peak"]
+T_PEAK_VALUE = _STATE["peak_value"]
+T_RUN_START = _STATE["run_start"]
+T_BLOCK = _STATE["block"]
+T_BLOCK_SUM = _STATE["block_sum"]
+T_BLOCK_SUMSQ = _STATE["block_sumsq"]
+T_BLOCK_START = _STATE["block_start"]
+T_RUINED = _STATE["ruined"]
+T_PERIOD = _STATE["period"]
+T_PERIOD_START = _STATE["period_start"]
+STATE_COLUMNS = len(SWEEP_STATE)
 
 # moduli of the stream hashes: primes below 2**26, so that products fit in int64 and the
 # hashes in float64 exactly
 STREAM_PRIME_A = 67108859
 STREAM_PRIME_B = 67108837
-
-# columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS)
-K_SUM = 0
-K_SUMSQ = 1
-K_GROWTH = 2  # value at the block's end / value before it
-BLOCK_COLUMNS = 3
-
-# running state between tiles
-T_CASH = 0
-T_POSITION = 1
-T_PREVIOUS_VALUE = 2
-T_DIRECTION = 3
-T_EXPOSURE = 4
-T_HELD = 5
-T_LAST_TARGET = 6
-T_TRADE_DIRECTION = 7
-T_ENTRY_SIZE = 8
-T_ENTRY_GROSS = 9
-T_ENTRY_FEES = 10
-T_PEAK = 11  # running peak including init cash
-T_PEAK_VALUE = 12  # running peak of bar values only
-T_RUN_START = 13  # first bar of the current stretch below the peak, -1 when at a peak
-T_BLOCK = 14
-T_BLOCK_SUM = 15
-T_BLOCK_SUMSQ = 16
-T_BLOCK_START = 17  # value before the current block
-T_RUINED = 18  # 1 after a close-out
-T_PERIOD = 19  # current return period
-T_PERIOD_START = 20  # value before the current period
-STATE_COLUMNS = 21
 
 TILE = 8192
 
@@ -216,15 +229,15 @@ def _decide(
             else:
                 rule4_confidence = bar_inputs[t, B_FALLBACK]
             reason = _meta_rules(share, split, rule4_confidence, params)
-            if reason == R_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
+            if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
                 if meta_inputs is not None:
                     _, reason, _ = _uncertainty_rule(
                         actions, confidences, active, t, coef, intercept, features, params
                     )
                 elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
-                    reason = R_UNDECIDED
+                    reason = REASON_UNDECIDED
                 else:
-                    reason = R_CLEAR
+                    reason = REASON_CLEAR
             if _escalates(reason):
                 escalated = 1
                 if mode == MODE_META_ARBITER:
@@ -234,7 +247,7 @@ def _decide(
                     else:
                         score = bar_inputs[t, B_SCORE]
                     verdict, verdict_confidence = _arbiter_verdict(score, params)
-                    if _gate(verdict, verdict_confidence, action, params) == G_OVERRIDE:
+                    if _gate(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
                         overridden = 1
                         final = verdict
                         final_confidence = verdict_confidence

@@ -48,16 +48,16 @@ from qt_backtest.codes import (
     positions,
 )
 from qt_backtest.hierarchy.nb import (
-    _arbiter_score,
-    _arbiter_verdict,
-    _base,
-    _escalates,
-    _gate,
-    _meta_fallback,
-    _meta_rules,
-    _meta_votes,
-    _uncertainty_rule,
-    _votes,
+    arbiter_score_nb,
+    arbiter_verdict_nb,
+    base_decision_nb,
+    ensemble_votes_nb,
+    escalates_nb,
+    gate_nb,
+    meta_fallback_nb,
+    meta_rules_nb,
+    meta_votes_nb,
+    uncertainty_rule_nb,
 )
 from qt_backtest.hierarchy.params import (
     P_CONSENSUS,
@@ -197,13 +197,15 @@ def _decide(
     """Final decision of combination ``c`` on bar ``t``: (action, confidence, Meta ran,
     escalated, Arbiter called, overridden, vetoed), the last five as 0/1 counts."""
     if vote_inputs is not None:
-        vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights[c])
+        vote, mean, agreeing, voters = ensemble_votes_nb(
+            actions, confidences, active, t, weights[c]
+        )
     else:
         vote = np.int64(bar_inputs[t, B_ACTION])
         mean = bar_inputs[t, B_MEAN]
         agreeing = np.int64(bar_inputs[t, B_AGREEING])
         voters = np.int64(bar_inputs[t, B_VOTERS])
-    action, confidence, _ = _base(vote, mean, agreeing, voters, params)
+    action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
     final = action
     final_confidence = confidence
     ran = 0
@@ -215,7 +217,7 @@ def _decide(
         ran = 1
         intended = params[P_FIDELITY] == INTENDED
         if meta_inputs is not None:
-            _, share, split = _meta_votes(actions, active, t, intended)
+            _, share, split = meta_votes_nb(actions, active, t, intended)
         else:
             share = bar_inputs[t, B_SHARE]
             split = bar_inputs[t, B_SPLIT] != 0.0
@@ -223,31 +225,31 @@ def _decide(
             if intended:
                 rule4_confidence = confidence
             elif meta_inputs is not None:
-                _, rule4_confidence = _meta_fallback(
+                _, rule4_confidence = meta_fallback_nb(
                     actions, confidences, active, t, intended, meta_models, meta_weights[c], params
                 )
             else:
                 rule4_confidence = bar_inputs[t, B_FALLBACK]
-            reason = _meta_rules(share, split, rule4_confidence, params)
+            reason = meta_rules_nb(share, split, rule4_confidence, params)
             if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
                 if meta_inputs is not None:
-                    _, reason, _ = _uncertainty_rule(
+                    _, reason, _ = uncertainty_rule_nb(
                         actions, confidences, active, t, coef, intercept, features, params
                     )
                 elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
                     reason = REASON_UNDECIDED
                 else:
                     reason = REASON_CLEAR
-            if _escalates(reason):
+            if escalates_nb(reason):
                 escalated = 1
                 if mode == MODE_META_ARBITER:
                     called = 1
                     if score_inputs is not None:
-                        score, _, _ = _arbiter_score(indicators, t, params)
+                        score, _, _ = arbiter_score_nb(indicators, t, params)
                     else:
                         score = bar_inputs[t, B_SCORE]
-                    verdict, verdict_confidence = _arbiter_verdict(score, params)
-                    if _gate(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
+                    verdict, verdict_confidence = arbiter_verdict_nb(score, params)
+                    if gate_nb(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
                         overridden = 1
                         final = verdict
                         final_confidence = verdict_confidence
@@ -752,25 +754,27 @@ def bar_inputs_nb(
     for chunk in prange(chunks):
         features = np.empty(coef.shape[1])
         for t in range(chunk * TILE, min(bars, (chunk + 1) * TILE)):
-            vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights)
+            vote, mean, agreeing, voters = ensemble_votes_nb(
+                actions, confidences, active, t, weights
+            )
             out[t, B_ACTION] = vote
             out[t, B_MEAN] = mean
             out[t, B_AGREEING] = agreeing
             out[t, B_VOTERS] = voters
-            _, share, split = _meta_votes(actions, active, t, intended)
+            _, share, split = meta_votes_nb(actions, active, t, intended)
             out[t, B_SHARE] = share
             out[t, B_SPLIT] = 1.0 if split else 0.0
-            _, fallback = _meta_fallback(
+            _, fallback = meta_fallback_nb(
                 actions, confidences, active, t, intended, meta_models, meta_weights, params
             )
             out[t, B_FALLBACK] = fallback
             out[t, B_ENTROPY] = np.nan
             if uncertainty:
-                _, _, entropy = _uncertainty_rule(
+                _, _, entropy = uncertainty_rule_nb(
                     actions, confidences, active, t, coef, intercept, features, params
                 )
                 out[t, B_ENTROPY] = entropy
-            score, _, _ = _arbiter_score(indicators, t, params)
+            score, _, _ = arbiter_score_nb(indicators, t, params)
             out[t, B_SCORE] = score
             out[t, B_FILL] = fill[t]
             out[t, B_CLOSE] = close[t]

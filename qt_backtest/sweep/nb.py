@@ -20,6 +20,8 @@ pattern and drops the code of the layers passed ``None``, which keeps the common
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -174,31 +176,43 @@ STREAM_PRIME_B = 67108837
 TILE = 8192
 
 
+# The arrays every tile reads, as one value (see ``sweep_nb`` for their shapes).
+SweepInputs = namedtuple(
+    "SweepInputs",
+    [
+        "bar_inputs",
+        "actions",
+        "confidences",
+        "active",
+        "indicators",
+        "params",
+        "weights",
+        "meta_models",
+        "meta_weights",
+        "coef",
+        "intercept",
+        "rules",
+        "block_edges",
+        "period_edges",
+    ],
+)
+# The arrays the tiles write: the running state (``state``, and ``pending``, the ring of orders
+# waiting for the execution lag) and the outputs of ``sweep_nb``.
+SweepOutputs = namedtuple("SweepOutputs", ["state", "pending", "stats", "blocks", "periods"])
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _decide(
-    c,
-    t,
-    bar_inputs,
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    features,
-    vote_inputs,
-    meta_inputs,
-    score_inputs,
-):
-    """Final decision of combination ``c`` on bar ``t``: (action, confidence, Meta ran,
-    escalated, Arbiter called, overridden, vetoed), the last five as 0/1 counts."""
+def _decide(c, t, inputs, params, features, vote_inputs, meta_inputs, score_inputs):
+    """Final decision of combination ``c`` (its packed ``params``) on bar ``t``: (action,
+    confidence, Meta ran, escalated, Arbiter called, overridden, vetoed), the last five as 0/1
+    counts."""
+    bar_inputs = inputs.bar_inputs
+    actions = inputs.actions
+    confidences = inputs.confidences
+    active = inputs.active
     if vote_inputs is not None:
         vote, mean, agreeing, voters = ensemble_votes_nb(
-            actions, confidences, active, t, weights[c]
+            actions, confidences, active, t, inputs.weights[c]
         )
     else:
         vote = np.int64(bar_inputs[t, B_ACTION])
@@ -226,7 +240,14 @@ def _decide(
                 rule4_confidence = confidence
             elif meta_inputs is not None:
                 _, rule4_confidence = meta_fallback_nb(
-                    actions, confidences, active, t, intended, meta_models, meta_weights[c], params
+                    actions,
+                    confidences,
+                    active,
+                    t,
+                    intended,
+                    inputs.meta_models,
+                    inputs.meta_weights[c],
+                    params,
                 )
             else:
                 rule4_confidence = bar_inputs[t, B_FALLBACK]
@@ -234,7 +255,14 @@ def _decide(
             if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
                 if meta_inputs is not None:
                     _, reason, _ = uncertainty_rule_nb(
-                        actions, confidences, active, t, coef, intercept, features, params
+                        actions,
+                        confidences,
+                        active,
+                        t,
+                        inputs.coef,
+                        inputs.intercept,
+                        features,
+                        params,
                     )
                 elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
                     reason = REASON_UNDECIDED
@@ -245,7 +273,7 @@ def _decide(
                 if mode == MODE_META_ARBITER:
                     called = 1
                     if score_inputs is not None:
-                        score, _, _ = arbiter_score_nb(indicators, t, params)
+                        score, _, _ = arbiter_score_nb(inputs.indicators, t, params)
                     else:
                         score = bar_inputs[t, B_SCORE]
                     verdict, verdict_confidence = arbiter_verdict_nb(score, params)
@@ -261,15 +289,17 @@ def _decide(
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees):
-    """Count a fill in the statistics and book it into the open trade; returns the trade."""
+def _book(row, filled, price, paid, side, trade):
+    """Count a fill in the statistics and book it into the open ``trade`` (direction, size,
+    gross, fees); returns the trade."""
     if filled > 0.0:
         row[S_ORDERS] += 1.0
         row[S_TRADED] += filled * price
         row[S_FEES] += paid
         trade_direction, entry_size, entry_gross, entry_fees, closed, pnl = book_fill_nb(
-            filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+            filled, price, paid, side, trade[0], trade[1], trade[2], trade[3]
         )
+        trade = (trade_direction, entry_size, entry_gross, entry_fees)
         if closed:
             row[S_TRADES] += 1.0
             row[S_PNL_SUM] += pnl
@@ -279,7 +309,7 @@ def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gro
             elif pnl < 0.0:
                 row[S_LOSSES] += 1.0
                 row[S_LOSS_SUM] += pnl
-    return trade_direction, entry_size, entry_gross, entry_fees
+    return trade
 
 
 @njit(cache=True, inline="always")
@@ -292,21 +322,7 @@ def _stream_step(hash_a, hash_b, t, target):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _close_out(
-    row,
-    t,
-    bar_inputs,
-    fees,
-    level,
-    bankrupt,
-    open_only,
-    cash,
-    position,
-    trade_direction,
-    entry_size,
-    entry_gross,
-    entry_fees,
-):
+def _close_out(row, t, bar_inputs, fees, level, bankrupt, open_only, cash, position, trade):
     """Close the account out on bar ``t`` if it reaches its ``level`` there (see
     :func:`qt_backtest.backtest.nb.close_out_price_nb`); returns (closed out, cash, position,
     the open trade)."""
@@ -320,66 +336,172 @@ def _close_out(
         open_only,
     )
     if not (price == price):
-        return False, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+        return False, cash, position, trade
     cash, position, filled, price, paid, side = fill_units_nb(
         cash, position, -position, price, fees, 0.0
     )
-    trade_direction, entry_size, entry_gross, entry_fees = _book(
-        row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+    trade = _book(row, filled, price, paid, side, trade)
+    return True, cash, position, trade
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _fill_bar(row, t, bar_inputs, order, costs, level, bankrupt, cash, position, trade):
+    """Bar ``t`` of an account not closed out before it: the close-out checks and the fill of
+    ``order`` (NaN: none) under ``costs`` (fees, slippage, maintenance margin, fill at the
+    open); returns (closed out, cash, position, trade, level, bankrupt)."""
+    fees, slippage, maintenance, fill_at_open = costs
+    ruined = False
+    if level == level:
+        # the position carried into the bar meets the open first (the whole bar when orders
+        # fill at the close); no level (flat, or a long bought without borrowing) can be reached
+        ruined, cash, position, trade = _close_out(
+            row, t, bar_inputs, fees, level, bankrupt, fill_at_open, cash, position, trade
+        )
+    if not ruined and order == order:  # not NaN: an order fills on this bar
+        cash, position, filled, price, paid, side = fill_target_percent_nb(
+            cash, position, order, bar_inputs[t, B_FILL], fees, slippage
+        )
+        trade = _book(row, filled, price, paid, side, trade)
+        # the close-out levels change only with cash and position, that is here
+        level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
+    if not ruined and fill_at_open and level == level:
+        # the position after the open's fill lives through the rest of the bar
+        ruined, cash, position, trade = _close_out(
+            row, t, bar_inputs, fees, level, bankrupt, False, cash, position, trade
+        )
+    return ruined, cash, position, trade, level, bankrupt
+
+
+@njit(cache=True, inline="always")
+def _count(counts, ran, escalated, called, overridden, vetoed):
+    """The decision counts of a combination after one more bar's (see ``_decide``)."""
+    return (
+        counts[0] + ran,
+        counts[1] + escalated,
+        counts[2] + called,
+        counts[3] + overridden,
+        counts[4] + vetoed,
     )
-    return True, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _position_step(final, final_confidence, direction, exposure, held, position_rules):
+    """:func:`qt_backtest.backtest.nb.exposure_step_nb` under ``position_rules`` (long only,
+    hold policy, max hold, size, scale by confidence): (direction, exposure, bars held)."""
+    long_only, hold_policy, max_hold, size, scale = position_rules
+    return exposure_step_nb(
+        final,
+        final_confidence,
+        direction,
+        exposure,
+        held,
+        long_only,
+        hold_policy,
+        max_hold,
+        size,
+        scale,
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _load_moments(row):
+    """The running sums of a statistics row: (returns, squares, cubes, fourth powers, squared
+    losses, values)."""
+    return row[S_SUM], row[S_SUMSQ], row[S_SUM3], row[S_SUM4], row[S_DOWNSIDE], row[S_VALUE_SUM]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _store_moments(row, moments):
+    """Write the running sums of :func:`_load_moments` back into the statistics row."""
+    row[S_SUM], row[S_SUMSQ], row[S_SUM3], row[S_SUM4], row[S_DOWNSIDE], row[S_VALUE_SUM] = moments
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _moments_step(moments, r, value):
+    """The running sums of :func:`_load_moments` after a bar of return ``r`` ending at
+    ``value``."""
+    total, total_sq, total_3, total_4, downside, value_sum = moments
+    r2 = r * r
+    loss = min(r, 0.0)
+    return (
+        total + r,
+        total_sq + r2,
+        total_3 + r2 * r,
+        total_4 + r2 * r2,
+        downside + loss * loss,
+        value_sum + value,
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _drawdown_step(row, t, value, peak, peak_value, max_drawdown, run_start):
+    """The drawdown after bar ``t`` ends at ``value``: (peak, peak of bar values, max
+    drawdown, start of the stretch below the peak); the longest stretch goes into ``row``."""
+    if value < peak:  # at or above the peak the drawdown is 0: no division needed
+        max_drawdown = min(max_drawdown, value / peak - 1.0)
+    else:
+        peak = value
+    if value < peak_value:
+        if run_start < 0:
+            run_start = t
+    else:
+        if run_start >= 0 and t - run_start > row[S_DRAWDOWN_BARS]:
+            row[S_DRAWDOWN_BARS] = t - run_start
+            row[S_DRAWDOWN_START] = run_start
+            row[S_DRAWDOWN_STOP] = t
+        run_start = -1
+        peak_value = value
+    return peak, peak_value, max_drawdown, run_start
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _close_block(moments, block, block_sum, block_sumsq, block_start, value, block_edges):
+    """Write the moments of time block ``block`` (ending at ``value``) into ``moments``, shape
+    (blocks, BLOCK_COLUMNS); returns the next block's (index, sums, start value, end edge)."""
+    moments[block, K_SUM] = block_sum
+    moments[block, K_SUMSQ] = block_sumsq
+    # a closed-out account may hold exactly nothing: no change, growth 1
+    moments[block, K_GROWTH] = value / block_start if block_start != 0.0 else 1.0
+    block += 1
+    next_edge = block_edges[block + 1] if block + 1 < block_edges.shape[0] else -1
+    return block, 0.0, 0.0, value, next_edge
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _close_period(returns, period, period_start, value, period_edges):
+    """Write return period ``period``'s return (ending at ``value``) into ``returns``; returns
+    the next period's (index, start value, end edge)."""
+    # the period's return, as from the equity curve (0 once nothing is left)
+    returns[period] = value / period_start - 1.0 if period_start != 0.0 else 0.0
+    period += 1
+    next_edge = period_edges[period + 1] if period + 1 < period_edges.shape[0] else -1
+    return period, value, next_edge
 
 
 @njit(cache=True, error_model="numpy")
-def _tile(
-    c,
-    first,
-    last,
-    bar_inputs,
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    rules,
-    vote_inputs,
-    meta_inputs,
-    score_inputs,
-    block_edges,
-    period_edges,
-    state,
-    pending,
-    stats,
-    blocks,
-    periods,
-):
+def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs):
     """Advance combination ``c`` over bars ``first`` to ``last`` (exclusive)."""
+    bar_inputs = inputs.bar_inputs
+    rules = inputs.rules
+    state = outputs.state
     bars = bar_inputs.shape[0]
-    combo_params = params[c]
-    features = np.empty(coef.shape[1])
-    ran_count = 0
-    escalation_count = 0
-    call_count = 0
-    override_count = 0
-    veto_count = 0
-    long_only = rules[c, R_LONG_ONLY] != 0.0
-    hold_policy = np.int64(rules[c, R_HOLD_FLAT])
-    max_hold = np.int64(rules[c, R_MAX_HOLD])
-    size = rules[c, R_SIZE]
-    scale = rules[c, R_SCALE] != 0.0
+    combo_params = inputs.params[c]
+    features = np.empty(inputs.coef.shape[1])
+    counts = (0, 0, 0, 0, 0)  # bars where Meta ran, escalated, called, overridden, vetoed
+    position_rules = (
+        rules[c, R_LONG_ONLY] != 0.0,
+        np.int64(rules[c, R_HOLD_FLAT]),
+        np.int64(rules[c, R_MAX_HOLD]),
+        rules[c, R_SIZE],
+        rules[c, R_SCALE] != 0.0,
+    )
     lag = np.int64(rules[c, R_LAG])
     fees = rules[c, R_FEE]
-    slippage = rules[c, R_SLIPPAGE]
-    fill_at_open = rules[c, R_FILL_AT_OPEN] != 0.0
     maintenance = rules[c, R_MAINTENANCE]
-    queue = pending[c]
+    costs = (fees, rules[c, R_SLIPPAGE], maintenance, rules[c, R_FILL_AT_OPEN] != 0.0)
+    queue = outputs.pending[c]
     slot = first % (lag + 1)  # the ring position of bar t is t % (lag + 1)
-    row = stats[c]
+    row = outputs.stats[c]
 
     cash = state[c, T_CASH]
     position = state[c, T_POSITION]
@@ -388,10 +510,12 @@ def _tile(
     exposure = state[c, T_EXPOSURE]
     held = np.int64(state[c, T_HELD])
     last_target = state[c, T_LAST_TARGET]
-    trade_direction = np.int64(state[c, T_TRADE_DIRECTION])
-    entry_size = state[c, T_ENTRY_SIZE]
-    entry_gross = state[c, T_ENTRY_GROSS]
-    entry_fees = state[c, T_ENTRY_FEES]
+    trade = (
+        np.int64(state[c, T_TRADE_DIRECTION]),
+        state[c, T_ENTRY_SIZE],
+        state[c, T_ENTRY_GROSS],
+        state[c, T_ENTRY_FEES],
+    )
     peak = state[c, T_PEAK]
     peak_value = state[c, T_PEAK_VALUE]
     run_start = np.int64(state[c, T_RUN_START])
@@ -401,55 +525,21 @@ def _tile(
     block_start = state[c, T_BLOCK_START]
     ruined = state[c, T_RUINED] != 0.0
     level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
-    total = row[S_SUM]
-    total_sq = row[S_SUMSQ]
-    total_3 = row[S_SUM3]
-    total_4 = row[S_SUM4]
-    downside = row[S_DOWNSIDE]
-    value_sum = row[S_VALUE_SUM]
+    moments = _load_moments(row)
     max_drawdown = row[S_MAX_DRAWDOWN]
     exposed = row[S_EXPOSED]
-    next_edge = block_edges[block + 1]
+    next_edge = inputs.block_edges[block + 1]
     period = np.int64(state[c, T_PERIOD])
     period_start = state[c, T_PERIOD_START]
-    next_period_edge = period_edges[period + 1]
+    next_period_edge = inputs.period_edges[period + 1]
 
     for t in range(first, last):
         final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
-            c,
-            t,
-            bar_inputs,
-            actions,
-            confidences,
-            active,
-            indicators,
-            combo_params,
-            weights,
-            meta_models,
-            meta_weights,
-            coef,
-            intercept,
-            features,
-            vote_inputs,
-            meta_inputs,
-            score_inputs,
+            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
         )
-        ran_count += ran
-        escalation_count += escalated
-        call_count += called
-        override_count += overridden
-        veto_count += vetoed
-        direction, exposure, held = exposure_step_nb(
-            final,
-            final_confidence,
-            direction,
-            exposure,
-            held,
-            long_only,
-            hold_policy,
-            max_hold,
-            size,
-            scale,
+        counts = _count(counts, ran, escalated, called, overridden, vetoed)
+        direction, exposure, held = _position_step(
+            final, final_confidence, direction, exposure, held, position_rules
         )
         target = direction * exposure
         if target != last_target:
@@ -463,114 +553,39 @@ def _tile(
         order = queue[slot]
         queue[slot] = np.nan
         dead = ruined  # closed out on an earlier bar: no fills, no returns
-        if not ruined and level == level:
-            # the position carried into the bar meets the open first (the whole bar when
-            # orders fill at the close); no level (flat, or a long bought without borrowing)
-            # can be reached
-            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
-                _close_out(
-                    row,
-                    t,
-                    bar_inputs,
-                    fees,
-                    level,
-                    bankrupt,
-                    fill_at_open,
-                    cash,
-                    position,
-                    trade_direction,
-                    entry_size,
-                    entry_gross,
-                    entry_fees,
-                )
+        if not ruined:
+            ruined, cash, position, trade, level, bankrupt = _fill_bar(
+                row, t, bar_inputs, order, costs, level, bankrupt, cash, position, trade
             )
-        if not ruined and order == order:  # not NaN: an order fills on this bar
-            cash, position, filled, price, paid, side = fill_target_percent_nb(
-                cash, position, order, bar_inputs[t, B_FILL], fees, slippage
-            )
-            trade_direction, entry_size, entry_gross, entry_fees = _book(
-                row,
-                filled,
-                price,
-                paid,
-                side,
-                trade_direction,
-                entry_size,
-                entry_gross,
-                entry_fees,
-            )
-            # the close-out levels change only with cash and position, that is here
-            level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
-        if not ruined and fill_at_open and level == level:
-            # the position after the open's fill lives through the rest of the bar
-            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
-                _close_out(
-                    row,
-                    t,
-                    bar_inputs,
-                    fees,
-                    level,
-                    bankrupt,
-                    False,
-                    cash,
-                    position,
-                    trade_direction,
-                    entry_size,
-                    entry_gross,
-                    entry_fees,
-                )
-            )
-        if ruined and not dead:
-            row[S_RUIN_BAR] = t
+            if ruined:
+                row[S_RUIN_BAR] = t
         value = cash
         if position != 0.0:
             value = cash + position * bar_inputs[t, B_CLOSE]
             exposed += 1.0
         r = 0.0 if dead else value / previous_value - 1.0
         previous_value = value
-        r2 = r * r
-        total += r
-        total_sq += r2
-        total_3 += r2 * r
-        total_4 += r2 * r2
-        loss = min(r, 0.0)
-        downside += loss * loss
-        value_sum += value
-        if value < peak:  # at or above the peak the drawdown is 0: no division needed
-            max_drawdown = min(max_drawdown, value / peak - 1.0)
-        else:
-            peak = value
-        if value < peak_value:
-            if run_start < 0:
-                run_start = t
-        else:
-            if run_start >= 0 and t - run_start > row[S_DRAWDOWN_BARS]:
-                row[S_DRAWDOWN_BARS] = t - run_start
-                row[S_DRAWDOWN_START] = run_start
-                row[S_DRAWDOWN_STOP] = t
-            run_start = -1
-            peak_value = value
+        moments = _moments_step(moments, r, value)
+        peak, peak_value, max_drawdown, run_start = _drawdown_step(
+            row, t, value, peak, peak_value, max_drawdown, run_start
+        )
         block_sum += r
-        block_sumsq += r2
+        block_sumsq += r * r
         slot = slot + 1 if slot < lag else 0
         if t + 1 == next_edge:
-            blocks[c, block, K_SUM] = block_sum
-            blocks[c, block, K_SUMSQ] = block_sumsq
-            # a closed-out account may hold exactly nothing: no change, growth 1
-            blocks[c, block, K_GROWTH] = value / block_start if block_start != 0.0 else 1.0
-            block += 1
-            block_sum = 0.0
-            block_sumsq = 0.0
-            block_start = value
-            if block + 1 < block_edges.shape[0]:
-                next_edge = block_edges[block + 1]
+            block, block_sum, block_sumsq, block_start, next_edge = _close_block(
+                outputs.blocks[c],
+                block,
+                block_sum,
+                block_sumsq,
+                block_start,
+                value,
+                inputs.block_edges,
+            )
         if t + 1 == next_period_edge:
-            # the period's return, as from the equity curve (0 once nothing is left)
-            periods[c, period] = value / period_start - 1.0 if period_start != 0.0 else 0.0
-            period += 1
-            period_start = value
-            if period + 1 < period_edges.shape[0]:
-                next_period_edge = period_edges[period + 1]
+            period, period_start, next_period_edge = _close_period(
+                outputs.periods[c], period, period_start, value, inputs.period_edges
+            )
 
     if last == bars and run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
         # a stretch still below the peak at the end counts up to the end
@@ -584,10 +599,10 @@ def _tile(
     state[c, T_EXPOSURE] = exposure
     state[c, T_HELD] = held
     state[c, T_LAST_TARGET] = last_target
-    state[c, T_TRADE_DIRECTION] = trade_direction
-    state[c, T_ENTRY_SIZE] = entry_size
-    state[c, T_ENTRY_GROSS] = entry_gross
-    state[c, T_ENTRY_FEES] = entry_fees
+    state[c, T_TRADE_DIRECTION] = trade[0]
+    state[c, T_ENTRY_SIZE] = trade[1]
+    state[c, T_ENTRY_GROSS] = trade[2]
+    state[c, T_ENTRY_FEES] = trade[3]
     state[c, T_PEAK] = peak
     state[c, T_PEAK_VALUE] = peak_value
     state[c, T_RUN_START] = run_start
@@ -598,20 +613,15 @@ def _tile(
     state[c, T_RUINED] = 1.0 if ruined else 0.0
     state[c, T_PERIOD] = period
     state[c, T_PERIOD_START] = period_start
-    row[S_SUM] = total
-    row[S_SUMSQ] = total_sq
-    row[S_SUM3] = total_3
-    row[S_SUM4] = total_4
-    row[S_DOWNSIDE] = downside
-    row[S_VALUE_SUM] = value_sum
+    _store_moments(row, moments)
     row[S_MAX_DRAWDOWN] = max_drawdown
     row[S_EXPOSED] = exposed
     row[S_FINAL_VALUE] = previous_value
-    row[S_META_RAN] += ran_count
-    row[S_ESCALATIONS] += escalation_count
-    row[S_ARBITER_CALLS] += call_count
-    row[S_OVERRIDES] += override_count
-    row[S_VETOES] += veto_count
+    row[S_META_RAN] += counts[0]
+    row[S_ESCALATIONS] += counts[1]
+    row[S_ARBITER_CALLS] += counts[2]
+    row[S_OVERRIDES] += counts[3]
+    row[S_VETOES] += counts[4]
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -691,36 +701,27 @@ def sweep_nb(
         state[c, T_PERIOD_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
         stats[c, S_RUIN_BAR] = -1.0
+    inputs = SweepInputs(
+        bar_inputs,
+        actions,
+        confidences,
+        active,
+        indicators,
+        params,
+        weights,
+        meta_models,
+        meta_weights,
+        coef,
+        intercept,
+        rules,
+        block_edges,
+        period_edges,
+    )
+    outputs = SweepOutputs(state, pending, stats, blocks, periods)
     for first in range(0, bars, TILE):
         last = min(bars, first + TILE)
         for c in prange(combos):
-            _tile(
-                c,
-                first,
-                last,
-                bar_inputs,
-                actions,
-                confidences,
-                active,
-                indicators,
-                params,
-                weights,
-                meta_models,
-                meta_weights,
-                coef,
-                intercept,
-                rules,
-                vote_inputs,
-                meta_inputs,
-                score_inputs,
-                block_edges,
-                period_edges,
-                state,
-                pending,
-                stats,
-                blocks,
-                periods,
-            )
+            _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -1,4 +1,4 @@
-"""The package's shape: a dependency graph with the vocabulary at its bottom."""
+"""The package's shape: short functions, and a dependency graph with the vocabulary at its bottom."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "qt_backtest"
+MAX_FUNCTION_LINES = 150
 
 
 def _modules() -> list[Path]:
@@ -26,6 +27,31 @@ def _imported_modules(path: Path) -> set[str]:
             names.add(node.module or "")
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def long_functions(paths: list[Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (n lines)`` of each function longer than ``limit`` lines."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_in_the_package_is_longer_than_the_limit():
+    assert long_functions(_modules()) == []
+
+
+def test_the_length_check_finds_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    source = tmp_path / "long.py"
+    source.write_text(f"def long():\n{body}\n")
+    assert long_functions([source]) == [f"{source}:1 long ({MAX_FUNCTION_LINES + 1} lines)"]
+    source.write_text(f"def short():\n{body[: body.rindex(chr(10))]}\n")
+    assert long_functions([source]) == []
 
 
 def test_the_vocabulary_imports_nothing_from_the_package():

@@ -344,34 +344,6 @@ def _close_out(row, t, bar_inputs, fees, level, bankrupt, open_only, cash, posit
     return True, cash, position, trade
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _fill_bar(row, t, bar_inputs, order, costs, level, bankrupt, cash, position, trade):
-    """Bar ``t`` of an account not closed out before it: the close-out checks and the fill of
-    ``order`` (NaN: none) under ``costs`` (fees, slippage, maintenance margin, fill at the
-    open); returns (closed out, cash, position, trade, level, bankrupt)."""
-    fees, slippage, maintenance, fill_at_open = costs
-    ruined = False
-    if level == level:
-        # the position carried into the bar meets the open first (the whole bar when orders
-        # fill at the close); no level (flat, or a long bought without borrowing) can be reached
-        ruined, cash, position, trade = _close_out(
-            row, t, bar_inputs, fees, level, bankrupt, fill_at_open, cash, position, trade
-        )
-    if not ruined and order == order:  # not NaN: an order fills on this bar
-        cash, position, filled, price, paid, side = fill_target_percent_nb(
-            cash, position, order, bar_inputs[t, B_FILL], fees, slippage
-        )
-        trade = _book(row, filled, price, paid, side, trade)
-        # the close-out levels change only with cash and position, that is here
-        level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
-    if not ruined and fill_at_open and level == level:
-        # the position after the open's fill lives through the rest of the bar
-        ruined, cash, position, trade = _close_out(
-            row, t, bar_inputs, fees, level, bankrupt, False, cash, position, trade
-        )
-    return ruined, cash, position, trade, level, bankrupt
-
-
 @njit(cache=True, inline="always")
 def _count(counts, ran, escalated, called, overridden, vetoed):
     """The decision counts of a combination after one more bar's (see ``_decide``)."""
@@ -434,27 +406,6 @@ def _moments_step(moments, r, value):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _drawdown_step(row, t, value, peak, peak_value, max_drawdown, run_start):
-    """The drawdown after bar ``t`` ends at ``value``: (peak, peak of bar values, max
-    drawdown, start of the stretch below the peak); the longest stretch goes into ``row``."""
-    if value < peak:  # at or above the peak the drawdown is 0: no division needed
-        max_drawdown = min(max_drawdown, value / peak - 1.0)
-    else:
-        peak = value
-    if value < peak_value:
-        if run_start < 0:
-            run_start = t
-    else:
-        if run_start >= 0 and t - run_start > row[S_DRAWDOWN_BARS]:
-            row[S_DRAWDOWN_BARS] = t - run_start
-            row[S_DRAWDOWN_START] = run_start
-            row[S_DRAWDOWN_STOP] = t
-        run_start = -1
-        peak_value = value
-    return peak, peak_value, max_drawdown, run_start
-
-
-@njit(cache=True, inline="always", error_model="numpy")
 def _close_block(moments, block, block_sum, block_sumsq, block_start, value, block_edges):
     """Write the moments of time block ``block`` (ending at ``value``) into ``moments``, shape
     (blocks, BLOCK_COLUMNS); returns the next block's (index, sums, start value, end edge)."""
@@ -478,27 +429,70 @@ def _close_period(returns, period, period_start, value, period_edges):
     return period, value, next_edge
 
 
+@njit(cache=True, inline="always")
+def _combination_rules(rules):
+    """A combination's row of ``rules`` as (position rules: long only, hold policy, max hold,
+    size, scale by confidence; execution lag; costs: fees, slippage, maintenance margin, fill at
+    the open)."""
+    position_rules = (
+        rules[R_LONG_ONLY] != 0.0,
+        np.int64(rules[R_HOLD_FLAT]),
+        np.int64(rules[R_MAX_HOLD]),
+        rules[R_SIZE],
+        rules[R_SCALE] != 0.0,
+    )
+    costs = (rules[R_FEE], rules[R_SLIPPAGE], rules[R_MAINTENANCE], rules[R_FILL_AT_OPEN] != 0.0)
+    return position_rules, np.int64(rules[R_LAG]), costs
+
+
+@njit(cache=True, inline="always")
+def _load_trade(state):
+    """The open trade (direction, size, gross, fees) of a combination's running ``state``."""
+    return (
+        np.int64(state[T_TRADE_DIRECTION]),
+        state[T_ENTRY_SIZE],
+        state[T_ENTRY_GROSS],
+        state[T_ENTRY_FEES],
+    )
+
+
+@njit(cache=True, inline="always")
+def _store_trade(state, trade):
+    """Write the open trade of :func:`_load_trade` back into the running ``state``."""
+    state[T_TRADE_DIRECTION], state[T_ENTRY_SIZE], state[T_ENTRY_GROSS], state[T_ENTRY_FEES] = trade
+
+
+@njit(cache=True, inline="always")
+def _store_counts(row, counts):
+    """Add a tile's decision counts (see ``_count``) to the statistics row."""
+    row[S_META_RAN] += counts[0]
+    row[S_ESCALATIONS] += counts[1]
+    row[S_ARBITER_CALLS] += counts[2]
+    row[S_OVERRIDES] += counts[3]
+    row[S_VETOES] += counts[4]
+
+
+@njit(cache=True, inline="always")
+def _close_drawdown(row, bars, run_start):
+    """At the last bar: a stretch still below the peak (from ``run_start``, -1: none) counts
+    up to the end."""
+    if run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
+        row[S_DRAWDOWN_BARS] = bars - run_start
+        row[S_DRAWDOWN_START] = run_start
+        row[S_DRAWDOWN_STOP] = bars
+
+
 @njit(cache=True, error_model="numpy")
 def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs):
     """Advance combination ``c`` over bars ``first`` to ``last`` (exclusive)."""
     bar_inputs = inputs.bar_inputs
-    rules = inputs.rules
     state = outputs.state
     bars = bar_inputs.shape[0]
     combo_params = inputs.params[c]
     features = np.empty(inputs.coef.shape[1])
     counts = (0, 0, 0, 0, 0)  # bars where Meta ran, escalated, called, overridden, vetoed
-    position_rules = (
-        rules[c, R_LONG_ONLY] != 0.0,
-        np.int64(rules[c, R_HOLD_FLAT]),
-        np.int64(rules[c, R_MAX_HOLD]),
-        rules[c, R_SIZE],
-        rules[c, R_SCALE] != 0.0,
-    )
-    lag = np.int64(rules[c, R_LAG])
-    fees = rules[c, R_FEE]
-    maintenance = rules[c, R_MAINTENANCE]
-    costs = (fees, rules[c, R_SLIPPAGE], maintenance, rules[c, R_FILL_AT_OPEN] != 0.0)
+    position_rules, lag, costs = _combination_rules(inputs.rules[c])
+    fees, slippage, maintenance, fill_at_open = costs
     queue = outputs.pending[c]
     slot = first % (lag + 1)  # the ring position of bar t is t % (lag + 1)
     row = outputs.stats[c]
@@ -510,12 +504,7 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     exposure = state[c, T_EXPOSURE]
     held = np.int64(state[c, T_HELD])
     last_target = state[c, T_LAST_TARGET]
-    trade = (
-        np.int64(state[c, T_TRADE_DIRECTION]),
-        state[c, T_ENTRY_SIZE],
-        state[c, T_ENTRY_GROSS],
-        state[c, T_ENTRY_FEES],
-    )
+    trade = _load_trade(state[c])
     peak = state[c, T_PEAK]
     peak_value = state[c, T_PEAK_VALUE]
     run_start = np.int64(state[c, T_RUN_START])
@@ -553,12 +542,27 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
         order = queue[slot]
         queue[slot] = np.nan
         dead = ruined  # closed out on an earlier bar: no fills, no returns
-        if not ruined:
-            ruined, cash, position, trade, level, bankrupt = _fill_bar(
-                row, t, bar_inputs, order, costs, level, bankrupt, cash, position, trade
+        if not ruined and level == level:
+            # the position carried into the bar meets the open first (the whole bar when
+            # orders fill at the close); no level (flat, or a long bought without borrowing)
+            # can be reached
+            ruined, cash, position, trade = _close_out(
+                row, t, bar_inputs, fees, level, bankrupt, fill_at_open, cash, position, trade
             )
-            if ruined:
-                row[S_RUIN_BAR] = t
+        if not ruined and order == order:  # not NaN: an order fills on this bar
+            cash, position, filled, price, paid, side = fill_target_percent_nb(
+                cash, position, order, bar_inputs[t, B_FILL], fees, slippage
+            )
+            trade = _book(row, filled, price, paid, side, trade)
+            # the close-out levels change only with cash and position, that is here
+            level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
+        if not ruined and fill_at_open and level == level:
+            # the position after the open's fill lives through the rest of the bar
+            ruined, cash, position, trade = _close_out(
+                row, t, bar_inputs, fees, level, bankrupt, False, cash, position, trade
+            )
+        if ruined and not dead:
+            row[S_RUIN_BAR] = t
         value = cash
         if position != 0.0:
             value = cash + position * bar_inputs[t, B_CLOSE]
@@ -566,9 +570,20 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
         r = 0.0 if dead else value / previous_value - 1.0
         previous_value = value
         moments = _moments_step(moments, r, value)
-        peak, peak_value, max_drawdown, run_start = _drawdown_step(
-            row, t, value, peak, peak_value, max_drawdown, run_start
-        )
+        if value < peak:  # at or above the peak the drawdown is 0: no division needed
+            max_drawdown = min(max_drawdown, value / peak - 1.0)
+        else:
+            peak = value
+        if value < peak_value:
+            if run_start < 0:
+                run_start = t
+        else:
+            if run_start >= 0 and t - run_start > row[S_DRAWDOWN_BARS]:
+                row[S_DRAWDOWN_BARS] = t - run_start
+                row[S_DRAWDOWN_START] = run_start
+                row[S_DRAWDOWN_STOP] = t
+            run_start = -1
+            peak_value = value
         block_sum += r
         block_sumsq += r * r
         slot = slot + 1 if slot < lag else 0
@@ -587,11 +602,8 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
                 outputs.periods[c], period, period_start, value, inputs.period_edges
             )
 
-    if last == bars and run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
-        # a stretch still below the peak at the end counts up to the end
-        row[S_DRAWDOWN_BARS] = bars - run_start
-        row[S_DRAWDOWN_START] = run_start
-        row[S_DRAWDOWN_STOP] = bars
+    if last == bars:
+        _close_drawdown(row, bars, run_start)
     state[c, T_CASH] = cash
     state[c, T_POSITION] = position
     state[c, T_PREVIOUS_VALUE] = previous_value
@@ -599,10 +611,7 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     state[c, T_EXPOSURE] = exposure
     state[c, T_HELD] = held
     state[c, T_LAST_TARGET] = last_target
-    state[c, T_TRADE_DIRECTION] = trade[0]
-    state[c, T_ENTRY_SIZE] = trade[1]
-    state[c, T_ENTRY_GROSS] = trade[2]
-    state[c, T_ENTRY_FEES] = trade[3]
+    _store_trade(state[c], trade)
     state[c, T_PEAK] = peak
     state[c, T_PEAK_VALUE] = peak_value
     state[c, T_RUN_START] = run_start
@@ -617,11 +626,7 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     row[S_MAX_DRAWDOWN] = max_drawdown
     row[S_EXPOSED] = exposed
     row[S_FINAL_VALUE] = previous_value
-    row[S_META_RAN] += counts[0]
-    row[S_ESCALATIONS] += counts[1]
-    row[S_ARBITER_CALLS] += counts[2]
-    row[S_OVERRIDES] += counts[3]
-    row[S_VETOES] += counts[4]
+    _store_counts(row, counts)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

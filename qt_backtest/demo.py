@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import DEFAULT_MODELS
 from qt_backtest.data import gap_report, list_samples, load_sample, per_symbol, sample_dir
 from qt_backtest.hierarchy import HierarchyConfig, decision_rates, replay
 from qt_backtest.indicators import ARBITER_INPUT_COLUMNS, arbiter_inputs, streaming
@@ -24,7 +25,7 @@ from qt_backtest.signals import WalkForward, read_predictions
 from qt_backtest.signals.cache import cached_walk_forward
 
 PREDICTIONS = "sample-predictions.parquet"
-SAMPLE_MODELS = ("xgb", "lgbm", "nhits", "patchtst")
+SAMPLE_MODELS = DEFAULT_MODELS
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "predictions"
 REPORT = Path("reports") / "demo.html"
 

@@ -19,15 +19,21 @@ from qt_backtest.backtest import nb
 from qt_backtest.backtest.periods import periods_per_year
 from qt_backtest.backtest.rules import PositionRules
 from qt_backtest.backtest.simulate import BacktestResult, run_portfolio, simulate, target_exposure
+from qt_backtest.codes import ACTION_DTYPE, HOLD, encode_actions
+from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.indicators import realized_volatility
 
 REGIMES = ("low", "middle", "high")
 #: Bars x counterfactual columns simulated at once, at most (about 40 MB a float array):
 #: keeps override valuation within a few hundred MB at a million bars.
 BATCH_CELLS = 5_000_000
+#: The live risk governor's threshold, as the hierarchy configures it by default.
+MIN_TRADE_CONFIDENCE = HierarchyConfig().min_trade_confidence
 
 
-def counterfactual_decisions(decisions: pd.DataFrame, bar: int, minimum: float | None = 0.65):
+def counterfactual_decisions(
+    decisions: pd.DataFrame, bar: int, minimum: float | None = MIN_TRADE_CONFIDENCE
+):
     """``decisions`` with bar ``bar``'s final decision replaced by the ensemble's."""
     changed = decisions[["final_action", "final_confidence"]].copy()
     changed["final_action"] = changed["final_action"].astype(object)
@@ -37,15 +43,11 @@ def counterfactual_decisions(decisions: pd.DataFrame, bar: int, minimum: float |
         action = "HOLD"  # the live risk governor
     changed.iloc[bar, 0] = action
     changed.iloc[bar, 1] = confidence
-    changed["final_action"] = pd.Categorical(
-        changed["final_action"], categories=["SELL", "HOLD", "BUY"]
-    )
+    changed["final_action"] = pd.Categorical(changed["final_action"], dtype=ACTION_DTYPE)
     return changed
 
 
 def _codes(decisions: pd.DataFrame, column: str) -> np.ndarray:
-    from qt_backtest.hierarchy.actions import encode_actions
-
     return encode_actions(decisions[column])[0]
 
 
@@ -63,8 +65,8 @@ def _counterfactual_targets(
         changed = actions.copy()
         changed_confidence = confidences.copy()
         action, confidence = base_actions[bar], base_confidences[bar]
-        if minimum is not None and action != 0 and confidence < minimum:
-            action = 0  # the live risk governor
+        if minimum is not None and action != HOLD and confidence < minimum:
+            action = HOLD  # the live risk governor
         changed[bar] = action
         changed_confidence[bar] = confidence
         nb.target_exposure_nb(
@@ -86,7 +88,7 @@ def counterfactual_path(
     bar: int,
     rules: PositionRules | None = None,
     *,
-    min_trade_confidence: float | None = 0.65,
+    min_trade_confidence: float | None = MIN_TRADE_CONFIDENCE,
     stop: int | None = None,
 ) -> pd.Series:
     """Equity of the run where bar ``bar`` follows the ensemble instead of the Arbiter,
@@ -124,7 +126,7 @@ def override_values(
     rules: PositionRules | None = None,
     *,
     votes: pd.DataFrame | None = None,
-    min_trade_confidence: float | None = 0.65,
+    min_trade_confidence: float | None = MIN_TRADE_CONFIDENCE,
     limit: int | None = None,
     batch: int = 100,
     actual: BacktestResult | None = None,

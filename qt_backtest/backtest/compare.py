@@ -21,6 +21,7 @@ from qt_backtest.backtest.window import (
     evaluation_window,
     model_coverage,
 )
+from qt_backtest.codes import ACTION_DTYPE
 from qt_backtest.data.loaders import frame_symbol
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.rates import RateTargets, decision_rates
@@ -95,9 +96,7 @@ def _aggregate(results: list[BacktestResult], rules: PositionRules, per_year: fl
 
 def buy_and_hold(index: pd.Index) -> pd.DataFrame:
     """Decisions of buy-and-hold: BUY on the first bar, HOLD after (confidence 1)."""
-    actions = pd.Categorical(
-        ["BUY"] + ["HOLD"] * (len(index) - 1), categories=["SELL", "HOLD", "BUY"]
-    )
+    actions = pd.Categorical(["BUY"] + ["HOLD"] * (len(index) - 1), dtype=ACTION_DTYPE)
     return pd.DataFrame({"final_action": actions, "final_confidence": 1.0}, index=index)
 
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from numba import njit
 
+from qt_backtest.codes import BUY, SELL
+
 HOLD_KEEP = 0
 HOLD_FLAT = 1
 
@@ -122,8 +124,8 @@ def negligible_spreads_nb(std, mean, count, out):
 # comparisons treat values within 1e-9 relative or 1e-12 absolute as equal.
 REL_TOL = 1e-9
 ABS_TOL = 1e-12
-SIDE_BUY = 1
-SIDE_SELL = -1
+SIDE_BUY = BUY  # a fill's side is coded as the action that trades that way
+SIDE_SELL = SELL
 
 
 @njit(cache=True, inline="always")

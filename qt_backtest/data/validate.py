@@ -173,35 +173,41 @@ def validate_ohlcv(
     volume = values["volume"]
     _raise_at(volume < 0, lambda i: f"negative volume {_number(volume[i])}", frame, source, lines)
     if check_interval and len(frame) > 2:
-        interval = infer_interval(index, source=source)
-        step = interval.value
-        irregular = np.concatenate([[False], steps % step != 0])
-        _raise_at(
-            irregular,
-            lambda i: (
-                "mixed bar intervals: this bar is "
-                f"{pd.Timedelta(int(steps[i - 1]), unit='ns')} after the previous one, "
-                f"which is not a whole number of {format_interval(interval)} bars"
-            ),
-            frame,
-            source,
-            lines,
-        )
-        # A coarser series spliced into a finer one looks like a string of equal gaps; real
-        # outages are isolated. Three equal longer spacings in a row count as mixed intervals.
-        ratio = steps // step
-        longer = ratio > 1
-        streak = longer[:-2] & (ratio[:-2] == ratio[1:-1]) & (ratio[1:-1] == ratio[2:])
-        streak = np.concatenate([[False], streak, [False, False]])
-        _raise_at(
-            streak,
-            lambda i: (
-                "mixed bar intervals: this bar and the next two are each "
-                f"{pd.Timedelta(int(steps[i - 1]), unit='ns')} apart, while most bars are "
-                f"{format_interval(interval)} apart"
-            ),
-            frame,
-            source,
-            lines,
-        )
+        _check_one_interval(frame, steps, source, lines)
     return frame
+
+
+def _check_one_interval(frame: pd.DataFrame, steps: np.ndarray, source: str | None, lines) -> None:
+    """Raise on mixed bar intervals: a spacing ``steps`` (ns, between consecutive rows) that is
+    not a whole number of the inferred interval, or a string of equal longer spacings."""
+    interval = infer_interval(frame.index, source=source)
+    step = interval.value
+    irregular = np.concatenate([[False], steps % step != 0])
+    _raise_at(
+        irregular,
+        lambda i: (
+            "mixed bar intervals: this bar is "
+            f"{pd.Timedelta(int(steps[i - 1]), unit='ns')} after the previous one, "
+            f"which is not a whole number of {format_interval(interval)} bars"
+        ),
+        frame,
+        source,
+        lines,
+    )
+    # A coarser series spliced into a finer one looks like a string of equal gaps; real
+    # outages are isolated. Three equal longer spacings in a row count as mixed intervals.
+    ratio = steps // step
+    longer = ratio > 1
+    streak = longer[:-2] & (ratio[:-2] == ratio[1:-1]) & (ratio[1:-1] == ratio[2:])
+    streak = np.concatenate([[False], streak, [False, False]])
+    _raise_at(
+        streak,
+        lambda i: (
+            "mixed bar intervals: this bar and the next two are each "
+            f"{pd.Timedelta(int(steps[i - 1]), unit='ns')} apart, while most bars are "
+            f"{format_interval(interval)} apart"
+        ),
+        frame,
+        source,
+        lines,
+    )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from qt_backtest.codes import CONSENSUS_LABELS, DEFAULT_MODELS, FIDELITIES, MODES, WIRINGS
 from qt_backtest.errors import ConfigError, UnknownParameterError
 from qt_backtest.parameters import (
     NOT_A_SCALAR,
@@ -25,17 +26,10 @@ from qt_backtest.parameters import (
     validate,
 )
 
-#: The live ensemble's models, in vote order.
-DEFAULT_MODELS = ("xgb", "lgbm", "nhits", "patchtst")
 #: Layer 1 weights, also Meta-V2's own weight table (in this order).
 DEFAULT_WEIGHTS = (("xgb", 0.25), ("lgbm", 0.25), ("nhits", 0.30), ("patchtst", 0.20))
 MIN_MODELS = 1
 MAX_MODELS = 8
-
-CONSENSUS_LABELS = ("unanimous", "strong", "split", "weak")
-MODES = ("ensemble", "meta", "meta_arbiter")
-FIDELITIES = ("production", "intended")
-WIRINGS = ("designed", "deployed")
 
 
 def _models(value: Any) -> tuple[str, ...]:

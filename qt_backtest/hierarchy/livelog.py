@@ -24,6 +24,9 @@ from qt_backtest.hierarchy import reasons
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.replay import replay
 
+#: The configuration's defaults, read by the arguments that default to them.
+_DEFAULTS = HierarchyConfig()
+
 #: Log abbreviation -> model name.
 MODEL_ABBREVIATIONS = {
     "XGB": "xgb",
@@ -388,7 +391,7 @@ def format_record(
     emoji: bool = True,
     python_prefix: bool = True,
     old_ensemble_form: bool = False,
-    arbiter_threshold: float = 0.70,
+    arbiter_threshold: float = _DEFAULTS.arbiter.arbiter_threshold,
     space_after_tag: bool = True,
 ) -> list[str]:
     """The journal lines the live engine writes for one decision (a reference-engine record).

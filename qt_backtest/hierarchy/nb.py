@@ -10,7 +10,17 @@ Parameters arrive packed by :mod:`qt_backtest.hierarchy.params`.
 its vote pattern, one of ``4 ** models``, and is looked up from a table decided once per replay
 by the per-bar helpers below; what depends on confidences and indicators is computed in loops
 that run down one input column at a time, without branches on the data, so that they compile to
-vector instructions. The sweep kernels reuse the per-bar helpers.
+vector instructions.
+
+Per-bar rule kernels
+--------------------
+The functions ending in ``_nb`` that decide one bar (``ensemble_votes_nb``, ``base_decision_nb``,
+``meta_votes_nb``, ``meta_fallback_nb``, ``fallback_choice_nb``, ``meta_rules_nb``,
+``escalates_nb``, ``uncertainty_rule_nb``, ``arbiter_score_nb``, ``arbiter_verdict_nb``,
+``gate_nb``, ``gate_outcome_nb``) are this module's public kernel interface: the sweep kernels
+(:mod:`qt_backtest.sweep.nb`) call them, and each names its twin among the reference agents. The
+chunked loops of ``replay_nb`` call them too, or, where a loop over a column of bars must take
+another shape, mirror them and say why.
 
 Codes written per bar
 ---------------------
@@ -30,6 +40,28 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from qt_backtest.codes import (
+    BUY,
+    GATE_BASE_HOLD,
+    GATE_HOLD,
+    GATE_LOW_CONFIDENCE,
+    GATE_OVERRIDE,
+    HOLD,
+    INTENDED,
+    MODE_ENSEMBLE,
+    MODE_META_ARBITER,
+    NO_VALID_MODELS,
+    REASON_CLEAR,
+    REASON_HIGH_DISAGREEMENT,
+    REASON_LOW_CONFIDENCE,
+    REASON_NO_MODEL,
+    REASON_SPLIT_VOTE,
+    REASON_UNDECIDED,
+    SELL,
+    TAG_MACD,
+    TAG_MOMENTUM,
+    TAG_RSI,
+)
 from qt_backtest.hierarchy.params import (
     P_ARBITER_CAP,
     P_BASE_CONFIDENCE,
@@ -77,16 +109,6 @@ from qt_backtest.hierarchy.params import (
 )
 
 NAN = np.nan
-SELL, HOLD, BUY = -1, 0, 1
-NO_VALID_MODELS = 4
-MODE_ENSEMBLE, MODE_META_ARBITER = 0, 2
-INTENDED = 1
-# reason codes, in reasons.META_REASONS order
-R_SPLIT, R_DISAGREEMENT, R_LOW_CONFIDENCE = 3, 4, 5
-R_NO_MODEL, R_UNDECIDED, R_CLEAR = 6, 7, 8
-# gate outcomes, in reasons.GATE_OUTCOMES order
-G_OVERRIDE, G_LOW_CONFIDENCE, G_HOLD, G_BASE_HOLD = 0, 1, 2, 3
-TAG_RSI, TAG_MACD, TAG_MOMENTUM = 1, 2, 4
 ENTROPY_EPSILON = 1e-10
 LOG3 = math.log(3.0)
 CHUNK = 1024  # bars per unit of parallel work; a chunk's scratch arrays stay in cache
@@ -127,10 +149,13 @@ def _argmax3(first, second, third, first_value, second_value, third_value):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _votes(actions, confidences, active, i, weights):
+def ensemble_votes_nb(actions, confidences, active, i, weights):
     """Layer 1's vote on bar ``i``: (action, mean confidence of the models voting it, how many
     vote it, voters). No usable vote (no voter, or only weight-0 voters) gives HOLD with 0
-    agreeing models."""
+    agreeing models.
+
+    Reference twin: the tally of :meth:`qt_backtest.hierarchy.reference.EnsembleVoter.vote`.
+    """
     buy = 0.0
     sell = 0.0
     hold = 0.0
@@ -159,8 +184,11 @@ def _votes(actions, confidences, active, i, weights):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _base(action, mean, agreeing, voters, params):
-    """Layer 1's decision from its vote: (action, confidence, consensus code)."""
+def base_decision_nb(action, mean, agreeing, voters, params):
+    """Layer 1's decision from its vote: (action, confidence, consensus code).
+
+    Reference twin: the labels of :meth:`qt_backtest.hierarchy.reference.EnsembleVoter.vote`.
+    """
     if agreeing == 0:
         return HOLD, params[P_NO_VOTER_CONFIDENCE], NO_VALID_MODELS
     # labels nest (split <= strong <= 1), so counting the levels reached equals the if-chain
@@ -174,8 +202,11 @@ def _base(action, mean, agreeing, voters, params):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _meta_votes(actions, active, i, intended):
-    """Meta's vote count on bar ``i``: (top action, its share, split vote)."""
+def meta_votes_nb(actions, active, i, intended):
+    """Meta's vote count on bar ``i``: (top action, its share, split vote).
+
+    Reference twin: the counts of :meth:`qt_backtest.hierarchy.reference.MetaPolicy.decide`.
+    """
     top, top_count, seen, split = _meta_counts(actions, active, i, intended)
     return top, _share(top_count, seen), split
 
@@ -215,8 +246,11 @@ def _meta_counts(actions, active, i, intended):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _meta_fallback(actions, confidences, active, i, intended, meta_models, meta_weights, params):
-    """Meta's weighted fallback over its weight table, in table order: (action, confidence)."""
+def meta_fallback_nb(actions, confidences, active, i, intended, meta_models, meta_weights, params):
+    """Meta's weighted fallback over its weight table, in table order: (action, confidence).
+
+    Reference twin: :meth:`qt_backtest.hierarchy.reference.MetaPolicy.fallback`.
+    """
     padded = np.int64(not intended)
     padding = params[P_PADDING]
     total_weight = 0.0
@@ -234,6 +268,16 @@ def _meta_fallback(actions, confidences, active, i, intended, meta_models, meta_
         score_sell += product * _flag(vote == SELL)
         score_hold += product * _flag(vote == HOLD)
         score_buy += product * _flag(vote == BUY)
+    return fallback_choice_nb(score_sell, score_hold, score_buy, total_weight)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def fallback_choice_nb(score_sell, score_hold, score_buy, total_weight):
+    """Meta's fallback from its weighted score sums and their total weight: (action,
+    confidence), exact ties to SELL, then HOLD; no weight gives SELL 0.0.
+
+    Reference twin: the end of :meth:`qt_backtest.hierarchy.reference.MetaPolicy.fallback`.
+    """
     if total_weight <= 0.0:
         return SELL, 0.0
     score_sell = score_sell / total_weight
@@ -249,35 +293,43 @@ def _meta_fallback(actions, confidences, active, i, intended, meta_models, meta_
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _meta_rules(share, split, rule4_confidence, params):
+def meta_rules_nb(share, split, rule4_confidence, params):
     """Meta's rules 2-5 for a bar that rule 1 did not decide: reason code. Rule 6 (the
-    uncertainty model) is applied afterwards to ``R_NO_MODEL`` by ``_uncertainty_rule``."""
+    uncertainty model) is applied afterwards to ``REASON_NO_MODEL`` by ``uncertainty_rule_nb``.
+
+    Reference twin: the rule chain of :meth:`qt_backtest.hierarchy.reference.MetaPolicy.decide`.
+    """
     # the first rule that fires decides: apply them from last to first
-    reason = R_NO_MODEL
-    reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], R_LOW_CONFIDENCE, reason)
-    reason = _choose(1.0 - share >= params[P_DISAGREEMENT], R_DISAGREEMENT, reason)
-    return _choose(split, R_SPLIT, reason)
+    reason = REASON_NO_MODEL
+    reason = _choose(rule4_confidence < params[P_LOW_CONFIDENCE], REASON_LOW_CONFIDENCE, reason)
+    reason = _choose(1.0 - share >= params[P_DISAGREEMENT], REASON_HIGH_DISAGREEMENT, reason)
+    return _choose(split, REASON_SPLIT_VOTE, reason)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _escalates(reason):
+def escalates_nb(reason):
+    """Whether Meta's reason code escalates (reference twin: ``codes.ESCALATING_REASONS``)."""
     return (
-        (reason == R_SPLIT)
-        | (reason == R_DISAGREEMENT)
-        | (reason == R_LOW_CONFIDENCE)
-        | (reason == R_UNDECIDED)
+        (reason == REASON_SPLIT_VOTE)
+        | (reason == REASON_HIGH_DISAGREEMENT)
+        | (reason == REASON_LOW_CONFIDENCE)
+        | (reason == REASON_UNDECIDED)
     )
 
 
 @njit(cache=True, error_model="numpy")
-def _uncertainty_rule(actions, confidences, active, i, coef, intercept, features, params):
-    """Rule 6 for a bar that passed rules 1-4: (escalate, reason code, entropy)."""
+def uncertainty_rule_nb(actions, confidences, active, i, coef, intercept, features, params):
+    """Rule 6 for a bar that passed rules 1-4: (escalate, reason code, entropy).
+
+    Reference twin: the uncertainty branch of
+    :meth:`qt_backtest.hierarchy.reference.MetaPolicy.decide`.
+    """
     intended = params[P_FIDELITY] == INTENDED
     _meta_features(actions, confidences, active, i, intended, params[P_PADDING], params, features)
     entropy = _entropy(coef, intercept, features)
     if entropy > params[P_ENTROPY]:
-        return True, R_UNDECIDED, entropy
-    return False, R_CLEAR, entropy
+        return True, REASON_UNDECIDED, entropy
+    return False, REASON_CLEAR, entropy
 
 
 @njit(cache=True, error_model="numpy")
@@ -443,9 +495,12 @@ def _neutral(value, default):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _arbiter_score(indicators, i, params):
+def arbiter_score_nb(indicators, i, params):
     """The Arbiter's score on bar ``i`` and the tag bits of each direction:
-    (score, tags if it buys, tags if it sells)."""
+    (score, tags if it buys, tags if it sells).
+
+    Reference twin: the scoring of :meth:`qt_backtest.hierarchy.reference.Arbiter.analyze`.
+    """
     k = _arbiter_parameters(params)
     return _score(
         _neutral(indicators[i, 0], k.neutral_rsi),
@@ -506,15 +561,18 @@ def _score(rsi, difference, position, volume, momentum, k):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _arbiter_verdict(score, params):
+def arbiter_verdict_nb(score, params):
     """The Arbiter's (action, confidence) for a score; the deployed wiring's analysis error
-    gives HOLD 0.50 whatever the score."""
+    gives HOLD 0.50 whatever the score.
+
+    Reference twin: the verdict of :meth:`qt_backtest.hierarchy.reference.Arbiter.analyze`.
+    """
     return _verdict(score, _arbiter_parameters(params))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _verdict(score, k):
-    """``_arbiter_verdict`` with the ``ArbiterParameters`` ``k``."""
+    """``arbiter_verdict_nb`` with the ``ArbiterParameters`` ``k``."""
     if k.deployed:
         return HOLD, 0.5
     threshold = k.score_threshold
@@ -534,19 +592,33 @@ def _arbiter(indicators, i, params):
     """Layer 3 on bar ``i``: (action, confidence, score, tag bits, analysis error)."""
     if params[P_DEPLOYED] != 0.0:
         return HOLD, 0.5, NAN, 0, True
-    score, buy_tags, sell_tags = _arbiter_score(indicators, i, params)
-    action, confidence = _arbiter_verdict(score, params)
+    score, buy_tags, sell_tags = arbiter_score_nb(indicators, i, params)
+    action, confidence = arbiter_verdict_nb(score, params)
     tags = buy_tags * np.int64(action == BUY) + sell_tags * np.int64(action == SELL)
     return action, confidence, score, tags, False
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _gate(action, confidence, base_action, params):
+def gate_nb(action, confidence, base_action, params):
+    """The override gate's outcome code (``codes.GATE_OUTCOMES``) for the Arbiter's ``action``
+    and ``confidence`` against Layer 1's ``base_action``.
+
+    Reference twin: :meth:`qt_backtest.hierarchy.reference.Arbiter.gate`.
+    """
+    return gate_outcome_nb(
+        action, confidence, base_action, params[P_GATE], params[P_MAY_OPEN] != 0.0
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def gate_outcome_nb(action, confidence, base_action, threshold, may_open):
+    """:func:`gate_nb` with its two parameters given as values (the replay's loops keep them in
+    registers)."""
     # the first failing check names the outcome: apply them from last to first
-    outcome = G_OVERRIDE
-    outcome = _choose((params[P_MAY_OPEN] == 0.0) & (base_action == HOLD), G_BASE_HOLD, outcome)
-    outcome = _choose(action == HOLD, G_HOLD, outcome)
-    return _choose(confidence < params[P_GATE], G_LOW_CONFIDENCE, outcome)
+    outcome = GATE_OVERRIDE
+    outcome = _choose((not may_open) & (base_action == HOLD), GATE_BASE_HOLD, outcome)
+    outcome = _choose(action == HOLD, GATE_HOLD, outcome)
+    return _choose(confidence < threshold, GATE_LOW_CONFIDENCE, outcome)
 
 
 # Bit fields (shift, width) of a vote pattern's packed word (see ``vote_table_nb``); the action,
@@ -588,7 +660,7 @@ def vote_table_nb(params, weights):
         Bit fields ``W_*``: base action, consensus code, voters, models agreeing with the base
         action (0: no usable vote), Meta's state (``META_OFF``: Meta does not run,
         ``META_CONSENSUS``: rule 1 decides, ``META_RULES``: rules 2-6 decide), Meta's top-voted
-        action, the reason of rules 2-3 (``R_NO_MODEL`` when neither fires), the top action's
+        action, the reason of rules 2-3 (``REASON_NO_MODEL`` when neither fires), the top action's
         votes and the models Meta sees. One load per bar gives them all.
     """
     models = weights.shape[0]
@@ -604,8 +676,8 @@ def vote_table_nb(params, weights):
             state = (pattern >> (2 * m)) & 3
             active[0, m] = state != 0
             actions[0, m] = state - 2 if state != 0 else HOLD
-        vote, _, agreeing, voters = _votes(actions, confidences, active, 0, weights)
-        action, _, label = _base(vote, 0.0, agreeing, voters, params)
+        vote, _, agreeing, voters = ensemble_votes_nb(actions, confidences, active, 0, weights)
+        action, _, label = base_decision_nb(vote, 0.0, agreeing, voters, params)
         word = _pack(np.int32(0), W_ACTION, action + 1)
         word = _pack(word, W_LABEL, label)
         word = _pack(word, W_VOTERS, voters)
@@ -622,7 +694,7 @@ def vote_table_nb(params, weights):
             else:
                 meta_state = META_RULES
                 # a confidence of 1 never fires rule 4, which the bar's confidence decides
-                word = _pack(word, W_STATIC_REASON, _meta_rules(share, split, 1.0, params))
+                word = _pack(word, W_STATIC_REASON, meta_rules_nb(share, split, 1.0, params))
         words[pattern] = _pack(word, W_META, meta_state + 1)
     return words
 
@@ -752,26 +824,12 @@ def replay_nb(
     """
     bars = actions.shape[0]
     vote_words = vote_table_nb(params, weights)
-    # parameters read into locals, so the loops below need not reload them after each store
     mode = params[P_MODE]
     intended = params[P_FIDELITY] == INTENDED
     uncertainty = params[P_UNCERTAINTY] != 0.0
     arbitrate = mode == MODE_META_ARBITER
     deployed = params[P_DEPLOYED] != 0.0
     arbiter_parameters = _arbiter_parameters(params)
-    cap = params[P_CAP]
-    no_voter_confidence = params[P_NO_VOTER_CONFIDENCE]
-    low_confidence = params[P_LOW_CONFIDENCE]
-    padding = params[P_PADDING]
-    arbiter_threshold = params[P_GATE]
-    may_open = params[P_MAY_OPEN] != 0.0
-    min_trade = params[P_MIN_TRADE_CONFIDENCE]
-    multipliers = (
-        params[P_MULTIPLIER],
-        params[P_MULTIPLIER + 1],
-        params[P_MULTIPLIER + 2],
-        params[P_MULTIPLIER + 3],
-    )
     # production Meta sees every model (missing ones padded), so its fallback divides by all of
     # its weights, summed in table order
     meta_weight = 0.0
@@ -780,69 +838,25 @@ def replay_nb(
     chunks = (bars + CHUNK - 1) // CHUNK
     for chunk in prange(chunks):
         first, last = chunk * CHUNK, min(bars, (chunk + 1) * CHUNK)
-        size = last - first
-        # layer 1 and Meta's vote counts: the table row of each bar's vote pattern
-        pattern = np.zeros(size, dtype=np.int32)
-        _pattern_codes(actions, active, first, last, pattern)
-        word = np.empty(size, dtype=np.int32)
-        for j in range(size):
-            word[j] = vote_words[pattern[j]]
-        action = np.empty(size, dtype=np.int8)
-        for j in range(size):
-            action[j] = _unpack(word[j], W_ACTION) - 1
-        total = np.zeros(size)
-        _agreeing_confidence(actions, confidences, active, first, last, action, total)
-
-        # layer 1's confidence; Meta rules 1-5 (rule 4 on the base confidence)
-        out_base_action = base_action[first:last]
-        out_base_confidence = base_confidence[first:last]
-        out_consensus = consensus[first:last]
-        out_voters = voters[first:last]
-        out_decision = meta_decision[first:last]
-        out_reason = meta_reason[first:last]
-        out_meta_action = meta_action[first:last]
-        out_meta_confidence = meta_confidence[first:last]
-        out_disagreement = disagreement[first:last]
-        out_entropy = entropy[first:last]
-        for j in range(size):
-            agreeing = _unpack(word[j], W_AGREEING)
-            state = _unpack(word[j], W_META) - 1
-            top = _unpack(word[j], W_TOP) - 1
-            static_reason = _unpack(word[j], W_STATIC_REASON)
-            label = _unpack(word[j], W_LABEL)
-            usable = agreeing > 0
-            mean = total[j] / np.float64(agreeing if usable else 1)
-            if label == 0:
-                multiplier = multipliers[0]
-            elif label == 1:
-                multiplier = multipliers[1]
-            elif label == 2:
-                multiplier = multipliers[2]
-            else:
-                multiplier = multipliers[3]
-            confidence = min(cap, mean * multiplier) if usable else no_voter_confidence
-            share = _share(_unpack(word[j], W_TOP_COUNT), _unpack(word[j], W_SEEN))
-            ran = state != META_OFF
-            rules = state == META_RULES
-            low = (static_reason == R_NO_MODEL) & (confidence < low_confidence)
-            reason = R_LOW_CONFIDENCE if low else static_reason
-            out_base_action[j] = action[j]
-            out_base_confidence[j] = confidence
-            out_consensus[j] = label
-            out_voters[j] = _unpack(word[j], W_VOTERS)
-            out_reason[j] = reason if rules else (top + 1 if ran else -1)
-            out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else (0 if ran else -1)
-            out_meta_action[j] = action[j] if rules else (top if ran else 0)
-            out_meta_confidence[j] = confidence if rules else (share if ran else NAN)
-            out_disagreement[j] = 1.0 - share if ran else NAN
-            out_entropy[j] = NAN
-
-        # production: Meta records its own weighted fallback and rule 4 reads its confidence
+        word, action, total = _vote_chunk(actions, confidences, active, first, last, vote_words)
+        _base_and_meta_chunk(
+            word,
+            action,
+            total,
+            params,
+            base_action[first:last],
+            base_confidence[first:last],
+            consensus[first:last],
+            voters[first:last],
+            meta_decision[first:last],
+            meta_reason[first:last],
+            meta_action[first:last],
+            meta_confidence[first:last],
+            disagreement[first:last],
+            entropy[first:last],
+        )
         if not intended and mode != MODE_ENSEMBLE:
-            sell = np.zeros(size)
-            hold = np.zeros(size)
-            buy = np.zeros(size)
-            _fallback_scores(
+            _production_fallback_chunk(
                 actions,
                 confidences,
                 active,
@@ -850,101 +864,300 @@ def replay_nb(
                 last,
                 meta_models,
                 meta_weights,
-                padding,
-                sell,
-                hold,
-                buy,
+                meta_weight,
+                word,
+                params,
+                meta_decision[first:last],
+                meta_reason[first:last],
+                meta_action[first:last],
+                meta_confidence[first:last],
             )
-            for j in range(size):
-                weighted = meta_weight > 0.0
-                divisor = meta_weight if weighted else 1.0
-                score_sell = sell[j] / divisor
-                score_hold = hold[j] / divisor
-                score_buy = buy[j] / divisor
-                # argmax, exact ties to SELL, then HOLD
-                hold_wins = score_hold > score_sell
-                fallback = HOLD if hold_wins else SELL
-                fallback_confidence = score_hold if hold_wins else score_sell
-                buy_wins = score_buy > fallback_confidence
-                fallback = BUY if buy_wins else fallback
-                fallback_confidence = score_buy if buy_wins else fallback_confidence
-                fallback = fallback if weighted else SELL
-                fallback_confidence = fallback_confidence if weighted else 0.0
-                static_reason = _unpack(word[j], W_STATIC_REASON)
-                low = (static_reason == R_NO_MODEL) & (fallback_confidence < low_confidence)
-                reason = R_LOW_CONFIDENCE if low else static_reason
-                rules = _unpack(word[j], W_META) - 1 == META_RULES
-                out_reason[j] = reason if rules else out_reason[j]
-                out_decision[j] = np.int8(reason != R_NO_MODEL) if rules else out_decision[j]
-                out_meta_action[j] = fallback if rules else out_meta_action[j]
-                out_meta_confidence[j] = fallback_confidence if rules else out_meta_confidence[j]
-
-        # Meta rule 6 where rules 1-4 did not decide (rare enough to go bar by bar)
         if uncertainty:
-            features = np.empty(coef.shape[1])
-            for i in range(first, last):
-                if meta_reason[i] == R_NO_MODEL:
-                    escalate, reason, value = _uncertainty_rule(
-                        actions, confidences, active, i, coef, intercept, features, params
-                    )
-                    meta_decision[i] = 1 if escalate else 0
-                    meta_reason[i] = reason
-                    entropy[i] = value
-
-        # the Arbiter on every bar (cheaper than branching on escalation), kept where called
-        verdict_score = np.full(size, NAN)
-        verdict = np.zeros(size, dtype=np.int8)
-        verdict_confidence = np.full(size, 0.5)
-        verdict_tags = np.zeros(size, dtype=np.int8)
-        if arbitrate and not deployed:
-            _arbiter_chunk(
-                indicators,
+            _uncertainty_chunk(
+                actions,
+                confidences,
+                active,
                 first,
                 last,
-                arbiter_parameters,
-                verdict_score,
-                verdict,
-                verdict_confidence,
-                verdict_tags,
+                coef,
+                intercept,
+                params,
+                meta_decision,
+                meta_reason,
+                entropy,
             )
-        out_arbiter_action = arbiter_action[first:last]
-        out_arbiter_confidence = arbiter_confidence[first:last]
-        out_arbiter_score = arbiter_score[first:last]
-        out_arbiter_tags = arbiter_tags[first:last]
-        out_arbiter_error = arbiter_error[first:last]
-        out_gate = gate[first:last]
-        out_final_action = final_action[first:last]
-        out_final_confidence = final_confidence[first:last]
-        out_source = source[first:last]
-        out_risk_veto = risk_veto[first:last]
-        for j in range(size):
-            called = arbitrate & (out_decision[j] == 1)
-            arbiter_says = verdict[j]
-            arbiter_confidence_j = verdict_confidence[j]
-            base = out_base_action[j]
-            # the first failing check names the gate's outcome
-            if arbiter_confidence_j < arbiter_threshold:
-                outcome = G_LOW_CONFIDENCE
-            elif arbiter_says == HOLD:
-                outcome = G_HOLD
-            elif (not may_open) & (base == HOLD):
-                outcome = G_BASE_HOLD
-            else:
-                outcome = G_OVERRIDE
-            override = called & (outcome == G_OVERRIDE)
-            final = arbiter_says if override else base
-            final_conf = arbiter_confidence_j if override else out_base_confidence[j]
-            vetoed = (final != HOLD) & (final_conf < min_trade)  # False when min_trade is NaN
-            out_gate[j] = outcome if called else -1
-            out_arbiter_action[j] = arbiter_says if called else 0
-            out_arbiter_confidence[j] = arbiter_confidence_j if called else NAN
-            out_arbiter_score[j] = verdict_score[j] if called else NAN
-            out_arbiter_tags[j] = verdict_tags[j] if called else 0
-            out_arbiter_error[j] = called & deployed
-            out_final_action[j] = HOLD if vetoed else final
-            out_final_confidence[j] = final_conf
-            out_source[j] = np.int8(override)
-            out_risk_veto[j] = vetoed
+        # the Arbiter on every bar (cheaper than branching on escalation), kept where called
+        verdict_score, verdict, verdict_confidence, verdict_tags = _verdict_chunk(
+            indicators, first, last, arbiter_parameters, arbitrate and not deployed
+        )
+        _final_chunk(
+            verdict_score,
+            verdict,
+            verdict_confidence,
+            verdict_tags,
+            params,
+            base_action[first:last],
+            base_confidence[first:last],
+            meta_decision[first:last],
+            arbiter_action[first:last],
+            arbiter_confidence[first:last],
+            arbiter_score[first:last],
+            arbiter_tags[first:last],
+            arbiter_error[first:last],
+            gate[first:last],
+            final_action[first:last],
+            final_confidence[first:last],
+            source[first:last],
+            risk_veto[first:last],
+        )
+
+
+@njit(cache=True, error_model="numpy")
+def _vote_chunk(actions, confidences, active, first, last, vote_words):
+    """Layer 1 and Meta's vote counts on bars ``first:last``: (the table word of each bar's vote
+    pattern, Layer 1's action, the sum of the confidences voting it)."""
+    size = last - first
+    pattern = np.zeros(size, dtype=np.int32)
+    _pattern_codes(actions, active, first, last, pattern)
+    word = np.empty(size, dtype=np.int32)
+    for j in range(size):
+        word[j] = vote_words[pattern[j]]
+    action = np.empty(size, dtype=np.int8)
+    for j in range(size):
+        action[j] = _unpack(word[j], W_ACTION) - 1
+    total = np.zeros(size)
+    _agreeing_confidence(actions, confidences, active, first, last, action, total)
+    return word, action, total
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _low_confidence_rule(static_reason, confidence, low_confidence):
+    """Meta's rule 4 on a bar whose rules 2-3 gave ``static_reason`` (the vote table decides
+    them with a confidence of 1, which never fires rule 4): the reason code.
+
+    This is :func:`meta_rules_nb` split in two, rules 2-3 once per vote pattern and rule 4 per
+    bar, so that the chunked loops need no branch on the votes."""
+    low = (static_reason == REASON_NO_MODEL) & (confidence < low_confidence)
+    return REASON_LOW_CONFIDENCE if low else static_reason
+
+
+@njit(cache=True, error_model="numpy")
+def _base_and_meta_chunk(
+    word,
+    action,
+    total,
+    params,
+    out_base_action,
+    out_base_confidence,
+    out_consensus,
+    out_voters,
+    out_decision,
+    out_reason,
+    out_meta_action,
+    out_meta_confidence,
+    out_disagreement,
+    out_entropy,
+):
+    """Layer 1's confidence and Meta's rules 1-5 (rule 4 on the base confidence) on a chunk of
+    bars, from their vote words; the outputs are the chunk's slices.
+
+    Mirrors :func:`base_decision_nb` and :func:`meta_rules_nb` with the vote counts looked up
+    instead of counted (the multiplier is chosen by label, not indexed, so that the loop keeps
+    the four in registers)."""
+    # parameters read into locals, so the loop below need not reload them after each store
+    cap = params[P_CAP]
+    no_voter_confidence = params[P_NO_VOTER_CONFIDENCE]
+    low_confidence = params[P_LOW_CONFIDENCE]
+    multipliers = (
+        params[P_MULTIPLIER],
+        params[P_MULTIPLIER + 1],
+        params[P_MULTIPLIER + 2],
+        params[P_MULTIPLIER + 3],
+    )
+    for j in range(word.shape[0]):
+        agreeing = _unpack(word[j], W_AGREEING)
+        state = _unpack(word[j], W_META) - 1
+        top = _unpack(word[j], W_TOP) - 1
+        static_reason = _unpack(word[j], W_STATIC_REASON)
+        label = _unpack(word[j], W_LABEL)
+        usable = agreeing > 0
+        mean = total[j] / np.float64(agreeing if usable else 1)
+        if label == 0:
+            multiplier = multipliers[0]
+        elif label == 1:
+            multiplier = multipliers[1]
+        elif label == 2:
+            multiplier = multipliers[2]
+        else:
+            multiplier = multipliers[3]
+        confidence = min(cap, mean * multiplier) if usable else no_voter_confidence
+        share = _share(_unpack(word[j], W_TOP_COUNT), _unpack(word[j], W_SEEN))
+        ran = state != META_OFF
+        rules = state == META_RULES
+        reason = _low_confidence_rule(static_reason, confidence, low_confidence)
+        out_base_action[j] = action[j]
+        out_base_confidence[j] = confidence
+        out_consensus[j] = label
+        out_voters[j] = _unpack(word[j], W_VOTERS)
+        out_reason[j] = reason if rules else (top + 1 if ran else -1)
+        out_decision[j] = np.int8(reason != REASON_NO_MODEL) if rules else (0 if ran else -1)
+        out_meta_action[j] = action[j] if rules else (top if ran else 0)
+        out_meta_confidence[j] = confidence if rules else (share if ran else NAN)
+        out_disagreement[j] = 1.0 - share if ran else NAN
+        out_entropy[j] = NAN
+
+
+@njit(cache=True, error_model="numpy")
+def _production_fallback_chunk(
+    actions,
+    confidences,
+    active,
+    first,
+    last,
+    meta_models,
+    meta_weights,
+    meta_weight,
+    word,
+    params,
+    out_decision,
+    out_reason,
+    out_meta_action,
+    out_meta_confidence,
+):
+    """Production: Meta records its own weighted fallback on a chunk of bars and rule 4 reads
+    its confidence. :func:`meta_fallback_nb` per bar, with the weighted sums accumulated one
+    model column at a time."""
+    size = last - first
+    low_confidence = params[P_LOW_CONFIDENCE]
+    sell = np.zeros(size)
+    hold = np.zeros(size)
+    buy = np.zeros(size)
+    _fallback_scores(
+        actions,
+        confidences,
+        active,
+        first,
+        last,
+        meta_models,
+        meta_weights,
+        params[P_PADDING],
+        sell,
+        hold,
+        buy,
+    )
+    for j in range(size):
+        fallback, fallback_confidence = fallback_choice_nb(sell[j], hold[j], buy[j], meta_weight)
+        reason = _low_confidence_rule(
+            _unpack(word[j], W_STATIC_REASON), fallback_confidence, low_confidence
+        )
+        rules = _unpack(word[j], W_META) - 1 == META_RULES
+        out_reason[j] = reason if rules else out_reason[j]
+        out_decision[j] = np.int8(reason != REASON_NO_MODEL) if rules else out_decision[j]
+        out_meta_action[j] = fallback if rules else out_meta_action[j]
+        out_meta_confidence[j] = fallback_confidence if rules else out_meta_confidence[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _verdict_chunk(indicators, first, last, arbiter_parameters, analyse):
+    """The Arbiter's verdicts on bars ``first:last``: (score, action, confidence, tag bits) of
+    :func:`_arbiter_chunk` when it ``analyse``s, else the analysis error's HOLD 0.50."""
+    size = last - first
+    verdict_score = np.full(size, NAN)
+    verdict = np.zeros(size, dtype=np.int8)
+    verdict_confidence = np.full(size, 0.5)
+    verdict_tags = np.zeros(size, dtype=np.int8)
+    if analyse:
+        _arbiter_chunk(
+            indicators,
+            first,
+            last,
+            arbiter_parameters,
+            verdict_score,
+            verdict,
+            verdict_confidence,
+            verdict_tags,
+        )
+    return verdict_score, verdict, verdict_confidence, verdict_tags
+
+
+@njit(cache=True, error_model="numpy")
+def _uncertainty_chunk(
+    actions,
+    confidences,
+    active,
+    first,
+    last,
+    coef,
+    intercept,
+    params,
+    meta_decision,
+    meta_reason,
+    entropy,
+):
+    """Meta's rule 6 (:func:`uncertainty_rule_nb`) on the bars of ``first:last`` that rules 1-4
+    did not decide: rare enough to go bar by bar."""
+    features = np.empty(coef.shape[1])
+    for i in range(first, last):
+        if meta_reason[i] == REASON_NO_MODEL:
+            escalate, reason, value = uncertainty_rule_nb(
+                actions, confidences, active, i, coef, intercept, features, params
+            )
+            meta_decision[i] = 1 if escalate else 0
+            meta_reason[i] = reason
+            entropy[i] = value
+
+
+@njit(cache=True, error_model="numpy")
+def _final_chunk(
+    verdict_score,
+    verdict,
+    verdict_confidence,
+    verdict_tags,
+    params,
+    base_action,
+    base_confidence,
+    meta_decision,
+    out_arbiter_action,
+    out_arbiter_confidence,
+    out_arbiter_score,
+    out_arbiter_tags,
+    out_arbiter_error,
+    out_gate,
+    out_final_action,
+    out_final_confidence,
+    out_source,
+    out_risk_veto,
+):
+    """The Arbiter's call, the override gate (:func:`gate_outcome_nb`) and the risk governor on
+    a chunk of bars whose Arbiter verdicts are given; the outputs are the chunk's slices."""
+    arbitrate = params[P_MODE] == MODE_META_ARBITER
+    deployed = params[P_DEPLOYED] != 0.0
+    arbiter_threshold = params[P_GATE]
+    may_open = params[P_MAY_OPEN] != 0.0
+    min_trade = params[P_MIN_TRADE_CONFIDENCE]
+    for j in range(verdict.shape[0]):
+        called = arbitrate & (meta_decision[j] == 1)
+        arbiter_says = verdict[j]
+        arbiter_confidence = verdict_confidence[j]
+        base = base_action[j]
+        outcome = gate_outcome_nb(
+            arbiter_says, arbiter_confidence, base, arbiter_threshold, may_open
+        )
+        override = called & (outcome == GATE_OVERRIDE)
+        final = arbiter_says if override else base
+        final_confidence = arbiter_confidence if override else base_confidence[j]
+        # False when min_trade is NaN (no risk governor)
+        vetoed = (final != HOLD) & (final_confidence < min_trade)
+        out_gate[j] = outcome if called else -1
+        out_arbiter_action[j] = arbiter_says if called else 0
+        out_arbiter_confidence[j] = arbiter_confidence if called else NAN
+        out_arbiter_score[j] = verdict_score[j] if called else NAN
+        out_arbiter_tags[j] = verdict_tags[j] if called else 0
+        out_arbiter_error[j] = called & deployed
+        out_final_action[j] = HOLD if vetoed else final
+        out_final_confidence[j] = final_confidence
+        out_source[j] = np.int8(override)
+        out_risk_veto[j] = vetoed
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -4,22 +4,36 @@ build them here."""
 
 from __future__ import annotations
 
-# Meta-V2 reasons, by code
-META_REASONS = (
-    "strong_consensus_sell",
-    "strong_consensus_hold",
-    "strong_consensus_buy",
-    "split_vote",
-    "high_disagreement",
-    "low_ensemble_confidence",
-    "clear_ensemble_no_model",
-    "undecided_market",
-    "clear_ensemble",
+from qt_backtest.codes import (
+    ESCALATING_REASONS,
+    GATE_CODES,
+    GATE_OUTCOMES,
+    META_REASON_CODES,
+    META_REASONS,
+    TAG_BITS,
+    TAG_MACD,
+    TAG_MOMENTUM,
+    TAG_RSI,
 )
-META_REASON_CODES = {reason: code for code, reason in enumerate(META_REASONS)}
-ESCALATING_REASONS = frozenset(
-    {"split_vote", "high_disagreement", "low_ensemble_confidence", "undecided_market"}
-)
+
+__all__ = [
+    "ANALYSIS_ERROR",
+    "BUY_TAGS",
+    "ESCALATING_REASONS",
+    "FALLBACK_TAG",
+    "GATE_CODES",
+    "GATE_OUTCOMES",
+    "HOLD_REASON",
+    "META_REASONS",
+    "META_REASON_CODES",
+    "SELL_TAGS",
+    "TAG_MACD",
+    "TAG_MOMENTUM",
+    "TAG_RSI",
+    "arbiter_reason",
+    "arbiter_reasons",
+    "strong_consensus_reason",
+]
 
 
 def strong_consensus_reason(action: int) -> str:
@@ -27,12 +41,9 @@ def strong_consensus_reason(action: int) -> str:
     return META_REASONS[action + 1]
 
 
-# Arbiter reason tags, one bit each, in the order the live text lists them
+# Arbiter reason tags, in the order of their bits (codes.TAG_INDICATORS)
 BUY_TAGS = ("oversold_rsi", "bullish_macd", "strong_momentum")
 SELL_TAGS = ("overbought_rsi", "bearish_macd", "negative_momentum")
-TAG_RSI = 1
-TAG_MACD = 2
-TAG_MOMENTUM = 4
 FALLBACK_TAG = "technical_alignment"
 ANALYSIS_ERROR = "analysis_error: 'NoneType' object has no attribute 'get'"
 
@@ -45,18 +56,9 @@ def arbiter_reason(action: int, tag_bits: int, score: float) -> str:
     if action == 0:
         return HOLD_REASON.format(score)
     names = BUY_TAGS if action > 0 else SELL_TAGS
-    tags = [
-        name
-        for bit, name in zip((TAG_RSI, TAG_MACD, TAG_MOMENTUM), names, strict=True)
-        if tag_bits & bit
-    ]
+    tags = [name for bit, name in zip(TAG_BITS.values(), names, strict=True) if tag_bits & bit]
     prefix = "buy_signal: " if action > 0 else "sell_signal: "
     return prefix + (", ".join(tags) if tags else FALLBACK_TAG)
-
-
-# Gate outcomes of an Arbiter call
-GATE_OUTCOMES = ("override", "defer_low_confidence", "defer_hold", "defer_base_hold")
-GATE_CODES = {outcome: code for code, outcome in enumerate(GATE_OUTCOMES)}
 
 
 def arbiter_reasons(actions, tag_bits, scores) -> list[str]:

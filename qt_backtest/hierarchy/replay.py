@@ -15,40 +15,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import (
+    ACTION_LABELS,
+    CONSENSUS_CATEGORIES,
+    META_DECISIONS,
+    REPLAY_OUTPUTS,
+    SOURCES,
+)
 from qt_backtest.hierarchy import nb, reasons
 from qt_backtest.hierarchy.actions import encode_actions
-from qt_backtest.hierarchy.config import CONSENSUS_LABELS, HierarchyConfig
+from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.params import pack
 from qt_backtest.indicators.arbiter_inputs import ARBITER_INPUT_COLUMNS
 
-ACTION_CATEGORIES = ("SELL", "HOLD", "BUY")
-CONSENSUS_CATEGORIES = (*CONSENSUS_LABELS, "no_valid_models")
-DECISION_CATEGORIES = ("DEFER", "ESCALATE")
-SOURCE_CATEGORIES = ("ensemble", "arbiter")
-
+ACTION_CATEGORIES = ACTION_LABELS
+DECISION_CATEGORIES = META_DECISIONS
+SOURCE_CATEGORIES = SOURCES
 # every output column of the kernel: name -> dtype
-OUTPUTS = {
-    "base_action": np.int8,
-    "base_confidence": np.float64,
-    "consensus": np.int8,
-    "voters": np.int8,
-    "meta_decision": np.int8,
-    "meta_reason": np.int8,
-    "meta_action": np.int8,
-    "meta_confidence": np.float64,
-    "disagreement": np.float64,
-    "entropy": np.float64,
-    "arbiter_action": np.int8,
-    "arbiter_confidence": np.float64,
-    "arbiter_score": np.float64,
-    "arbiter_tags": np.int8,
-    "arbiter_error": np.bool_,
-    "gate": np.int8,
-    "final_action": np.int8,
-    "final_confidence": np.float64,
-    "source": np.int8,
-    "risk_veto": np.bool_,
-}
+OUTPUTS = REPLAY_OUTPUTS
 
 
 def _action_codes(column: pd.Series, model: str) -> tuple[np.ndarray, np.ndarray]:
@@ -125,20 +109,23 @@ def indicator_array(
     """
     if indicators is None:
         return np.full((len(index), len(ARBITER_INPUT_COLUMNS)), np.nan)
-    if isinstance(indicators, Mapping):
-        indicators = pd.concat(dict(indicators), names=["symbol", "timestamp"])
-    missing = [column for column in ARBITER_INPUT_COLUMNS if column not in indicators.columns]
+    frame = (
+        pd.concat(dict(indicators), names=["symbol", "timestamp"])
+        if isinstance(indicators, Mapping)
+        else indicators
+    )
+    missing = [column for column in ARBITER_INPUT_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(f"indicators miss column(s) {missing}")
-    if not indicators.index.equals(index):
-        absent = index.difference(indicators.index)
+    if not frame.index.equals(index):
+        absent = index.difference(frame.index)
         if len(absent):
             raise ValueError(
                 f"indicators have no row for {len(absent)} prediction bar(s), first {absent[0]}"
             )
-        indicators = indicators.reindex(index)
+        frame = frame.reindex(index)
     return np.asfortranarray(
-        indicators[list(ARBITER_INPUT_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+        frame[list(ARBITER_INPUT_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import ACTION_NAMES, encode_actions
 from qt_backtest.signals.labels import CLASS_NAMES
 
 PROBABILITY_COLUMNS = ("p_sell", "p_hold", "p_buy")
@@ -111,8 +112,6 @@ def vote_reliability(
     ``actions`` are BUY / SELL / HOLD (or -1 / 0 / 1); bars without a vote, a confidence or a
     label are left out.
     """
-    from qt_backtest.hierarchy.actions import encode_actions
-
     codes, present, bad = encode_actions(actions)
     confidence = pd.to_numeric(confidences, errors="coerce").to_numpy(dtype=np.float64)
     truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
@@ -156,8 +155,6 @@ def vote_skill(actions: pd.Series, labels: pd.Series) -> dict[str, float]:
         frequencies, the sum of their squares). With 71 % HOLD labels, 71 % is what a model
         without skill reaches by always voting HOLD, not 1/3.
     """
-    from qt_backtest.hierarchy.actions import encode_actions
-
     codes, present, bad = encode_actions(actions)
     truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
     usable = present & ~bad & np.isfinite(truth)
@@ -165,9 +162,9 @@ def vote_skill(actions: pd.Series, labels: pd.Series) -> dict[str, float]:
     result: dict[str, float] = {"bars": int(usable.sum())}
     if not usable.any():
         return result
-    shares = np.array([np.mean(truth == c) for c in (-1, 0, 1)])
+    shares = np.array([np.mean(truth == c) for c in ACTION_NAMES])
     recalls = {}
-    for code, name in zip((-1, 0, 1), CLASS_NAMES, strict=True):
+    for code, name in ACTION_NAMES.items():
         members = truth == code
         recalls[name] = float(np.mean(voted[members] == code)) if members.any() else np.nan
     result.update(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import ACTION_LABELS
 from qt_backtest.indicators._validate import check_period
 
 LABEL_HORIZON = 5
 LABEL_THRESHOLD = 0.015
-CLASS_NAMES = ("SELL", "HOLD", "BUY")
+CLASS_NAMES = ACTION_LABELS  # class index = label + 1
 
 
 def forward_return(close: pd.Series, horizon: int = LABEL_HORIZON) -> pd.Series:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from qt_backtest.codes import NEURAL_MODELS, TREE_MODELS
 from qt_backtest.signals.labels import CLASS_NAMES
 from qt_backtest.signals.walkforward import WalkForward
 
@@ -110,9 +111,9 @@ def _lgbm(seed: int, n_jobs: int, params: dict[str, Any]) -> Callable[[], Any]:
     return lambda: LGBMClassifier(**settings)
 
 
-MODEL_SLOTS = {"xgb": _xgb, "lgbm": _lgbm}
+MODEL_SLOTS = dict(zip(TREE_MODELS, (_xgb, _lgbm), strict=True))
 #: Slots that read lookback windows of the features (PyTorch, extra ``deep``).
-NEURAL_SLOTS = ("nhits", "patchtst")
+NEURAL_SLOTS = NEURAL_MODELS
 
 
 def estimator_slot(factory: Callable[[], Any]) -> ModelSlot:

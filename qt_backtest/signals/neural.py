@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from qt_backtest.codes import NEURAL_MODELS
 from qt_backtest.errors import ConfigError
 from qt_backtest.parameters import document_parameters, param, validate
 
@@ -199,7 +200,7 @@ def _networks():
             encoded = self.encoder(tokens)  # (batch * features, patches, d_model)
             return self.head(encoded.reshape(batch, -1))
 
-    return {"nhits": NHiTSNet, "patchtst": PatchTSTNet}
+    return dict(zip(NEURAL_MODELS, (NHiTSNet, PatchTSTNet), strict=True))
 
 
 class NeuralSlot:
@@ -214,8 +215,8 @@ class NeuralSlot:
     def __init__(
         self, kind: str, config: NeuralConfig | None = None, seed: int = 0, n_jobs: int = 1
     ) -> None:
-        if kind not in ("nhits", "patchtst"):
-            raise ValueError(f"no neural slot {kind!r}; use 'nhits' or 'patchtst'")
+        if kind not in NEURAL_MODELS:
+            raise ValueError(f"no neural slot {kind!r}; use one of {NEURAL_MODELS}")
         require_torch()
         self.kind = kind
         self.config = config or NeuralConfig()

@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from qt_backtest.atomic import atomic_write
+from qt_backtest.codes import ACTION_DTYPE, encode_actions
 from qt_backtest.data.errors import DataValidationError
 from qt_backtest.data.loaders import parse_timestamps
-from qt_backtest.hierarchy.actions import encode_actions
 
-ACTION_DTYPE = pd.CategoricalDtype(["SELL", "HOLD", "BUY"])
 _SUFFIXES = ("_action", "_confidence", "_version")
 
 

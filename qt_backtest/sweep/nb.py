@@ -20,6 +20,8 @@ pattern and drops the code of the layers passed ``None``, which keeps the common
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -31,25 +33,33 @@ from qt_backtest.backtest.nb import (
     fill_units_nb,
     liquidation_levels_nb,
 )
-from qt_backtest.hierarchy.nb import (
-    G_OVERRIDE,
+from qt_backtest.codes import (
+    GATE_OVERRIDE,
     HOLD,
     INTENDED,
     MODE_ENSEMBLE,
     MODE_META_ARBITER,
-    R_CLEAR,
-    R_NO_MODEL,
-    R_UNDECIDED,
-    _arbiter_score,
-    _arbiter_verdict,
-    _base,
-    _escalates,
-    _gate,
-    _meta_fallback,
-    _meta_rules,
-    _meta_votes,
-    _uncertainty_rule,
-    _votes,
+    REASON_CLEAR,
+    REASON_NO_MODEL,
+    REASON_UNDECIDED,
+    SWEEP_BAR_INPUTS,
+    SWEEP_BLOCKS,
+    SWEEP_RULES,
+    SWEEP_STATE,
+    SWEEP_STATS,
+    positions,
+)
+from qt_backtest.hierarchy.nb import (
+    arbiter_score_nb,
+    arbiter_verdict_nb,
+    base_decision_nb,
+    ensemble_votes_nb,
+    escalates_nb,
+    gate_nb,
+    meta_fallback_nb,
+    meta_rules_nb,
+    meta_votes_nb,
+    uncertainty_rule_nb,
 )
 from qt_backtest.hierarchy.params import (
     P_CONSENSUS,
@@ -61,136 +71,155 @@ from qt_backtest.hierarchy.params import (
     P_UNCERTAINTY,
 )
 
-# columns of ``bar_inputs``
-B_ACTION = 0  # Layer 1 vote (-1, 0, 1)
-B_MEAN = 1  # mean confidence of the models voting it
-B_AGREEING = 2  # models voting it (0: no usable vote)
-B_VOTERS = 3  # active models
-B_SHARE = 4  # Meta's top vote share
-B_SPLIT = 5  # Meta's split-vote flag (0/1)
-B_FALLBACK = 6  # Meta's fallback confidence
-B_ENTROPY = 7  # uncertainty model's normalised entropy (NaN without a model)
-B_SCORE = 8  # Arbiter score
-B_FILL = 9  # fill price of the bar
-B_CLOSE = 10  # close of the bar
-B_OPEN = 11  # open, low and high: the close-out checks
-B_LOW = 12
-B_HIGH = 13
-BAR_COLUMNS = 14
+# columns of ``bar_inputs``, named in ``codes.SWEEP_BAR_INPUTS``
+_BAR = positions(SWEEP_BAR_INPUTS)
+B_ACTION = _BAR["action"]
+B_MEAN = _BAR["mean"]
+B_AGREEING = _BAR["agreeing"]
+B_VOTERS = _BAR["voters"]
+B_SHARE = _BAR["share"]
+B_SPLIT = _BAR["split"]
+B_FALLBACK = _BAR["fallback"]
+B_ENTROPY = _BAR["entropy"]
+B_SCORE = _BAR["score"]
+B_FILL = _BAR["fill"]
+B_CLOSE = _BAR["close"]
+B_OPEN = _BAR["open"]
+B_LOW = _BAR["low"]
+B_HIGH = _BAR["high"]
+BAR_COLUMNS = len(SWEEP_BAR_INPUTS)
 
-# columns of ``rules`` (one row per combination)
-R_LONG_ONLY = 0
-R_HOLD_FLAT = 1
-R_MAX_HOLD = 2  # 0: never
-R_SIZE = 3
-R_SCALE = 4
-R_LAG = 5
-R_FEE = 6
-R_SLIPPAGE = 7  # fraction
-R_FILL_AT_OPEN = 8  # 1: orders fill at the open, 0: at the close
-R_MAINTENANCE = 9  # maintenance margin of the close-out
-RULE_COLUMNS = 10
+# columns of ``rules`` (one row per combination), named in ``codes.SWEEP_RULES``
+_RULE = positions(SWEEP_RULES)
+R_LONG_ONLY = _RULE["long_only"]
+R_HOLD_FLAT = _RULE["hold_flat"]
+R_MAX_HOLD = _RULE["max_hold"]
+R_SIZE = _RULE["size"]
+R_SCALE = _RULE["scale"]
+R_LAG = _RULE["lag"]
+R_FEE = _RULE["fee"]
+R_SLIPPAGE = _RULE["slippage"]
+R_FILL_AT_OPEN = _RULE["fill_at_open"]
+R_MAINTENANCE = _RULE["maintenance"]
+RULE_COLUMNS = len(SWEEP_RULES)
 
-# columns of ``stats`` (one row per combination)
-S_FINAL_VALUE = 0
-S_SUM = 1  # sum of bar returns
-S_SUMSQ = 2
-S_SUM3 = 3
-S_SUM4 = 4
-S_DOWNSIDE = 5  # sum of min(r, 0) ** 2
-S_VALUE_SUM = 6
-S_MAX_DRAWDOWN = 7  # most negative value / running peak - 1 (init cash included)
-S_DRAWDOWN_BARS = 8  # longest stretch below a previous peak
-S_DRAWDOWN_START = 9
-S_DRAWDOWN_STOP = 10
-S_EXPOSED = 11  # bars ending with a position
-S_TRADED = 12  # notional filled
-S_FEES = 13
-S_TRADES = 14  # closed trades
-S_WINS = 15
-S_WIN_SUM = 16
-S_LOSSES = 17
-S_LOSS_SUM = 18
-S_PNL_SUM = 19
-S_META_RAN = 20
-S_ESCALATIONS = 21
-S_ARBITER_CALLS = 22
-S_OVERRIDES = 23
-S_VETOES = 24
-S_ORDERS = 25
-S_RUIN_BAR = 26  # bar of the close-out, -1: none
-S_STREAM_A = 27  # two hashes of the orders sent (bar and target of each): equal streams of
-S_STREAM_B = 28  # orders under equal rules give equal results
-STAT_COLUMNS = 29
+# columns of ``stats`` (one row per combination), named in ``codes.SWEEP_STATS``
+_STAT = positions(SWEEP_STATS)
+S_FINAL_VALUE = _STAT["final_value"]
+S_SUM = _STAT["sum"]
+S_SUMSQ = _STAT["sumsq"]
+S_SUM3 = _STAT["sum3"]
+S_SUM4 = _STAT["sum4"]
+S_DOWNSIDE = _STAT["downside"]
+S_VALUE_SUM = _STAT["value_sum"]
+S_MAX_DRAWDOWN = _STAT["max_drawdown"]
+S_DRAWDOWN_BARS = _STAT["drawdown_bars"]
+S_DRAWDOWN_START = _STAT["drawdown_start"]
+S_DRAWDOWN_STOP = _STAT["drawdown_stop"]
+S_EXPOSED = _STAT["exposed"]
+S_TRADED = _STAT["traded"]
+S_FEES = _STAT["fees"]
+S_TRADES = _STAT["trades"]
+S_WINS = _STAT["wins"]
+S_WIN_SUM = _STAT["win_sum"]
+S_LOSSES = _STAT["losses"]
+S_LOSS_SUM = _STAT["loss_sum"]
+S_PNL_SUM = _STAT["pnl_sum"]
+S_META_RAN = _STAT["meta_ran"]
+S_ESCALATIONS = _STAT["escalations"]
+S_ARBITER_CALLS = _STAT["arbiter_calls"]
+S_OVERRIDES = _STAT["overrides"]
+S_VETOES = _STAT["vetoes"]
+S_ORDERS = _STAT["orders"]
+S_RUIN_BAR = _STAT["ruin_bar"]
+S_STREAM_A = _STAT["stream_a"]
+S_STREAM_B = _STAT["stream_b"]
+STAT_COLUMNS = len(SWEEP_STATS)
+
+# columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS), named in ``codes.SWEEP_BLOCKS``
+_BLOCK = positions(SWEEP_BLOCKS)
+K_SUM = _BLOCK["sum"]
+K_SUMSQ = _BLOCK["sumsq"]
+K_GROWTH = _BLOCK["growth"]
+BLOCK_COLUMNS = len(SWEEP_BLOCKS)
+
+# running state between tiles, named in ``codes.SWEEP_STATE``
+_STATE = positions(SWEEP_STATE)
+T_CASH = _STATE["cash"]
+T_POSITION = _STATE["position"]
+T_PREVIOUS_VALUE = _STATE["previous_value"]
+T_DIRECTION = _STATE["direction"]
+T_EXPOSURE = _STATE["exposure"]
+T_HELD = _STATE["held"]
+T_LAST_TARGET = _STATE["last_target"]
+T_TRADE_DIRECTION = _STATE["trade_direction"]
+T_ENTRY_SIZE = _STATE["entry_size"]
+T_ENTRY_GROSS = _STATE["entry_gross"]
+T_ENTRY_FEES = _STATE["entry_fees"]
+T_PEAK = _STATE["peak"]
+T_PEAK_VALUE = _STATE["peak_value"]
+T_RUN_START = _STATE["run_start"]
+T_BLOCK = _STATE["block"]
+T_BLOCK_SUM = _STATE["block_sum"]
+T_BLOCK_SUMSQ = _STATE["block_sumsq"]
+T_BLOCK_START = _STATE["block_start"]
+T_RUINED = _STATE["ruined"]
+T_PERIOD = _STATE["period"]
+T_PERIOD_START = _STATE["period_start"]
+STATE_COLUMNS = len(SWEEP_STATE)
 
 # moduli of the stream hashes: primes below 2**26, so that products fit in int64 and the
 # hashes in float64 exactly
 STREAM_PRIME_A = 67108859
 STREAM_PRIME_B = 67108837
 
-# columns of ``blocks`` (combinations x blocks x BLOCK_COLUMNS)
-K_SUM = 0
-K_SUMSQ = 1
-K_GROWTH = 2  # value at the block's end / value before it
-BLOCK_COLUMNS = 3
-
-# running state between tiles
-T_CASH = 0
-T_POSITION = 1
-T_PREVIOUS_VALUE = 2
-T_DIRECTION = 3
-T_EXPOSURE = 4
-T_HELD = 5
-T_LAST_TARGET = 6
-T_TRADE_DIRECTION = 7
-T_ENTRY_SIZE = 8
-T_ENTRY_GROSS = 9
-T_ENTRY_FEES = 10
-T_PEAK = 11  # running peak including init cash
-T_PEAK_VALUE = 12  # running peak of bar values only
-T_RUN_START = 13  # first bar of the current stretch below the peak, -1 when at a peak
-T_BLOCK = 14
-T_BLOCK_SUM = 15
-T_BLOCK_SUMSQ = 16
-T_BLOCK_START = 17  # value before the current block
-T_RUINED = 18  # 1 after a close-out
-T_PERIOD = 19  # current return period
-T_PERIOD_START = 20  # value before the current period
-STATE_COLUMNS = 21
-
 TILE = 8192
 
 
+# The arrays every tile reads, as one value (see ``sweep_nb`` for their shapes).
+SweepInputs = namedtuple(
+    "SweepInputs",
+    [
+        "bar_inputs",
+        "actions",
+        "confidences",
+        "active",
+        "indicators",
+        "params",
+        "weights",
+        "meta_models",
+        "meta_weights",
+        "coef",
+        "intercept",
+        "rules",
+        "block_edges",
+        "period_edges",
+    ],
+)
+# The arrays the tiles write: the running state (``state``, and ``pending``, the ring of orders
+# waiting for the execution lag) and the outputs of ``sweep_nb``.
+SweepOutputs = namedtuple("SweepOutputs", ["state", "pending", "stats", "blocks", "periods"])
+
+
 @njit(cache=True, inline="always", error_model="numpy")
-def _decide(
-    c,
-    t,
-    bar_inputs,
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    features,
-    vote_inputs,
-    meta_inputs,
-    score_inputs,
-):
-    """Final decision of combination ``c`` on bar ``t``: (action, confidence, Meta ran,
-    escalated, Arbiter called, overridden, vetoed), the last five as 0/1 counts."""
+def _decide(c, t, inputs, params, features, vote_inputs, meta_inputs, score_inputs):
+    """Final decision of combination ``c`` (its packed ``params``) on bar ``t``: (action,
+    confidence, Meta ran, escalated, Arbiter called, overridden, vetoed), the last five as 0/1
+    counts."""
+    bar_inputs = inputs.bar_inputs
+    actions = inputs.actions
+    confidences = inputs.confidences
+    active = inputs.active
     if vote_inputs is not None:
-        vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights[c])
+        vote, mean, agreeing, voters = ensemble_votes_nb(
+            actions, confidences, active, t, inputs.weights[c]
+        )
     else:
         vote = np.int64(bar_inputs[t, B_ACTION])
         mean = bar_inputs[t, B_MEAN]
         agreeing = np.int64(bar_inputs[t, B_AGREEING])
         voters = np.int64(bar_inputs[t, B_VOTERS])
-    action, confidence, _ = _base(vote, mean, agreeing, voters, params)
+    action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
     final = action
     final_confidence = confidence
     ran = 0
@@ -202,7 +231,7 @@ def _decide(
         ran = 1
         intended = params[P_FIDELITY] == INTENDED
         if meta_inputs is not None:
-            _, share, split = _meta_votes(actions, active, t, intended)
+            _, share, split = meta_votes_nb(actions, active, t, intended)
         else:
             share = bar_inputs[t, B_SHARE]
             split = bar_inputs[t, B_SPLIT] != 0.0
@@ -210,31 +239,45 @@ def _decide(
             if intended:
                 rule4_confidence = confidence
             elif meta_inputs is not None:
-                _, rule4_confidence = _meta_fallback(
-                    actions, confidences, active, t, intended, meta_models, meta_weights[c], params
+                _, rule4_confidence = meta_fallback_nb(
+                    actions,
+                    confidences,
+                    active,
+                    t,
+                    intended,
+                    inputs.meta_models,
+                    inputs.meta_weights[c],
+                    params,
                 )
             else:
                 rule4_confidence = bar_inputs[t, B_FALLBACK]
-            reason = _meta_rules(share, split, rule4_confidence, params)
-            if reason == R_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
+            reason = meta_rules_nb(share, split, rule4_confidence, params)
+            if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
                 if meta_inputs is not None:
-                    _, reason, _ = _uncertainty_rule(
-                        actions, confidences, active, t, coef, intercept, features, params
+                    _, reason, _ = uncertainty_rule_nb(
+                        actions,
+                        confidences,
+                        active,
+                        t,
+                        inputs.coef,
+                        inputs.intercept,
+                        features,
+                        params,
                     )
                 elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
-                    reason = R_UNDECIDED
+                    reason = REASON_UNDECIDED
                 else:
-                    reason = R_CLEAR
-            if _escalates(reason):
+                    reason = REASON_CLEAR
+            if escalates_nb(reason):
                 escalated = 1
                 if mode == MODE_META_ARBITER:
                     called = 1
                     if score_inputs is not None:
-                        score, _, _ = _arbiter_score(indicators, t, params)
+                        score, _, _ = arbiter_score_nb(inputs.indicators, t, params)
                     else:
                         score = bar_inputs[t, B_SCORE]
-                    verdict, verdict_confidence = _arbiter_verdict(score, params)
-                    if _gate(verdict, verdict_confidence, action, params) == G_OVERRIDE:
+                    verdict, verdict_confidence = arbiter_verdict_nb(score, params)
+                    if gate_nb(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
                         overridden = 1
                         final = verdict
                         final_confidence = verdict_confidence
@@ -246,15 +289,17 @@ def _decide(
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees):
-    """Count a fill in the statistics and book it into the open trade; returns the trade."""
+def _book(row, filled, price, paid, side, trade):
+    """Count a fill in the statistics and book it into the open ``trade`` (direction, size,
+    gross, fees); returns the trade."""
     if filled > 0.0:
         row[S_ORDERS] += 1.0
         row[S_TRADED] += filled * price
         row[S_FEES] += paid
         trade_direction, entry_size, entry_gross, entry_fees, closed, pnl = book_fill_nb(
-            filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+            filled, price, paid, side, trade[0], trade[1], trade[2], trade[3]
         )
+        trade = (trade_direction, entry_size, entry_gross, entry_fees)
         if closed:
             row[S_TRADES] += 1.0
             row[S_PNL_SUM] += pnl
@@ -264,7 +309,7 @@ def _book(row, filled, price, paid, side, trade_direction, entry_size, entry_gro
             elif pnl < 0.0:
                 row[S_LOSSES] += 1.0
                 row[S_LOSS_SUM] += pnl
-    return trade_direction, entry_size, entry_gross, entry_fees
+    return trade
 
 
 @njit(cache=True, inline="always")
@@ -277,21 +322,7 @@ def _stream_step(hash_a, hash_b, t, target):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _close_out(
-    row,
-    t,
-    bar_inputs,
-    fees,
-    level,
-    bankrupt,
-    open_only,
-    cash,
-    position,
-    trade_direction,
-    entry_size,
-    entry_gross,
-    entry_fees,
-):
+def _close_out(row, t, bar_inputs, fees, level, bankrupt, open_only, cash, position, trade):
     """Close the account out on bar ``t`` if it reaches its ``level`` there (see
     :func:`qt_backtest.backtest.nb.close_out_price_nb`); returns (closed out, cash, position,
     the open trade)."""
@@ -305,66 +336,166 @@ def _close_out(
         open_only,
     )
     if not (price == price):
-        return False, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+        return False, cash, position, trade
     cash, position, filled, price, paid, side = fill_units_nb(
         cash, position, -position, price, fees, 0.0
     )
-    trade_direction, entry_size, entry_gross, entry_fees = _book(
-        row, filled, price, paid, side, trade_direction, entry_size, entry_gross, entry_fees
+    trade = _book(row, filled, price, paid, side, trade)
+    return True, cash, position, trade
+
+
+@njit(cache=True, inline="always")
+def _count(counts, ran, escalated, called, overridden, vetoed):
+    """The decision counts of a combination after one more bar's (see ``_decide``)."""
+    return (
+        counts[0] + ran,
+        counts[1] + escalated,
+        counts[2] + called,
+        counts[3] + overridden,
+        counts[4] + vetoed,
     )
-    return True, cash, position, trade_direction, entry_size, entry_gross, entry_fees
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _position_step(final, final_confidence, direction, exposure, held, position_rules):
+    """:func:`qt_backtest.backtest.nb.exposure_step_nb` under ``position_rules`` (long only,
+    hold policy, max hold, size, scale by confidence): (direction, exposure, bars held)."""
+    long_only, hold_policy, max_hold, size, scale = position_rules
+    return exposure_step_nb(
+        final,
+        final_confidence,
+        direction,
+        exposure,
+        held,
+        long_only,
+        hold_policy,
+        max_hold,
+        size,
+        scale,
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _load_moments(row):
+    """The running sums of a statistics row: (returns, squares, cubes, fourth powers, squared
+    losses, values)."""
+    return row[S_SUM], row[S_SUMSQ], row[S_SUM3], row[S_SUM4], row[S_DOWNSIDE], row[S_VALUE_SUM]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _store_moments(row, moments):
+    """Write the running sums of :func:`_load_moments` back into the statistics row."""
+    row[S_SUM], row[S_SUMSQ], row[S_SUM3], row[S_SUM4], row[S_DOWNSIDE], row[S_VALUE_SUM] = moments
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _moments_step(moments, r, value):
+    """The running sums of :func:`_load_moments` after a bar of return ``r`` ending at
+    ``value``."""
+    total, total_sq, total_3, total_4, downside, value_sum = moments
+    r2 = r * r
+    loss = min(r, 0.0)
+    return (
+        total + r,
+        total_sq + r2,
+        total_3 + r2 * r,
+        total_4 + r2 * r2,
+        downside + loss * loss,
+        value_sum + value,
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _close_block(moments, block, block_sum, block_sumsq, block_start, value, block_edges):
+    """Write the moments of time block ``block`` (ending at ``value``) into ``moments``, shape
+    (blocks, BLOCK_COLUMNS); returns the next block's (index, sums, start value, end edge)."""
+    moments[block, K_SUM] = block_sum
+    moments[block, K_SUMSQ] = block_sumsq
+    # a closed-out account may hold exactly nothing: no change, growth 1
+    moments[block, K_GROWTH] = value / block_start if block_start != 0.0 else 1.0
+    block += 1
+    next_edge = block_edges[block + 1] if block + 1 < block_edges.shape[0] else -1
+    return block, 0.0, 0.0, value, next_edge
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _close_period(returns, period, period_start, value, period_edges):
+    """Write return period ``period``'s return (ending at ``value``) into ``returns``; returns
+    the next period's (index, start value, end edge)."""
+    # the period's return, as from the equity curve (0 once nothing is left)
+    returns[period] = value / period_start - 1.0 if period_start != 0.0 else 0.0
+    period += 1
+    next_edge = period_edges[period + 1] if period + 1 < period_edges.shape[0] else -1
+    return period, value, next_edge
+
+
+@njit(cache=True, inline="always")
+def _combination_rules(rules):
+    """A combination's row of ``rules`` as (position rules: long only, hold policy, max hold,
+    size, scale by confidence; execution lag; costs: fees, slippage, maintenance margin, fill at
+    the open)."""
+    position_rules = (
+        rules[R_LONG_ONLY] != 0.0,
+        np.int64(rules[R_HOLD_FLAT]),
+        np.int64(rules[R_MAX_HOLD]),
+        rules[R_SIZE],
+        rules[R_SCALE] != 0.0,
+    )
+    costs = (rules[R_FEE], rules[R_SLIPPAGE], rules[R_MAINTENANCE], rules[R_FILL_AT_OPEN] != 0.0)
+    return position_rules, np.int64(rules[R_LAG]), costs
+
+
+@njit(cache=True, inline="always")
+def _load_trade(state):
+    """The open trade (direction, size, gross, fees) of a combination's running ``state``."""
+    return (
+        np.int64(state[T_TRADE_DIRECTION]),
+        state[T_ENTRY_SIZE],
+        state[T_ENTRY_GROSS],
+        state[T_ENTRY_FEES],
+    )
+
+
+@njit(cache=True, inline="always")
+def _store_trade(state, trade):
+    """Write the open trade of :func:`_load_trade` back into the running ``state``."""
+    state[T_TRADE_DIRECTION], state[T_ENTRY_SIZE], state[T_ENTRY_GROSS], state[T_ENTRY_FEES] = trade
+
+
+@njit(cache=True, inline="always")
+def _store_counts(row, counts):
+    """Add a tile's decision counts (see ``_count``) to the statistics row."""
+    row[S_META_RAN] += counts[0]
+    row[S_ESCALATIONS] += counts[1]
+    row[S_ARBITER_CALLS] += counts[2]
+    row[S_OVERRIDES] += counts[3]
+    row[S_VETOES] += counts[4]
+
+
+@njit(cache=True, inline="always")
+def _close_drawdown(row, bars, run_start):
+    """At the last bar: a stretch still below the peak (from ``run_start``, -1: none) counts
+    up to the end."""
+    if run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
+        row[S_DRAWDOWN_BARS] = bars - run_start
+        row[S_DRAWDOWN_START] = run_start
+        row[S_DRAWDOWN_STOP] = bars
 
 
 @njit(cache=True, error_model="numpy")
-def _tile(
-    c,
-    first,
-    last,
-    bar_inputs,
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    rules,
-    vote_inputs,
-    meta_inputs,
-    score_inputs,
-    block_edges,
-    period_edges,
-    state,
-    pending,
-    stats,
-    blocks,
-    periods,
-):
+def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs):
     """Advance combination ``c`` over bars ``first`` to ``last`` (exclusive)."""
+    bar_inputs = inputs.bar_inputs
+    state = outputs.state
     bars = bar_inputs.shape[0]
-    combo_params = params[c]
-    features = np.empty(coef.shape[1])
-    ran_count = 0
-    escalation_count = 0
-    call_count = 0
-    override_count = 0
-    veto_count = 0
-    long_only = rules[c, R_LONG_ONLY] != 0.0
-    hold_policy = np.int64(rules[c, R_HOLD_FLAT])
-    max_hold = np.int64(rules[c, R_MAX_HOLD])
-    size = rules[c, R_SIZE]
-    scale = rules[c, R_SCALE] != 0.0
-    lag = np.int64(rules[c, R_LAG])
-    fees = rules[c, R_FEE]
-    slippage = rules[c, R_SLIPPAGE]
-    fill_at_open = rules[c, R_FILL_AT_OPEN] != 0.0
-    maintenance = rules[c, R_MAINTENANCE]
-    queue = pending[c]
+    combo_params = inputs.params[c]
+    features = np.empty(inputs.coef.shape[1])
+    counts = (0, 0, 0, 0, 0)  # bars where Meta ran, escalated, called, overridden, vetoed
+    position_rules, lag, costs = _combination_rules(inputs.rules[c])
+    fees, slippage, maintenance, fill_at_open = costs
+    queue = outputs.pending[c]
     slot = first % (lag + 1)  # the ring position of bar t is t % (lag + 1)
-    row = stats[c]
+    row = outputs.stats[c]
 
     cash = state[c, T_CASH]
     position = state[c, T_POSITION]
@@ -373,10 +504,7 @@ def _tile(
     exposure = state[c, T_EXPOSURE]
     held = np.int64(state[c, T_HELD])
     last_target = state[c, T_LAST_TARGET]
-    trade_direction = np.int64(state[c, T_TRADE_DIRECTION])
-    entry_size = state[c, T_ENTRY_SIZE]
-    entry_gross = state[c, T_ENTRY_GROSS]
-    entry_fees = state[c, T_ENTRY_FEES]
+    trade = _load_trade(state[c])
     peak = state[c, T_PEAK]
     peak_value = state[c, T_PEAK_VALUE]
     run_start = np.int64(state[c, T_RUN_START])
@@ -386,55 +514,21 @@ def _tile(
     block_start = state[c, T_BLOCK_START]
     ruined = state[c, T_RUINED] != 0.0
     level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
-    total = row[S_SUM]
-    total_sq = row[S_SUMSQ]
-    total_3 = row[S_SUM3]
-    total_4 = row[S_SUM4]
-    downside = row[S_DOWNSIDE]
-    value_sum = row[S_VALUE_SUM]
+    moments = _load_moments(row)
     max_drawdown = row[S_MAX_DRAWDOWN]
     exposed = row[S_EXPOSED]
-    next_edge = block_edges[block + 1]
+    next_edge = inputs.block_edges[block + 1]
     period = np.int64(state[c, T_PERIOD])
     period_start = state[c, T_PERIOD_START]
-    next_period_edge = period_edges[period + 1]
+    next_period_edge = inputs.period_edges[period + 1]
 
     for t in range(first, last):
         final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
-            c,
-            t,
-            bar_inputs,
-            actions,
-            confidences,
-            active,
-            indicators,
-            combo_params,
-            weights,
-            meta_models,
-            meta_weights,
-            coef,
-            intercept,
-            features,
-            vote_inputs,
-            meta_inputs,
-            score_inputs,
+            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
         )
-        ran_count += ran
-        escalation_count += escalated
-        call_count += called
-        override_count += overridden
-        veto_count += vetoed
-        direction, exposure, held = exposure_step_nb(
-            final,
-            final_confidence,
-            direction,
-            exposure,
-            held,
-            long_only,
-            hold_policy,
-            max_hold,
-            size,
-            scale,
+        counts = _count(counts, ran, escalated, called, overridden, vetoed)
+        direction, exposure, held = _position_step(
+            final, final_confidence, direction, exposure, held, position_rules
         )
         target = direction * exposure
         if target != last_target:
@@ -452,58 +546,20 @@ def _tile(
             # the position carried into the bar meets the open first (the whole bar when
             # orders fill at the close); no level (flat, or a long bought without borrowing)
             # can be reached
-            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
-                _close_out(
-                    row,
-                    t,
-                    bar_inputs,
-                    fees,
-                    level,
-                    bankrupt,
-                    fill_at_open,
-                    cash,
-                    position,
-                    trade_direction,
-                    entry_size,
-                    entry_gross,
-                    entry_fees,
-                )
+            ruined, cash, position, trade = _close_out(
+                row, t, bar_inputs, fees, level, bankrupt, fill_at_open, cash, position, trade
             )
         if not ruined and order == order:  # not NaN: an order fills on this bar
             cash, position, filled, price, paid, side = fill_target_percent_nb(
                 cash, position, order, bar_inputs[t, B_FILL], fees, slippage
             )
-            trade_direction, entry_size, entry_gross, entry_fees = _book(
-                row,
-                filled,
-                price,
-                paid,
-                side,
-                trade_direction,
-                entry_size,
-                entry_gross,
-                entry_fees,
-            )
+            trade = _book(row, filled, price, paid, side, trade)
             # the close-out levels change only with cash and position, that is here
             level, bankrupt = liquidation_levels_nb(cash, position, fees, maintenance)
         if not ruined and fill_at_open and level == level:
             # the position after the open's fill lives through the rest of the bar
-            ruined, cash, position, trade_direction, entry_size, entry_gross, entry_fees = (
-                _close_out(
-                    row,
-                    t,
-                    bar_inputs,
-                    fees,
-                    level,
-                    bankrupt,
-                    False,
-                    cash,
-                    position,
-                    trade_direction,
-                    entry_size,
-                    entry_gross,
-                    entry_fees,
-                )
+            ruined, cash, position, trade = _close_out(
+                row, t, bar_inputs, fees, level, bankrupt, False, cash, position, trade
             )
         if ruined and not dead:
             row[S_RUIN_BAR] = t
@@ -513,14 +569,7 @@ def _tile(
             exposed += 1.0
         r = 0.0 if dead else value / previous_value - 1.0
         previous_value = value
-        r2 = r * r
-        total += r
-        total_sq += r2
-        total_3 += r2 * r
-        total_4 += r2 * r2
-        loss = min(r, 0.0)
-        downside += loss * loss
-        value_sum += value
+        moments = _moments_step(moments, r, value)
         if value < peak:  # at or above the peak the drawdown is 0: no division needed
             max_drawdown = min(max_drawdown, value / peak - 1.0)
         else:
@@ -536,32 +585,25 @@ def _tile(
             run_start = -1
             peak_value = value
         block_sum += r
-        block_sumsq += r2
+        block_sumsq += r * r
         slot = slot + 1 if slot < lag else 0
         if t + 1 == next_edge:
-            blocks[c, block, K_SUM] = block_sum
-            blocks[c, block, K_SUMSQ] = block_sumsq
-            # a closed-out account may hold exactly nothing: no change, growth 1
-            blocks[c, block, K_GROWTH] = value / block_start if block_start != 0.0 else 1.0
-            block += 1
-            block_sum = 0.0
-            block_sumsq = 0.0
-            block_start = value
-            if block + 1 < block_edges.shape[0]:
-                next_edge = block_edges[block + 1]
+            block, block_sum, block_sumsq, block_start, next_edge = _close_block(
+                outputs.blocks[c],
+                block,
+                block_sum,
+                block_sumsq,
+                block_start,
+                value,
+                inputs.block_edges,
+            )
         if t + 1 == next_period_edge:
-            # the period's return, as from the equity curve (0 once nothing is left)
-            periods[c, period] = value / period_start - 1.0 if period_start != 0.0 else 0.0
-            period += 1
-            period_start = value
-            if period + 1 < period_edges.shape[0]:
-                next_period_edge = period_edges[period + 1]
+            period, period_start, next_period_edge = _close_period(
+                outputs.periods[c], period, period_start, value, inputs.period_edges
+            )
 
-    if last == bars and run_start >= 0 and bars - run_start > row[S_DRAWDOWN_BARS]:
-        # a stretch still below the peak at the end counts up to the end
-        row[S_DRAWDOWN_BARS] = bars - run_start
-        row[S_DRAWDOWN_START] = run_start
-        row[S_DRAWDOWN_STOP] = bars
+    if last == bars:
+        _close_drawdown(row, bars, run_start)
     state[c, T_CASH] = cash
     state[c, T_POSITION] = position
     state[c, T_PREVIOUS_VALUE] = previous_value
@@ -569,10 +611,7 @@ def _tile(
     state[c, T_EXPOSURE] = exposure
     state[c, T_HELD] = held
     state[c, T_LAST_TARGET] = last_target
-    state[c, T_TRADE_DIRECTION] = trade_direction
-    state[c, T_ENTRY_SIZE] = entry_size
-    state[c, T_ENTRY_GROSS] = entry_gross
-    state[c, T_ENTRY_FEES] = entry_fees
+    _store_trade(state[c], trade)
     state[c, T_PEAK] = peak
     state[c, T_PEAK_VALUE] = peak_value
     state[c, T_RUN_START] = run_start
@@ -583,20 +622,11 @@ def _tile(
     state[c, T_RUINED] = 1.0 if ruined else 0.0
     state[c, T_PERIOD] = period
     state[c, T_PERIOD_START] = period_start
-    row[S_SUM] = total
-    row[S_SUMSQ] = total_sq
-    row[S_SUM3] = total_3
-    row[S_SUM4] = total_4
-    row[S_DOWNSIDE] = downside
-    row[S_VALUE_SUM] = value_sum
+    _store_moments(row, moments)
     row[S_MAX_DRAWDOWN] = max_drawdown
     row[S_EXPOSED] = exposed
     row[S_FINAL_VALUE] = previous_value
-    row[S_META_RAN] += ran_count
-    row[S_ESCALATIONS] += escalation_count
-    row[S_ARBITER_CALLS] += call_count
-    row[S_OVERRIDES] += override_count
-    row[S_VETOES] += veto_count
+    _store_counts(row, counts)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -676,36 +706,27 @@ def sweep_nb(
         state[c, T_PERIOD_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
         stats[c, S_RUIN_BAR] = -1.0
+    inputs = SweepInputs(
+        bar_inputs,
+        actions,
+        confidences,
+        active,
+        indicators,
+        params,
+        weights,
+        meta_models,
+        meta_weights,
+        coef,
+        intercept,
+        rules,
+        block_edges,
+        period_edges,
+    )
+    outputs = SweepOutputs(state, pending, stats, blocks, periods)
     for first in range(0, bars, TILE):
         last = min(bars, first + TILE)
         for c in prange(combos):
-            _tile(
-                c,
-                first,
-                last,
-                bar_inputs,
-                actions,
-                confidences,
-                active,
-                indicators,
-                params,
-                weights,
-                meta_models,
-                meta_weights,
-                coef,
-                intercept,
-                rules,
-                vote_inputs,
-                meta_inputs,
-                score_inputs,
-                block_edges,
-                period_edges,
-                state,
-                pending,
-                stats,
-                blocks,
-                periods,
-            )
+            _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -739,25 +760,27 @@ def bar_inputs_nb(
     for chunk in prange(chunks):
         features = np.empty(coef.shape[1])
         for t in range(chunk * TILE, min(bars, (chunk + 1) * TILE)):
-            vote, mean, agreeing, voters = _votes(actions, confidences, active, t, weights)
+            vote, mean, agreeing, voters = ensemble_votes_nb(
+                actions, confidences, active, t, weights
+            )
             out[t, B_ACTION] = vote
             out[t, B_MEAN] = mean
             out[t, B_AGREEING] = agreeing
             out[t, B_VOTERS] = voters
-            _, share, split = _meta_votes(actions, active, t, intended)
+            _, share, split = meta_votes_nb(actions, active, t, intended)
             out[t, B_SHARE] = share
             out[t, B_SPLIT] = 1.0 if split else 0.0
-            _, fallback = _meta_fallback(
+            _, fallback = meta_fallback_nb(
                 actions, confidences, active, t, intended, meta_models, meta_weights, params
             )
             out[t, B_FALLBACK] = fallback
             out[t, B_ENTROPY] = np.nan
             if uncertainty:
-                _, _, entropy = _uncertainty_rule(
+                _, _, entropy = uncertainty_rule_nb(
                     actions, confidences, active, t, coef, intercept, features, params
                 )
                 out[t, B_ENTROPY] = entropy
-            score, _, _ = _arbiter_score(indicators, t, params)
+            score, _, _ = arbiter_score_nb(indicators, t, params)
             out[t, B_SCORE] = score
             out[t, B_FILL] = fill[t]
             out[t, B_CLOSE] = close[t]

@@ -928,33 +928,8 @@ def sweep(
     """
     rules = rules or PositionRules()
     config = config or HierarchyConfig()
-    if not isinstance(grid, Grid):
-        grid = Grid.product(grid)
-    if modes is not None:
-        modes = list(modes)
-        bad = [mode for mode in modes if mode not in MODES]
-        if bad or not modes:
-            raise ValueError(f"modes must be among {', '.join(MODES)}, got {modes}")
-        grid = grid.cross("mode", modes)
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
-        raise ValueError(
-            f"blocks (time blocks kept for the overfitting controls) must be an integer >= 1, "
-            f"got {blocks!r}"
-        )
-    if period is not None:
-        check_period(period)
-    if not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if executor not in ("local", "dask"):
-        raise ValueError(f"executor must be 'local' or 'dask', got {executor!r}")
-    if not isinstance(bars, Mapping):
-        symbol = frame_symbol(bars)
-        bars, votes = {symbol: bars}, {symbol: votes}
-        indicators = {symbol: indicators}
-    elif indicators is None:
-        indicators = dict.fromkeys(bars)
-    if not (set(bars) == set(votes) == set(indicators)):
-        raise ValueError("bars, votes and indicators must name the same symbols")
+    grid = _sweep_grid(grid, modes, blocks, period, chunk_size, executor)
+    bars, votes, indicators = _by_symbol(bars, votes, indicators)
     combinations = pack_grid(grid, config, rules, uncertainty_model)
     init_cash = combinations.rules[0].init_cash
     prepared = {
@@ -967,8 +942,6 @@ def sweep(
         symbol: (block_edges(len(inputs.index), blocks), period_edges(inputs.index, period))
         for symbol, inputs in prepared.items()
     }
-    starts = list(range(0, len(grid), chunk_size))
-    tasks = [(symbol, number, start) for symbol in prepared for number, start in enumerate(starts)]
     directory = Path(cache_dir) if cache_dir is not None else None
     digests = {}
     if directory is not None:
@@ -981,35 +954,10 @@ def sweep(
         symbol: _buy_and_hold(bars[symbol], inputs.index, rules, interval)
         for symbol, inputs in prepared.items()
     }
-    # every chunk is written into these, never concatenated: one copy of the results
-    outputs = {
-        symbol: (
-            np.zeros((len(grid), nb.STAT_COLUMNS)),
-            np.zeros((len(grid), len(block) - 1, nb.BLOCK_COLUMNS)),
-            np.zeros((len(grid), len(period_edge) - 1)),
-        )
-        for symbol, (block, period_edge) in edges.items()
-    }
-    paths: dict[tuple[str, int], Path | None] = {}
-    bounds: dict[tuple[str, int], tuple[int, int]] = {}
-    todo = []
-    loaded = 0
-    for symbol, number, start in tasks:
-        stop = min(start + chunk_size, len(grid))
-        bounds[symbol, number] = (start, stop)
-        path = None
-        if directory is not None:
-            key = _chunk_key(digests[symbol], combinations, start, stop, init_cash, edges[symbol])
-            path = directory / f"chunk-{key}.npz"
-            shapes = tuple((stop - start, *array.shape[1:]) for array in outputs[symbol])
-            stored = _load(path, shapes) if path.exists() else None
-            if stored is not None:
-                for target, array in zip(outputs[symbol], stored, strict=True):
-                    target[start:stop] = array
-                loaded += 1
-                continue
-        paths[symbol, number] = path
-        todo.append((symbol, number, start, stop))
+    outputs = _result_arrays(len(grid), edges)
+    paths, bounds, todo, loaded = _plan_chunks(
+        list(prepared), chunk_size, len(grid), directory, digests, combinations, edges, outputs
+    )
 
     def finish(symbol: str, number: int, result: tuple[np.ndarray, ...]) -> None:
         start, stop = bounds[symbol, number]
@@ -1047,6 +995,119 @@ def sweep(
     finally:
         bar.close()
 
+    return _sweep_result(
+        grid,
+        combinations,
+        prepared,
+        outputs,
+        edges,
+        held_references,
+        (bars, votes, indicators),
+        (config, rules, uncertainty_model, interval, period),
+        (len(todo), loaded),
+    )
+
+
+def _sweep_grid(
+    grid: Grid | Mapping[str, Sequence[Any]],
+    modes: Sequence[str] | None,
+    blocks: int,
+    period: str | None,
+    chunk_size: int,
+    executor: str,
+) -> Grid:
+    """The grid :func:`sweep` runs (crossed with ``modes``), once its arguments are checked."""
+    if not isinstance(grid, Grid):
+        grid = Grid.product(grid)
+    if modes is not None:
+        modes = list(modes)
+        bad = [mode for mode in modes if mode not in MODES]
+        if bad or not modes:
+            raise ValueError(f"modes must be among {', '.join(MODES)}, got {modes}")
+        grid = grid.cross("mode", modes)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(
+            f"blocks (time blocks kept for the overfitting controls) must be an integer >= 1, "
+            f"got {blocks!r}"
+        )
+    if period is not None:
+        check_period(period)
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if executor not in ("local", "dask"):
+        raise ValueError(f"executor must be 'local' or 'dask', got {executor!r}")
+    return grid
+
+
+def _by_symbol(bars, votes, indicators) -> tuple[dict, dict, dict]:
+    """:func:`sweep`'s inputs as mappings of symbol to frame (one symbol: named by its bars)."""
+    if not isinstance(bars, Mapping):
+        symbol = frame_symbol(bars)
+        bars, votes = {symbol: bars}, {symbol: votes}
+        indicators = {symbol: indicators}
+    elif indicators is None:
+        indicators = dict.fromkeys(bars)
+    if not (set(bars) == set(votes) == set(indicators)):
+        raise ValueError("bars, votes and indicators must name the same symbols")
+    return dict(bars), dict(votes), dict(indicators)
+
+
+def _result_arrays(count: int, edges: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Zeroed (stats, block moments, period returns) of ``count`` combinations per symbol:
+    every chunk is written into these, never concatenated, so the results exist once."""
+    return {
+        symbol: (
+            np.zeros((count, nb.STAT_COLUMNS)),
+            np.zeros((count, len(block) - 1, nb.BLOCK_COLUMNS)),
+            np.zeros((count, len(period_edge) - 1)),
+        )
+        for symbol, (block, period_edge) in edges.items()
+    }
+
+
+def _plan_chunks(
+    symbols, chunk_size, combinations_count, directory, digests, combinations, edges, outputs
+) -> tuple:
+    """Which chunks of :func:`sweep` to compute: those not already finished in ``directory``
+    (read back into ``outputs``). Returns (cache path of each chunk to compute, the
+    combinations of every chunk, the chunks to compute, how many were read back)."""
+    init_cash = combinations.rules[0].init_cash
+    starts = list(range(0, combinations_count, chunk_size))
+    tasks = [(symbol, number, start) for symbol in symbols for number, start in enumerate(starts)]
+    paths: dict[tuple[str, int], Path | None] = {}
+    bounds: dict[tuple[str, int], tuple[int, int]] = {}
+    todo = []
+    loaded = 0
+    for symbol, number, start in tasks:
+        stop = min(start + chunk_size, combinations_count)
+        bounds[symbol, number] = (start, stop)
+        path = None
+        if directory is not None:
+            key = _chunk_key(digests[symbol], combinations, start, stop, init_cash, edges[symbol])
+            path = directory / f"chunk-{key}.npz"
+            shapes = tuple((stop - start, *array.shape[1:]) for array in outputs[symbol])
+            stored = _load(path, shapes) if path.exists() else None
+            if stored is not None:
+                for target, array in zip(outputs[symbol], stored, strict=True):
+                    target[start:stop] = array
+                loaded += 1
+                continue
+        paths[symbol, number] = path
+        todo.append((symbol, number, start, stop))
+    return paths, bounds, todo, loaded
+
+
+def _sweep_result(
+    grid, combinations, prepared, outputs, edges, held_references, frames_in, settings, chunks
+) -> SweepResult:
+    """The :class:`SweepResult` of :func:`sweep`'s finished ``outputs``: metrics per
+    combination and symbol, and the ensemble and buy-and-hold references. ``prepared`` and
+    ``outputs`` are emptied symbol by symbol, so that each symbol's arrays are freed as soon as
+    they are read."""
+    bars, votes, indicators = frames_in
+    config, rules, uncertainty_model, interval, period = settings
+    computed, loaded = chunks
+    init_cash = combinations.rules[0].init_cash
     frames, block_arrays, period_arrays, period_indexes = [], {}, {}, {}
     reference_rows, reference_periods, indexes = [], {}, {}
     for symbol in list(prepared):
@@ -1098,7 +1159,7 @@ def sweep(
         period=period,
         index=indexes,
         grid=grid,
-        computed_chunks=len(todo),
+        computed_chunks=computed,
         loaded_chunks=loaded,
         configs=combinations.configs,
     )

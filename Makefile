@@ -1,5 +1,6 @@
-# Two entry points (see README): `make demo` runs the main job, `make test` runs the checks.
-# Both create or update the virtual environment first.
+# Two entry points (see README): `make demo` runs the main job, `make test` runs every check
+# (what CI runs). `make check` is the edit loop: lint, types and the tests not marked slow.
+# All create or update the virtual environment first.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
 # headless figures for the checks only: notebook kernels started by the tests drop it
 TEST_ENV := MPLBACKEND=Agg
 
-.PHONY: demo test install lint bench clean browser
+.PHONY: demo test check install lint typecheck bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,12 +28,18 @@ demo: $(STAMP)
 browser:
 	sh scripts/ensure-chromium.sh
 
-test: $(STAMP) browser
-	$(BIN)/ruff check .
+test: $(STAMP) browser lint typecheck
 	$(TEST_ENV) $(BIN)/python -m pytest
+
+check: $(STAMP) lint typecheck
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_indicators.py

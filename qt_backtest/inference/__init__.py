@@ -1,5 +1,6 @@
 """Verdicts with uncertainty: paired tests of the layers, multiple testing across sweeps,
-track-record lengths and rollout power."""
+track-record lengths and rollout power, and anytime-valid confidence sequences for monitoring
+a rollout."""
 
 from qt_backtest.inference.multiple import (
     model_confidence_set,
@@ -10,6 +11,11 @@ from qt_backtest.inference.multiple import (
 from qt_backtest.inference.paired import METRICS, paired_bootstrap
 from qt_backtest.inference.resample import optimal_block_length, stationary_indices
 from qt_backtest.inference.returns import period_returns
+from qt_backtest.inference.sequential import (
+    MeanSequence,
+    ProportionSequence,
+    decisions_to_verdict,
+)
 from qt_backtest.inference.sharpe import (
     bootstrap_sharpe_difference_test,
     expected_max_sharpe,
@@ -24,9 +30,12 @@ from qt_backtest.inference.verdict import Verdicts, VerdictSettings, layer_verdi
 
 __all__ = [
     "METRICS",
+    "MeanSequence",
+    "ProportionSequence",
     "VerdictSettings",
     "Verdicts",
     "bootstrap_sharpe_difference_test",
+    "decisions_to_verdict",
     "expected_max_sharpe",
     "iid_sharpe_difference_test",
     "layer_verdicts",

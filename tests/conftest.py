@@ -54,6 +54,9 @@ SLOW_TESTS = {
         "kills a sweep in a subprocess"
     ),
     "test_ruin.py::test_sweep_rows_equal_single_runs_with_close_outs": "many simulations",
+    "test_monitor_outcomes.py::test_close_outs_are_followed_as_in_the_attribution": (
+        "compiles vectorbt's flexible simulation, about 10 s"
+    ),
     "test_livelog.py::test_parser_never_crashes_on_garbage": "a long fuzzing run",
     "test_livelog.py::test_mutated_lines_never_raise_and_stay_fast": "a long fuzzing run",
     "test_inference.py::test_paired_interval_covers_a_known_sharpe_difference": (

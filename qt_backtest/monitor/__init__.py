@@ -1,0 +1,1 @@
+"""Rollout monitoring of the live hierarchy."""

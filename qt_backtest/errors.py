@@ -8,7 +8,10 @@ Every exception is a :class:`ValueError` (bad input, named in the message), so c
 * :class:`UnknownParameterError` -- a parameter name that no configuration declares;
 * :class:`SettingsError` -- a settings file that cannot be used;
 * :class:`DataValidationError` -- market data or predictions that cannot be used as they are;
-* :class:`UsageError` -- a command used in a way that cannot work.
+* :class:`UsageError` -- a command used in a way that cannot work;
+* :class:`JournalError` -- a live journal or a saved reading state of it that cannot be used,
+  and its subclass :class:`JournalRotatedError` -- a journal that was truncated or replaced
+  since the position it was read to.
 """
 
 from __future__ import annotations
@@ -84,6 +87,32 @@ class SettingsError(ConfigError):
 
 class UsageError(QtBacktestError):
     """A command used in a way that cannot work (exit code 1, one line)."""
+
+
+class JournalError(QtBacktestError):
+    """A live journal, or a saved state of reading it, that cannot be used (the message names
+    the file or the state and the problem)."""
+
+
+class JournalRotatedError(JournalError):
+    """A journal that is no longer the file it was read from up to a saved position: it is
+    shorter than that position (truncated) or another file now has its name (rotated).
+
+    Attributes
+    ----------
+    path : str
+        The journal's path.
+    reason : str
+        What happened to the file, in words ("truncated: ...", "replaced: ...").
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path}: the journal was {reason}; the saved position and reading state belong to "
+            "the old file: read the new one from its beginning with a fresh state"
+        )
 
 
 class DataValidationError(QtBacktestError):

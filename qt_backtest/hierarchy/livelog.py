@@ -1,14 +1,18 @@
-"""Live-log replay (H-LOG-1 to H-LOG-4): parse the live engine's journal into per-bar records,
+"""Live-log replay (H-LOG-1 to H-LOG-5): parse the live engine's journal into per-bar records,
 replay the logged model votes through the hierarchy under any configuration, and diff the recomputed
 decisions against the logged ones, layer by layer.
 
 Parsing never fails on bad input: lines of other services, truncated lines and garbage are
-skipped and counted. :func:`format_record` writes the same formats, which makes journals for
-tests and demonstrations.
+skipped and counted. :class:`JournalReader` reads a journal in pieces, its state carried over
+(and saved as JSON) between them; :func:`parse_live_log` is one pass of it. :func:`format_record`
+writes the same formats, which makes journals for tests and demonstrations.
 """
 
 from __future__ import annotations
 
+import calendar
+import gc
+import numbers
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qt_backtest.errors import JournalError
 from qt_backtest.hierarchy import reasons
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.replay import replay
@@ -37,6 +42,8 @@ MODEL_ABBREVIATIONS = {
     "DL": "dlinear",
 }
 ABBREVIATION_OF = {model: abbreviation for abbreviation, model in MODEL_ABBREVIATIONS.items()}
+#: Model -> the record's fields of its vote.
+_VOTE_FIELDS = {model: (f"{model}_action", f"{model}_confidence") for model in ABBREVIATION_OF}
 
 _ACTION = r"(BUY|SELL|HOLD)"
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -46,11 +53,19 @@ _SYMBOL = r"\s*([A-Z0-9]{2,20})"
 # be split), and free text is taken whole and trimmed in code.
 _GAP = r"[^\w|@]*"
 
-_JOURNALD = re.compile(
-    r"^(?P<stamp>[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2})\s+\S+\s+[^:\s]+:\s*"
+_JOURNALD_PREFIX = re.compile(
+    r"(?P<stamp>[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2})\s+\S+\s+[^:\s]+:\s*"
 )
-_LOGGING = re.compile(
-    r"^(?P<stamp>\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:[,.]\d+)?)\s+-\s+\S+\s+-\s+[A-Z]+\s+-\s+"
+_LOGGING_TAIL = r"\s+-\s+\S+\s+-\s+[A-Z]+\s+-\s+"
+_LOGGING_PREFIX = re.compile(
+    r"(?P<stamp>\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}:\d{2}(?:[,.]\d+)?)" + _LOGGING_TAIL
+)
+# The logging prefix with its stamp in the plain form: ASCII digits, one space, at most six
+# decimals. Where it matches, the general pattern matches the same text (a greedy run of
+# digits or spaces stops at the same place in both).
+_PLAIN_LOGGING_PREFIX = re.compile(
+    r"(?P<stamp>[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:[,.][0-9]{1,6})?)"
+    + _LOGGING_TAIL
 )
 _ENSEMBLE = re.compile(
     r"\[?ENSEMBLE\]?"
@@ -63,6 +78,7 @@ _ENSEMBLE = re.compile(
 )
 # a name starts where a run of capitals starts: a long run is tried once, not once a letter
 _VOTE = re.compile(r"(?<![A-Z])([A-Z]+):" + _ACTION + r"/" + _NUMBER)
+_WHOLE_VOTE = re.compile(r"([A-Z]+):" + _ACTION + r"/" + _NUMBER).fullmatch
 _META_DEFER = re.compile(
     r"\[Meta-V2-Policy\]"
     + _SYMBOL
@@ -150,133 +166,314 @@ class ParsedLog:
     skipped_examples: list[str] = field(default_factory=list)
 
 
+#: Entries a cache of parsed text keeps; it is emptied when it grows past this.
+_CACHE_SIZE = 4096
+_UNSEEN = object()
+#: Vote token -> what :func:`_read_vote_token` made of it.
+_VOTE_TOKENS: dict[str, Any] = {}
+_NOT_A_VOTE = object()
+_REJECTED = object()
+
+
+#: journald's month abbreviations (those of the C locale, which ``%b`` reads).
+_MONTHS = {name: k for k, name in enumerate(calendar.month_abbr) if name}
+
+
+def _journald_time(stamp: str, year: int) -> pd.Timestamp:
+    """The time of a journald stamp (``Feb 06 12:00:03``) in ``year``, UTC; ValueError when
+    the date is impossible (Feb 30, 25:00).
+
+    An ASCII stamp is read field by field, which accepts and refuses exactly what
+    ``strptime("%Y %b %d %H:%M:%S")`` does on text of this shape and is ten times faster; any
+    other text goes to ``strptime``.
+    """
+    if stamp.isascii():
+        month, day, clock = stamp.split()
+        hour, minute, second = clock.split(":")
+        if month not in _MONTHS:
+            raise ValueError(f"unknown month in {stamp!r}")
+        moment = datetime(year, _MONTHS[month], int(day), int(hour), int(minute), int(second))
+    else:
+        moment = datetime.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S")
+    return pd.Timestamp(moment).tz_localize("UTC")
+
+
+def _logging_time(stamp: str) -> pd.Timestamp:
+    """The time of a Python logging stamp (``2026-02-06 12:00:03,114``), UTC; ValueError when
+    the date is impossible."""
+    return pd.Timestamp(stamp.replace(",", ".")).tz_localize("UTC")
+
+
+def _plain_logging_time(stamp: str) -> pd.Timestamp:
+    """:func:`_logging_time` of a stamp in the plain form (``YYYY-MM-DD HH:MM:SS`` with one
+    space, ASCII digits, at most six decimals): naive text, so giving the time zone to the
+    constructor localises it as ``tz_localize`` does, in half the time."""
+    return pd.Timestamp(stamp.replace(",", "."), tz="UTC")
+
+
+class _PrefixTimes:
+    """Strips the line prefixes (H-LOG-1) and reads their times, with caches.
+
+    Parsing a date costs microseconds while the rest of a line costs about as much, so the
+    times are cached: a journald stamp by its text (one per second of the journal), a logging
+    stamp by its whole seconds, whose validity decides the validity of the stamp with up to six
+    decimals. The value of a logging stamp is computed only when a record opens with it.
+    """
+
+    __slots__ = ("_journald", "_last_prefix", "_last_stamp", "_seconds", "year")
+
+    def __init__(self, year: int | None) -> None:
+        self.year = year
+        self._journald: dict[str, pd.Timestamp | None] = {}
+        self._seconds: dict[str, bool] = {}
+        # the last valid journald prefix read, and its time
+        self._last_prefix: str | None = None
+        self._last_stamp: pd.Timestamp | None = None
+
+    def split(self, line: str) -> tuple[pd.Timestamp | str | None, str] | None:
+        """(time, message) of a line, or None when its date is impossible (Feb 30, month 13:
+        the line is garbled). The time is the text of a logging stamp in the plain form while
+        its value is not needed (it is valid: :func:`_plain_logging_time` reads it)."""
+        prefix = self._last_prefix
+        if (
+            prefix is not None
+            and line.startswith(prefix)
+            and not line[len(prefix) : len(prefix) + 1].isspace()
+        ):
+            # Lines of one second share their journald prefix. Each part of its pattern takes
+            # a whole token (a run of spaces, of non-spaces, the text before a colon), so a
+            # line that starts with a prefix it matched, followed by no space, matches exactly
+            # that prefix.
+            start, stamp = len(prefix), self._last_stamp
+        else:
+            match = _JOURNALD_PREFIX.match(line)
+            start, stamp = 0, None
+            if match is not None:
+                start = match.end()
+                if self.year is not None:
+                    stamp = self._journald_stamp(match["stamp"], self.year)
+                    if stamp is None:
+                        return None
+                self._last_prefix, self._last_stamp = line[:start], stamp
+        match = _PLAIN_LOGGING_PREFIX.match(line, start)
+        if match is not None:
+            logging = match["stamp"]
+            valid = self._seconds.get(logging[:19])
+            if valid is None:
+                valid = self._read_seconds(logging[:19])
+            return (logging, line[match.end() :]) if valid else None
+        match = _LOGGING_PREFIX.match(line, start)
+        if match is not None:
+            try:
+                stamp = _logging_time(match["stamp"])
+            except ValueError:
+                return None
+            start = match.end()
+        return stamp, line[start:]
+
+    def _journald_stamp(self, text: str, year: int) -> pd.Timestamp | None:
+        stamp = self._journald.get(text, _UNSEEN)
+        if stamp is _UNSEEN:
+            if len(self._journald) >= _CACHE_SIZE:
+                self._journald.clear()
+            try:
+                stamp = _journald_time(text, year)
+            except ValueError:
+                stamp = None
+            self._journald[text] = stamp
+        return stamp
+
+    def _read_seconds(self, text: str) -> bool:
+        """Whether the plain stamp ``YYYY-MM-DD HH:MM:SS`` is a possible date (remembered)."""
+        if len(self._seconds) >= _CACHE_SIZE:
+            self._seconds.clear()
+        try:
+            _logging_time(text)
+        except ValueError:
+            valid = False
+        else:
+            valid = True
+        self._seconds[text] = valid
+        return valid
+
+
 def _timestamp(line: str, year: int | None) -> tuple[pd.Timestamp | None, str]:
-    """Strip the journald and logging prefixes; the logging one carries the full date."""
-    stamp = None
-    match = _JOURNALD.match(line)
-    if match:
-        line = line[match.end() :]
-        if year is not None:
-            stamp = pd.Timestamp(datetime.strptime(f"{year} {match['stamp']}", "%Y %b %d %H:%M:%S"))
-    match = _LOGGING.match(line)
-    if match:
-        line = line[match.end() :]
-        stamp = pd.Timestamp(match["stamp"].replace(",", "."))
-    if stamp is not None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp, line
+    """Strip the journald and logging prefixes; the logging one carries the full date.
+    Raises ValueError for an impossible date."""
+    split = _PrefixTimes(year).split(line)
+    if split is None:
+        raise ValueError(f"impossible date in {line!r}")
+    stamp, text = split
+    if isinstance(stamp, str):
+        stamp = _plain_logging_time(stamp)
+    return stamp, text
 
 
-def _parse_votes(text: str) -> dict[str, tuple[str, float]] | None:
-    votes: dict[str, tuple[str, float]] = {}
-    for abbreviation, action, confidence in _VOTE.findall(text):
+def _read_vote_token(token: str) -> dict[str, Any] | object:
+    """The record fields of a token that is one whole vote (``{"<model>_action": action,
+    "<model>_confidence": confidence}``), ``_REJECTED`` when that vote names an unknown model
+    or a confidence above 1, ``_NOT_A_VOTE`` when the token is not a whole vote. Remembered:
+    a journal's vote tokens are few (a model, an action, a confidence with two decimals)."""
+    match = _WHOLE_VOTE(token)
+    value: dict[str, Any] | object
+    if match is None:
+        value = _NOT_A_VOTE
+    else:
+        abbreviation, action, number = match.groups()
         model = MODEL_ABBREVIATIONS.get(abbreviation)
-        if model is None:
+        confidence = float(number)
+        if model is None or not confidence <= 1.0:
+            value = _REJECTED
+        else:
+            action_field, confidence_field = _VOTE_FIELDS[model]
+            value = {action_field: action, confidence_field: confidence}
+    if len(_VOTE_TOKENS) >= _CACHE_SIZE:
+        _VOTE_TOKENS.clear()
+    _VOTE_TOKENS[token] = value
+    return value
+
+
+def _vote_fields(text: str) -> dict[str, Any] | None:
+    """The record fields of a vote list (``<model>_action``, ``<model>_confidence`` in the
+    order of the votes; a model voting twice keeps its first place and its last vote), or
+    None when it names an unknown model, holds anything else, or a confidence above 1."""
+    # Fast path: every space-separated token is one whole vote. Those tokens are exactly what
+    # the general reading below finds (a vote is greedy and cannot contain a space), with only
+    # space left over; any other text takes the general reading. A rejected whole vote
+    # rejects the line either way.
+    votes = [_VOTE_TOKENS.get(token) or _read_vote_token(token) for token in text.split()]
+    if _REJECTED in votes:
+        return None
+    fields: dict[str, Any] = {}
+    if _NOT_A_VOTE not in votes:
+        for vote in votes:
+            fields.update(vote)  # type: ignore[arg-type]  # a dict: checked above
+        return fields
+    for abbreviation, action, number in _VOTE.findall(text):
+        model = MODEL_ABBREVIATIONS.get(abbreviation)
+        confidence = float(number)
+        if model is None or not confidence <= 1.0:
             return None
-        votes[model] = (action, float(confidence))
+        action_field, confidence_field = _VOTE_FIELDS[model]
+        fields[action_field] = action
+        fields[confidence_field] = confidence
     # anything left besides the votes means the line was cut or mangled
     if _VOTE.sub("", text).strip():
         return None
-    return votes
+    return fields
+
+
+def _ensemble_message(match: re.Match) -> tuple[str, str, dict[str, Any]] | None:
+    fields = _vote_fields(match["votes"])
+    if fields is None:
+        return None
+    symbol, action, number, percent = match.group(1, 2, 3, 4)
+    final_confidence = float(number) / 100 if percent else float(number)
+    if not final_confidence <= 1.0:
+        return None
+    fields["final_action"] = action
+    fields["final_confidence"] = final_confidence
+    fields["final_decimals"] = _decimals(number) + (2 if percent else 0)
+    return "ensemble", symbol, fields
+
+
+def _meta_defer(match: re.Match) -> tuple[str, str, dict[str, Any]] | None:
+    symbol, action, number, reason = match.groups()
+    confidence = float(number)
+    if (
+        reason not in reasons.META_REASON_CODES
+        or reason in reasons.ESCALATING_REASONS
+        or not confidence <= 1.0
+    ):
+        return None
+    return (
+        "meta_defer",
+        symbol,
+        {
+            "meta_decision": "DEFER",
+            "meta_reason": reason,
+            "base_action": action,
+            "base_confidence": confidence,
+        },
+    )
+
+
+def _meta_escalate(match: re.Match) -> tuple[str, str, dict[str, Any]] | None:
+    symbol, reason = match.groups()
+    if reason not in reasons.ESCALATING_REASONS:
+        return None
+    return "meta_escalate", symbol, {"meta_decision": "ESCALATE", "meta_reason": reason}
+
+
+def _arbiter_verdict(match: re.Match, kind: str) -> tuple[str, str, dict[str, Any]] | None:
+    """An OVERRIDE (``kind`` "arbiter_override") or DEFER ("arbiter_defer") line of the
+    Arbiter, whose reason decides the outcome."""
+    symbol, base, base_number, action, number = match.group(1, 2, 3, 4, 5)
+    base_confidence, confidence = float(base_number), float(number)
+    if not (base_confidence <= 1.0 and confidence <= 1.0):
+        return None
+    reason = match["reason"].rstrip()
+    if kind == "arbiter_override":
+        outcome = "override" if _SIGNAL_REASON.match(reason) else None
+    elif _LOW_CONFIDENCE.match(reason):
+        outcome = "defer_low_confidence"
+    else:
+        outcome = "defer_hold" if _SIGNAL_REASON.match(reason) else None
+    if outcome is None:
+        return None
+    return (
+        kind,
+        symbol,
+        {
+            "base_action": base,
+            "base_confidence": base_confidence,
+            "arbiter_outcome": outcome,
+            "arbiter_action": action,
+            "arbiter_confidence": confidence,
+            "arbiter_reason": reason,
+        },
+    )
+
+
+def _not_available(match: re.Match) -> tuple[str, str, dict[str, Any]] | None:
+    symbol, base, number = match.groups()
+    confidence = float(number)
+    if not confidence <= 1.0:
+        return None
+    return (
+        "arbiter_not_available",
+        symbol,
+        {"base_action": base, "base_confidence": confidence, "arbiter_outcome": "not_available"},
+    )
 
 
 def _message(text: str) -> tuple[str, str, dict[str, Any]] | None:
-    """(kind, symbol, fields) of one engine message, or None."""
-    if match := _ENSEMBLE.search(text):
-        votes = _parse_votes(match["votes"])
-        if votes is None:
-            return None
-        symbol, action, number, percent = match.group(1, 2, 3, 4)
-        final_confidence = float(number) / 100 if percent else float(number)
-        decimals = _decimals(number) + (2 if percent else 0)
-        return (
-            "ensemble",
-            symbol,
-            {
-                "final_action": action,
-                "final_confidence": final_confidence,
-                "final_decimals": decimals,
-                "votes": votes,
-            },
-        )
-    if match := _META_DEFER.search(text):
-        symbol, action, confidence, reason = match.groups()
-        if reason not in reasons.META_REASON_CODES or reason in reasons.ESCALATING_REASONS:
-            return None
-        return (
-            "meta_defer",
-            symbol,
-            {
-                "meta_decision": "DEFER",
-                "meta_reason": reason,
-                "base_action": action,
-                "base_confidence": float(confidence),
-            },
-        )
-    if match := _META_ESCALATE.search(text):
-        symbol, reason = match.groups()
-        if reason not in reasons.ESCALATING_REASONS:
-            return None
-        return "meta_escalate", symbol, {"meta_decision": "ESCALATE", "meta_reason": reason}
-    if match := _INVOKED.search(text):
-        return "arbiter_invoked", match.group(1), {}
-    if match := _OVERRIDE.search(text):
-        symbol, base, base_confidence, action, confidence = match.group(1, 2, 3, 4, 5)
-        reason = match["reason"].rstrip()
-        if not _SIGNAL_REASON.match(reason):
-            return None
-        return (
-            "arbiter_override",
-            symbol,
-            {
-                "base_action": base,
-                "base_confidence": float(base_confidence),
-                "arbiter_outcome": "override",
-                "arbiter_action": action,
-                "arbiter_confidence": float(confidence),
-                "arbiter_reason": reason,
-            },
-        )
-    if match := _ARBITER_DEFER.search(text):
-        symbol, base, base_confidence, action, confidence = match.group(1, 2, 3, 4, 5)
-        reason = match["reason"].rstrip()
-        if _LOW_CONFIDENCE.match(reason):
-            outcome = "defer_low_confidence"
-        elif _SIGNAL_REASON.match(reason):
-            outcome = "defer_hold"
-        else:
-            return None
-        return (
-            "arbiter_defer",
-            symbol,
-            {
-                "base_action": base,
-                "base_confidence": float(base_confidence),
-                "arbiter_outcome": outcome,
-                "arbiter_action": action,
-                "arbiter_confidence": float(confidence),
-                "arbiter_reason": reason,
-            },
-        )
-    if match := _NOT_AVAILABLE.search(text):
-        symbol, base, base_confidence = match.groups()
-        return (
-            "arbiter_not_available",
-            symbol,
-            {
-                "base_action": base,
-                "base_confidence": float(base_confidence),
-                "arbiter_outcome": "not_available",
-            },
-        )
+    """(kind, symbol, record fields) of one engine message, or None when the text is not one
+    or a confidence in it is not a probability (numbers in the log have no sign, so a
+    confidence is one when it is at most 1).
+
+    The patterns are tried in a fixed order and the first that matches decides, even when its
+    checks then reject the line. A pattern is tried only when the text holds literals that
+    every match of it contains (its tag and keyword): most are skipped for the price of a
+    substring test, and no result changes.
+    """
+    if "ENSEMBLE" in text and (match := _ENSEMBLE.search(text)):
+        return _ensemble_message(match)
+    if "[Meta-V2-Policy]" in text:
+        if "DEFER:" in text and (match := _META_DEFER.search(text)):
+            return _meta_defer(match)
+        if "ESCALATE:" in text and (match := _META_ESCALATE.search(text)):
+            return _meta_escalate(match)
+    if "[Arbiter]" in text:
+        if "INVOKED" in text and (match := _INVOKED.search(text)):
+            return "arbiter_invoked", match.group(1), {"arbiter_invoked": True}
+        if "OVERRIDE:" in text and (match := _OVERRIDE.search(text)):
+            return _arbiter_verdict(match, "arbiter_override")
+        if "DEFER:" in text and (match := _ARBITER_DEFER.search(text)):
+            return _arbiter_verdict(match, "arbiter_defer")
+        if "NOT AVAILABLE" in text and (match := _NOT_AVAILABLE.search(text)):
+            return _not_available(match)
     return None
-
-
-def _plausible(fields: dict[str, Any]) -> bool:
-    """Whether every confidence of a parsed message is a probability."""
-    confidences = [value for key, value in fields.items() if key.endswith("confidence")]
-    confidences += [confidence for _, confidence in fields.get("votes", {}).values()]
-    return all(0.0 <= confidence <= 1.0 for confidence in confidences)
 
 
 def _lines(source: str | Path | Iterable[str]) -> Iterable[str]:
@@ -291,65 +488,240 @@ def _lines(source: str | Path | Iterable[str]) -> Iterable[str]:
         yield from source
 
 
-def parse_live_log(source: str | Path | Iterable[str], year: int | None = None) -> ParsedLog:
-    """Parse a journal (a file path, its text, or an iterable of lines) into per-bar records.
+#: The kinds of engine message (H-LOG-2), as counted in ``line_kinds``.
+MESSAGE_KINDS = (
+    "ensemble",
+    "meta_defer",
+    "meta_escalate",
+    "arbiter_invoked",
+    "arbiter_override",
+    "arbiter_defer",
+    "arbiter_not_available",
+)
+#: Message kinds that open a decision cycle (a symbol's Meta line).
+_CYCLE_STARTS = frozenset({"meta_defer", "meta_escalate"})
+#: Version of :meth:`JournalReader.to_dict`'s layout.
+_STATE_FORMAT = 1
+_EXAMPLES_KEPT = 20
+
+
+class JournalReader:
+    """Assembles per-decision records from a journal read in pieces (H-LOG-5).
 
     A record opens with a symbol's Meta line (or its ENSEMBLE line when Meta did not run),
     collects the Arbiter's lines, and closes with the ENSEMBLE line written after the hierarchy.
     The engine writes that line only when the final action is not HOLD or its confidence is
-    above 0.50, so a record can close without it (no votes: it cannot be replayed). Symbols may
-    interleave. ``year`` dates lines that only have journald's prefix (no year in it).
+    above 0.50, so a record can also close without it: at the symbol's next Meta line, or at
+    :meth:`flush` (no votes: it cannot be replayed). Symbols may interleave. A record is a
+    dict of ``symbol``, ``time`` and the fields of :class:`ParsedLog`'s records that its lines
+    give, in the order they were read.
+
+    Feeding a journal in any number of pieces, with the state saved by :meth:`to_dict` and
+    restored by :meth:`from_dict` in between, gives the same records, counts and state as one
+    pass; each line costs constant work whatever was read before.
+
+    Parameters
+    ----------
+    year : int, optional
+        Dates lines that only have journald's prefix (it has no year); their time is None
+        without it.
+
+    Attributes
+    ----------
+    skipped : int
+        Lines that were not one of the engine's messages (other services, garbage, truncated).
+    line_kinds : Counter
+        Lines read per message kind.
+    skipped_examples : list of str
+        The first 20 skipped lines.
+    open_records : dict
+        Symbol -> the record its lines have opened and not yet closed, in opening order.
     """
-    kinds: Counter = Counter()
-    skipped = 0
-    examples: list[str] = []
-    open_records: dict[str, dict[str, Any]] = {}
-    records: list[dict[str, Any]] = []
 
-    def close(symbol: str) -> None:
-        record = open_records.pop(symbol, None)
-        if record is not None:
-            records.append(record)
+    def __init__(self, year: int | None = None) -> None:
+        if year is not None:
+            if isinstance(year, bool) or not isinstance(year, numbers.Integral):
+                raise JournalError(f"year must be an integer or None, got {year!r}")
+            if not 1000 <= year <= 9999:
+                raise JournalError(f"year must have four digits, got {year}")
+            year = int(year)
+        self.year = year
+        self.skipped = 0
+        self.line_kinds: Counter[str] = Counter()
+        self.skipped_examples: list[str] = []
+        self.open_records: dict[str, dict[str, Any]] = {}
+        self._times = _PrefixTimes(year)
 
-    for raw in _lines(source):
-        line = raw.rstrip("\n")
-        if not line.strip():
-            continue
+    def feed(self, lines: Iterable[str]) -> list[dict[str, Any]]:
+        """Read complete lines (a trailing newline is dropped); return the records they
+        closed, in the order they closed.
+
+        Python's cyclic garbage collector is paused while the lines are read and restored
+        after (also on error): reading creates no reference cycles, and the collector would
+        otherwise trace the batch's records again and again as they accumulate, which costs
+        about a tenth of the reading time.
+        """
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
         try:
-            stamp, text = _timestamp(line, year)
-        except ValueError:  # an impossible date (Feb 30, month 13): the line is garbled
-            parsed = None
-        else:
-            parsed = _message(text)
-            if parsed is not None and not _plausible(parsed[2]):
-                parsed = None
-        if parsed is None:
-            skipped += 1
-            if len(examples) < 20:
-                examples.append(line)
-            continue
-        kind, symbol, fields_ = parsed
-        kinds[kind] += 1
-        record = open_records.get(symbol)
-        starts_cycle = kind in ("meta_defer", "meta_escalate")
-        if record is not None and starts_cycle and "meta_decision" in record:
-            close(symbol)  # the previous cycle ended without an ENSEMBLE line
-            record = None
-        if record is None:
-            record = {"symbol": symbol, "time": stamp}
-            open_records[symbol] = record
-        if kind == "ensemble":
-            for model, (action, confidence) in fields_.pop("votes").items():
-                record[f"{model}_action"] = action
-                record[f"{model}_confidence"] = confidence
-            record.update(fields_)
-            close(symbol)
-        else:
-            record.update(fields_)
-            if kind == "arbiter_invoked":
-                record["arbiter_invoked"] = True
-    for symbol in list(open_records):
-        close(symbol)
+            return self._read_lines(lines)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _read_lines(self, lines: Iterable[str]) -> list[dict[str, Any]]:
+        completed: list[dict[str, Any]] = []
+        split = self._times.split
+        open_records = self.open_records
+        kinds = self.line_kinds
+        for raw in lines:
+            line = raw.rstrip("\n")
+            part = split(line)
+            message = None if part is None else _message(part[1])
+            if message is None:
+                if line.strip():  # blank lines are neither read nor skipped
+                    self._skip(line)
+                continue
+            kind, symbol, fields = message
+            record = open_records.get(symbol)
+            # a second Meta line: the symbol's previous cycle ended without an ENSEMBLE line
+            if record is None or (kind in _CYCLE_STARTS and "meta_decision" in record):
+                stamp = part[0]  # type: ignore[index]
+                if isinstance(stamp, str):
+                    try:
+                        stamp = _plain_logging_time(stamp)
+                    except ValueError:  # not reached: the stamp was checked; kept as a guard
+                        self._skip(line)
+                        continue
+                if record is not None:
+                    completed.append(open_records.pop(symbol))
+                record = {"symbol": symbol, "time": stamp}
+                open_records[symbol] = record
+            kinds[kind] += 1
+            record.update(fields)
+            if kind == "ensemble":
+                completed.append(open_records.pop(symbol))
+        return completed
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Close the records still open (the journal ended), in the order they opened."""
+        completed = list(self.open_records.values())
+        self.open_records.clear()
+        return completed
+
+    def _skip(self, line: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_examples) < _EXAMPLES_KEPT:
+            self.skipped_examples.append(line)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reader's state as JSON-safe values (times as ISO strings with their unit)."""
+        return {
+            "format": _STATE_FORMAT,
+            "year": self.year,
+            "skipped": self.skipped,
+            "line_kinds": dict(sorted(self.line_kinds.items())),
+            "skipped_examples": list(self.skipped_examples),
+            "open_records": [_record_to_json(record) for record in self.open_records.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> JournalReader:
+        """A reader in the state :meth:`to_dict` saved; JournalError names what is wrong."""
+        _check_state(state)
+        reader = cls(state["year"])
+        reader.skipped = state["skipped"]
+        reader.line_kinds = Counter(state["line_kinds"])
+        reader.skipped_examples = list(state["skipped_examples"])
+        for item in state["open_records"]:
+            record = _record_from_json(item)
+            reader.open_records[record["symbol"]] = record
+        return reader
+
+
+def _record_to_json(record: dict[str, Any]) -> dict[str, Any]:
+    time = record["time"]
+    fields = dict(record)
+    fields["time"] = None if time is None else time.isoformat()
+    return {"fields": fields, "time_unit": None if time is None else time.unit}
+
+
+def _record_from_json(item: Any) -> dict[str, Any]:
+    if not isinstance(item, Mapping) or set(item) != {"fields", "time_unit"}:
+        raise JournalError(f"journal reader state: an open record is not readable: {item!r}")
+    record = dict(item["fields"])
+    symbol, time, unit = record.get("symbol"), record.get("time"), item["time_unit"]
+    if not isinstance(symbol, str) or not symbol:
+        raise JournalError(f"journal reader state: an open record has no symbol: {item!r}")
+    if (time is None) != (unit is None):
+        raise JournalError(f"journal reader state: {symbol}'s record has a time without unit")
+    if time is not None:
+        try:
+            record["time"] = pd.Timestamp(time).tz_convert("UTC").as_unit(unit)
+        except (TypeError, ValueError) as error:
+            raise JournalError(
+                f"journal reader state: {symbol}'s record has an unreadable time {time!r} ({error})"
+            ) from None
+    return record
+
+
+def _check_state(state: Any) -> None:
+    """Raise JournalError naming the first problem of a saved reader state."""
+    if not isinstance(state, Mapping):
+        raise JournalError(f"journal reader state must be a mapping, got {type(state).__name__}")
+    expected = {"format", "year", "skipped", "line_kinds", "skipped_examples", "open_records"}
+    if set(state) != expected:
+        raise JournalError(
+            f"journal reader state has keys {sorted(state)}, expected {sorted(expected)}"
+        )
+    if state["format"] != _STATE_FORMAT:
+        raise JournalError(
+            f"journal reader state is in format {state['format']!r}; this version reads "
+            f"format {_STATE_FORMAT}"
+        )
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not count(state["skipped"]):
+        raise JournalError(
+            f"journal reader state: skipped must be a count, got {state['skipped']!r}"
+        )
+    kinds = state["line_kinds"]
+    if not isinstance(kinds, Mapping) or not all(
+        kind in MESSAGE_KINDS and count(n) for kind, n in kinds.items()
+    ):
+        raise JournalError(
+            f"journal reader state: line_kinds must map message kinds {MESSAGE_KINDS} to "
+            f"counts, got {kinds!r}"
+        )
+    examples = state["skipped_examples"]
+    if not isinstance(examples, list) or not all(isinstance(line, str) for line in examples):
+        raise JournalError("journal reader state: skipped_examples must be a list of lines")
+    if len(examples) > _EXAMPLES_KEPT or len(examples) > state["skipped"]:
+        raise JournalError(
+            f"journal reader state: {len(examples)} skipped examples for "
+            f"{state['skipped']} skipped lines (at most {_EXAMPLES_KEPT} are kept)"
+        )
+    records = state["open_records"]
+    if not isinstance(records, list):
+        raise JournalError("journal reader state: open_records must be a list")
+    symbols = [_record_from_json(item)["symbol"] for item in records]
+    if len(set(symbols)) != len(symbols):
+        raise JournalError(f"journal reader state: a symbol has two open records: {symbols}")
+
+
+def parse_live_log(source: str | Path | Iterable[str], year: int | None = None) -> ParsedLog:
+    """Parse a journal (a file path, its text, or an iterable of lines) into per-bar records.
+
+    One pass of :class:`JournalReader` over the whole journal, flushed at its end (the record
+    rules are stated there). ``year`` dates lines that only have journald's prefix (no year in
+    it).
+    """
+    reader = JournalReader(year)
+    records = reader.feed(_lines(source))
+    records += reader.flush()
     frame = pd.DataFrame(records)
     for column in (
         "symbol",
@@ -367,7 +739,7 @@ def parse_live_log(source: str | Path | Iterable[str], year: int | None = None) 
     ):
         if column not in frame:
             frame[column] = np.nan
-    return ParsedLog(frame, skipped, kinds, examples)
+    return ParsedLog(frame, reader.skipped, reader.line_kinds, reader.skipped_examples)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sweep_patterns.py
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_outcomes.py
+	$(BIN)/python benchmarks/bench_journal.py
 
 clean:
 	rm -rf $(VENV) .numba_cache .pytest_cache .hypothesis

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -87,6 +88,16 @@ def test_reading_as_the_file_grows_gives_every_complete_line_once(
     parsed = parse_live_log(path, year=2026)
     assert len(records) == len(parsed.records)
     assert reader.skipped == parsed.skipped and reader.line_kinds == parsed.line_kinds
+
+
+@settings(max_examples=60, deadline=None)
+@given(content=PIECES, decode_bytes=st.integers(1, 64))
+def test_decoding_in_slices_gives_the_text_mode_lines(tmp_path_factory, content, decode_bytes):
+    path = tmp_path_factory.mktemp("slices") / "journal.log"
+    complete = content[: content.rfind(b"\n") + 1]
+    path.write_bytes(complete)
+    with mock.patch.object(journal, "_DECODE_BYTES", decode_bytes):
+        assert read_new_lines(path, None)[0] == text_mode_lines(path)
 
 
 def test_a_partial_last_line_waits_for_its_newline(tmp_path):

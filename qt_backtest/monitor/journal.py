@@ -39,6 +39,8 @@ from qt_backtest.errors import JournalError, JournalRotatedError
 HEAD_BYTES = 4096
 #: Bytes :func:`follow` reads at most per batch (a batch ends at a line end after that).
 BATCH_BYTES = 8 << 20
+#: Bytes decoded at a time.
+_DECODE_BYTES = 1 << 20
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -146,15 +148,27 @@ def _read_to_line_end(handle: BinaryIO, max_bytes: int | None) -> bytes:
 
 
 def _decode_lines(data: bytes) -> list[str]:
-    """The lines of ``data`` (complete lines only), as text-mode reading gives them."""
-    lines = []
-    for raw in data.split(b"\n")[:-1]:
-        line = raw.decode("utf-8", errors="replace")
-        if "\r" in line:
+    """The lines of ``data`` (complete lines only), as text-mode reading gives them.
+
+    Decoded a slice of about ``_DECODE_BYTES`` at a time, cut at line ends: a newline byte is
+    never part of a multi-byte character, so this decodes each line as decoding the whole
+    would, without holding the whole as one string.
+    """
+    view = memoryview(data)
+    lines: list[str] = []
+    start = 0
+    while start < len(data):
+        stop = data.rfind(b"\n", start, start + _DECODE_BYTES) + 1
+        if stop <= start:  # a line longer than a slice
+            stop = data.index(b"\n", start) + 1
+        text = str(view[start:stop], "utf-8", "replace")
+        decoded = text.split("\n")
+        decoded.pop()  # the empty text after the last newline
+        if "\r" in text:
             # universal newlines: "\r\n" ends one line, a lone "\r" ends one too
-            lines.extend(line.removesuffix("\r").split("\r"))
-        else:
-            lines.append(line)
+            decoded = [part for line in decoded for part in line.removesuffix("\r").split("\r")]
+        lines += decoded
+        start = stop
     return lines
 
 

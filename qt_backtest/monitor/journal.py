@@ -262,8 +262,9 @@ def follow(
     poll_seconds : float
         Seconds between polls when nothing new is written (positive).
     stop : callable, optional
-        Called before each read; once it returns True, the lines already written are yielded
-        and the generator ends. Never ends without it.
+        Called before each read. Once it has returned True, reading goes on until a read finds
+        nothing new, and the generator ends: every line completed before ``stop`` said so is
+        yielded. Never ends without it.
     max_bytes : int
         Bytes read at most per batch (up to the next line end).
     """

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -426,6 +427,41 @@ def command_data_resample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_monitor(args: argparse.Namespace) -> int:
+    from qt_backtest.monitor.command import command_monitor as monitor
+
+    return monitor(args)
+
+
+def _add_monitor(commands: Any) -> None:
+    monitor = commands.add_parser(
+        "monitor",
+        help="anytime-valid verdicts on a live rollout stage, from its journal",
+        description="Read the live engine's journal (only the lines added since the last run), "
+        "update the rates' and the overrides' confidence sequences, print the verdicts "
+        "(promote, roll back, continue) and write an HTML page. The settings' [monitor] table "
+        "names the journal and the stage; [data] gives the bars the overrides are valued on.",
+    )
+    monitor.add_argument("settings", help="TOML settings file with a [monitor] table")
+    monitor.add_argument(
+        "--out", help="page path (default: [monitor] out, or reports/monitor.html)"
+    )
+    monitor.add_argument(
+        "--state", help="state file (default: [monitor] state, or beside SETTINGS)"
+    )
+    monitor.add_argument("--follow", action="store_true", help="keep reading as the journal grows")
+    monitor.add_argument(
+        "--poll", type=float, default=1.0, help="seconds between reads with --follow"
+    )
+    monitor.add_argument(
+        "--history",
+        metavar="START",
+        help="monitor past data as a rollout starting at START would have (needs [predictions])",
+    )
+    monitor.add_argument("--end", help="last day of --history (default: the end of the data)")
+    monitor.set_defaults(handler=command_monitor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qt-backtest",
@@ -503,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--mismatches", help="write the mismatching records to this CSV")
     log.add_argument("--out", help="write an HTML diff report here")
     log.set_defaults(handler=command_replay_log)
+
+    _add_monitor(commands)
 
     data = commands.add_parser(
         "data", help="inspect, validate or resample OHLCV files", description="OHLCV files."

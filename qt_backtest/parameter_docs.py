@@ -14,6 +14,7 @@ from qt_backtest.hierarchy.config import ArbiterConfig, EnsembleConfig, Hierarch
 from qt_backtest.hierarchy.rates import RateTargets
 from qt_backtest.indicators.arbiter_inputs import ArbiterInputConfig
 from qt_backtest.inference.verdict import VerdictSettings
+from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.parameters import declared_fields, default_text
 from qt_backtest.signals.features import FeatureConfig
 from qt_backtest.signals.neural import NeuralConfig
@@ -60,7 +61,8 @@ def documented_sections() -> list[tuple[str, type, str]]:
         ("", WalkForward, "Walk-forward training, in bars"),
         ("", FeatureConfig, "The base models' input features"),
         ("", NeuralConfig, "The neural model slots"),
-        ("", RateTargets, "Target bands of the rollout rates, set in code"),
+        ("monitor", MonitorConfig, "The rollout monitor"),
+        ("monitor.targets", RateTargets, "Target bands of the rollout rates"),
     ]
 
 

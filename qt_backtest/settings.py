@@ -1,5 +1,5 @@
 """TOML settings files for the command line: data, predictions, hierarchy, indicators, rules,
-verdict, report and sweep, with the documented defaults (docs/) for everything left out.
+verdict, report, sweep and monitor, with the documented defaults (docs/) for everything left out.
 
 Example::
 
@@ -36,6 +36,17 @@ Example::
     "arbiter.arbiter_threshold" = [0.6, 0.7, 0.8]
     "rules.max_hold_bars" = ["none", 5]       # TOML has no null: "none" stands for None
 
+    [monitor]                                 # qt-backtest monitor: a live stage's verdicts
+    stage = "meta_arbiter"
+    journal = "/var/log/engine/journal.log"   # the live engine's journal
+    year = 2026                               # for lines with journald's prefix only
+    state = "monitor-state.json"              # beside this file by default
+    out = "../reports/monitor.html"
+    confidence = 0.95
+    outcome_bound = 0.05
+    [monitor.targets]
+    escalation = [0.20, 0.30]
+
 Every unknown key is an error naming the file, the table and the keys it accepts.
 """
 
@@ -55,8 +66,10 @@ from qt_backtest.data.gaps import GAP_POLICIES
 from qt_backtest.errors import SettingsError
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.hierarchy.config import SECTIONS
+from qt_backtest.hierarchy.rates import RateTargets
 from qt_backtest.indicators import ArbiterInputConfig
 from qt_backtest.inference.verdict import VerdictSettings
+from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.parameters import close_matches, declared_fields
 
 TABLES = {
@@ -70,6 +83,7 @@ TABLES = {
         "report",
         "sweep",
         "verdict",
+        "monitor",
     },
     "data": {"samples", "files", "start", "end", "gaps"},
     "predictions": {"file", "train", "walk_forward", "cache_dir"},
@@ -98,6 +112,8 @@ TABLES = {
         "out",
     },
 }
+#: Keys of ``[monitor]`` that are not fields of MonitorConfig: where it reads and writes.
+MONITOR_FILES = ("journal", "state", "out", "year", "start", "end")
 HIERARCHY_SECTIONS = SECTIONS
 #: Walk-forward spans of ``[predictions] train`` (hourly bars: monthly retraining on a year).
 WALK_FORWARD_DEFAULTS = {
@@ -138,6 +154,9 @@ class Settings:
     report: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, Any] = field(default_factory=dict)
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    #: ``[monitor]``'s files and dates: journal, state, out, year, start, end
+    monitor_files: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, name: str) -> Path:
         """A path from the file, relative to the file's folder."""
@@ -237,7 +256,34 @@ def parse_settings(document: dict[str, Any], source: str = "settings") -> Settin
         grid[name] = [none_words(value) for value in values]
     _check_grid(settings, grid, source)
     _check_sweep(settings.sweep, source)
+    _parse_monitor(settings, document.get("monitor", {}), source)
     return settings
+
+
+def _parse_monitor(settings: Settings, table: Any, source: str) -> None:
+    """``[monitor]``: MonitorConfig's fields, its files and dates, and ``[monitor.targets]``."""
+    if not isinstance(table, dict):
+        raise SettingsError(f"{source}: [monitor] must be a table")
+    fields = {f.name for f in dataclasses.fields(MonitorConfig) if f.init}
+    _check_keys("monitor", table, fields | set(MONITOR_FILES), source)
+    values = {key: value for key, value in table.items() if key not in MONITOR_FILES}
+    files = {key: value for key, value in table.items() if key in MONITOR_FILES}
+    if "targets" in values:
+        targets = values["targets"]
+        if not isinstance(targets, dict):
+            raise SettingsError(f"{source}: [monitor.targets] must be a table")
+        bands = {k: tuple(v) if isinstance(v, list) else v for k, v in targets.items()}
+        values["targets"] = _build(RateTargets, bands, "monitor.targets", source)
+    settings.monitor = _build(MonitorConfig, values, "monitor", source)
+    for name in ("journal", "state", "out"):
+        if name in files and not (isinstance(files[name], str) and files[name]):
+            raise SettingsError(f"{source}: monitor.{name} must be a path")
+    if "year" in files:
+        _whole(files["year"], "monitor.year", source, 1970)
+    for name in ("start", "end"):
+        if name in files:
+            files[name] = _date(files[name], f"monitor.{name}", source)
+    settings.monitor_files = files
 
 
 def _date(value: Any, name: str, source: str) -> str | None:

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.typing import RcKeyType
 
 from qt_backtest.report.format import escape
@@ -192,7 +193,7 @@ def heatmap(
             if x_value in pivot.columns and y_value in pivot.index:
                 x, y = pivot.columns.get_loc(x_value), pivot.index.get_loc(y_value)
                 axis.add_patch(
-                    matplotlib.patches.Rectangle(
+                    Rectangle(
                         (x - 0.5, y - 0.5),
                         1,
                         1,
@@ -253,6 +254,73 @@ def forest(effects: pd.DataFrame, title: str, xlabel: str, confidence: float) ->
         axis.axvline(0.0, color="black", lw=0.8)
         axis.set_yticks(range(len(rows)), [str(label) for label in rows.index])
         axis.set_xlabel(f"{xlabel} ({confidence:.0%} interval)")
+        axis.set_title(title)
+        axis.grid(axis="y", visible=False)
+    return _svg(figure, title)
+
+
+def sequence_bounds(timeline: pd.DataFrame, title: str, tolerance: float, confidence: float) -> str:
+    """The mean paired outcome (%) and its anytime-valid interval over time, one panel per
+    symbol, with the promote line (0) and the roll-back line (-tolerance).
+
+    ``timeline`` has columns ``symbol``, ``day``, ``edge``, ``edge_low``, ``edge_high``.
+    """
+    symbols = list(dict.fromkeys(timeline["symbol"]))
+    with matplotlib.rc_context(STYLE):
+        figure, axes = _new(7.5, 1.9 * len(symbols) + 0.8, rows=len(symbols))
+        for axis, symbol in zip(axes, symbols, strict=True):
+            rows = timeline[timeline["symbol"] == symbol]
+            days = pd.DatetimeIndex(rows["day"])
+            axis.fill_between(
+                days,
+                rows["edge_low"].to_numpy(dtype=float) * 100,
+                rows["edge_high"].to_numpy(dtype=float) * 100,
+                color="#dd8452",
+                alpha=0.3,
+                lw=0,
+                label=f"{confidence:.0%} confidence sequence",
+            )
+            axis.plot(days, rows["edge"].to_numpy(dtype=float) * 100, color="#dd8452", lw=1.1)
+            axis.axhline(0.0, color="#1a7f37", lw=0.9, label="promote above")
+            axis.axhline(
+                -tolerance * 100, color="#cf222e", lw=0.9, ls="--", label="roll back below"
+            )
+            axis.set_ylabel(f"{symbol}\nmean edge (%)")
+        axes[0].set_title(title)
+        axes[0].legend(loc="upper right", frameon=False, ncol=3, fontsize=8)
+        axes[-1].set_xlabel("time (UTC)")
+    return _svg(figure, title)
+
+
+def rate_intervals(table: pd.DataFrame, title: str, confidence: float) -> str:
+    """Each rate's anytime-valid interval (line) and estimate (dot) against its target band
+    (shaded), in %.
+
+    ``table`` has the rates as index and columns ``estimate``, ``low``, ``high``,
+    ``target_low``, ``target_high``, ``verdict``.
+    """
+    rows = table.iloc[::-1]
+    colors = {"inside": "#55a868", "outside": "#c44e52", "undecided": "#8c8c8c"}
+    with matplotlib.rc_context(STYLE):
+        figure, (axis,) = _new(7.5, 0.36 * len(rows) + 1.2)
+        for y, (_, row) in enumerate(rows.iterrows()):
+            axis.add_patch(
+                Rectangle(
+                    (row["target_low"] * 100, y - 0.35),
+                    (row["target_high"] - row["target_low"]) * 100,
+                    0.7,
+                    color="#4c72b0",
+                    alpha=0.15,
+                    lw=0,
+                )
+            )
+            color = colors.get(str(row["verdict"]), "#8c8c8c")
+            axis.plot([row["low"] * 100, row["high"] * 100], [y, y], color=color, lw=2.2)
+            if np.isfinite(row["estimate"]):
+                axis.plot([row["estimate"] * 100], [y], "o", color=color, ms=5)
+        axis.set_xlim(0, 100)
+        axis.set_yticks(range(len(rows)), [str(label).replace("_", " ") for label in rows.index])
+        axis.set_xlabel(f"rate (%): {confidence:.0%} confidence sequence, target band shaded")
         axis.set_title(title)
         axis.grid(axis="y", visible=False)
     return _svg(figure, title)

@@ -1,0 +1,186 @@
+"""What the monitor knows of one symbol (or of all pooled): a confidence sequence per rate, one
+for the mean paired outcome of overrides, and a daily timeline for the page (H-MON-1 to H-MON-5).
+
+Every update is O(1): a record moves at most six proportion sequences and an outcome one mean
+sequence; the timeline grows by one row per day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from qt_backtest.inference.sequential import MeanSequence, ProportionSequence
+from qt_backtest.monitor.config import MonitorConfig
+from qt_backtest.monitor.rates import bands, edges_to_clear, rate_events, rate_verdict
+
+
+@dataclass
+class Watch:
+    """Confidence sequences of one symbol, or of all symbols pooled.
+
+    Attributes
+    ----------
+    rates : dict of str to ProportionSequence
+        One per rate watched at the stage (H-MON-2).
+    value : MeanSequence
+        Mean paired outcome of the overrides settled so far (H-MON-4).
+    decisions : int
+        Records seen.
+    first_time, last_time : str or None
+        ISO times of the first and the last record.
+    timeline : list of dict
+        One row per day with records: the state at the end of that day (for the page).
+    """
+
+    config: MonitorConfig
+    rates: dict[str, ProportionSequence] = field(default_factory=dict)
+    value: MeanSequence | None = None
+    decisions: int = 0
+    first_time: str | None = None
+    last_time: str | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for rate in bands(self.config.targets, self.config.stage):
+            self.rates.setdefault(rate, ProportionSequence(confidence=self.config.confidence))
+        if self.value is None:
+            self.value = MeanSequence(
+                bound=self.config.outcome_bound, confidence=self.config.confidence
+            )
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def add_record(self, record: Mapping[str, Any]) -> None:
+        """Count one journal record towards every rate whose denominator holds it."""
+        time = _iso(record.get("time"))
+        if time is not None:
+            self._close_days_before(time)
+            self.first_time = self.first_time or time
+            self.last_time = time
+        self.decisions += 1
+        for rate, success in rate_events(record).items():
+            sequence = self.rates.get(rate)
+            if sequence is not None:
+                sequence.update(bool(success))
+
+    def add_outcome(self, relative_value: float) -> None:
+        """Add the paired outcome of one settled override (H-MON-4)."""
+        assert self.value is not None
+        self.value.update(float(relative_value))
+
+    def _close_days_before(self, time: str) -> None:
+        """Write the timeline row of the previous day when ``time`` starts a new one."""
+        if self.last_time is not None and time[:10] != self.last_time[:10]:
+            self.timeline.append(self.snapshot())
+
+    def finish_day(self) -> None:
+        """Write the current day's row (at the end of a history run)."""
+        if self.last_time is not None and (
+            not self.timeline or self.timeline[-1]["time"] != self.last_time
+        ):
+            self.timeline.append(self.snapshot())
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def day(self) -> int:
+        """Days since the first record, counting the first day as day 1."""
+        if self.first_time is None or self.last_time is None:
+            return 0
+        span = pd.Timestamp(self.last_time).normalize() - pd.Timestamp(self.first_time).normalize()
+        return int(span.days) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current intervals and verdicts, as one flat row."""
+        assert self.value is not None
+        row: dict[str, Any] = {"time": self.last_time, "decisions": self.decisions}
+        for rate, sequence in self.rates.items():
+            low, high = sequence.interval()
+            row[f"{rate}"] = sequence.estimate()
+            row[f"{rate}_low"] = low
+            row[f"{rate}_high"] = high
+        low, high = self.value.interval()
+        row["outcomes"] = self.value.count
+        row["edge"] = self.value.estimate()
+        row["edge_low"] = low
+        row["edge_high"] = high
+        row["verdict"] = self.value.decide(self.config.tolerance)
+        return row
+
+    def rate_table(self) -> pd.DataFrame:
+        """Per rate: estimate, interval, band, verdict and, when undecided, the further records
+        expected before a verdict if the rate stays where it is (H-MON-2)."""
+        rows = []
+        targets = bands(self.config.targets, self.config.stage)
+        for rate, sequence in self.rates.items():
+            low, high = sequence.interval()
+            band = targets[rate]
+            verdict = rate_verdict(low, high, band)
+            estimate = sequence.estimate()
+            further = 0.0
+            if verdict == "undecided":
+                further = _further_records(sequence, estimate, band, self.decisions)
+            rows.append(
+                {
+                    "rate": rate,
+                    "estimate": estimate,
+                    "low": low,
+                    "high": high,
+                    "successes": sequence.successes,
+                    "count": sequence.count,
+                    "target_low": band[0],
+                    "target_high": band[1],
+                    "verdict": verdict,
+                    "further_decisions": further,
+                }
+            )
+        return pd.DataFrame(rows).set_index("rate")
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        assert self.value is not None
+        return {
+            "rates": {rate: sequence.to_dict() for rate, sequence in self.rates.items()},
+            "value": self.value.to_dict(),
+            "decisions": self.decisions,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "timeline": self.timeline,
+        }
+
+    @classmethod
+    def from_dict(cls, config: MonitorConfig, state: Mapping[str, Any]) -> Watch:
+        return cls(
+            config=config,
+            rates={
+                rate: ProportionSequence.from_dict(value) for rate, value in state["rates"].items()
+            },
+            value=MeanSequence.from_dict(state["value"]),
+            decisions=int(state["decisions"]),
+            first_time=state["first_time"],
+            last_time=state["last_time"],
+            timeline=list(state["timeline"]),
+        )
+
+
+def _further_records(
+    sequence: ProportionSequence, estimate: float, band: tuple[float, float], records: int
+) -> float:
+    """Records (of all kinds) expected before the rate's interval clears the band edges it
+    must clear, at the current rate and the current share of records in its denominator."""
+    if not math.isfinite(estimate) or sequence.count == 0:
+        return math.inf
+    needed = max(sequence.decisions_to_exclude(edge) for edge in edges_to_clear(estimate, band))
+    share = sequence.count / records if records else 0.0
+    return needed / share if share > 0 else math.inf
+
+
+def _iso(time: Any) -> str | None:
+    if time is None or (isinstance(time, float) and math.isnan(time)) or time is pd.NaT:
+        return None
+    return pd.Timestamp(time).isoformat()

@@ -23,7 +23,8 @@ from qt_backtest.data import load_ohlcv
 from qt_backtest.hierarchy import HierarchyConfig
 from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.monitor.history import monitor_history
-from qt_backtest.monitor.page import sentences, write_monitor_page
+from qt_backtest.monitor.page import plan_sentence, sentences, write_monitor_page
+from qt_backtest.monitor.rates import bands, rate_verdict
 
 sys.path.insert(0, str(Path(__file__).parent))
 from study import load_votes  # the study's votes: one definition
@@ -59,18 +60,28 @@ def main() -> None:
             f"\n{' and '.join(group)}: Arbiter stage from {args.start}, as if live "
             f"({time.perf_counter() - started:.0f} s)"
         )
-        for symbol, projection in run.expectation.items():
-            print(
-                f"  {symbol} backtest before the start: edge {projection['edge']:+.4%} per "
-                f"override, spread {projection['spread']:.4%}, "
-                f"{projection['overrides_per_day']:.2f} overrides a day"
-            )
+        for symbol in run.monitor.expectations:
+            print(f"  before the start: {plan_sentence(run.monitor, symbol)}")
         for symbol, row in run.decided.iterrows():
             when = "no verdict" if pd.isna(row["day"]) else f"{row['day']:%Y-%m-%d}"
-            outcomes = int(row["outcomes"])
-            print(f"  first verdict {symbol}: {row['verdict']} ({when}, {outcomes} overrides)")
+            print(f"  first verdict {symbol}: {row['verdict']} ({when})")
         for sentence in sentences(run.monitor):
             print(f"  {sentence}")
+        print("  first day each rate's verdict was reached (H-MON-2):")
+        for symbol, rows in run.timeline.groupby("symbol", sort=False):
+            reached = []
+            for rate, band in bands(config.targets, config.stage).items():
+                verdicts = [
+                    rate_verdict(low, high, band)
+                    for low, high in zip(rows[f"{rate}_low"], rows[f"{rate}_high"], strict=True)
+                ]
+                decided = [i for i, verdict in enumerate(verdicts) if verdict != "undecided"]
+                if decided:
+                    day = rows["day"].iloc[decided[0]]
+                    reached.append(f"{rate} {verdicts[decided[0]]} {day:%Y-%m-%d}")
+                else:
+                    reached.append(f"{rate} undecided")
+            print(f"    {symbol}: " + "; ".join(reached))
         page = write_monitor_page(
             run.monitor,
             args.out / f"monitor-history-{'-'.join(s[:3].lower() for s in group)}.html",

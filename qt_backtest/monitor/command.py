@@ -84,6 +84,12 @@ def _new_monitor(settings: Any, bars: dict[str, pd.DataFrame]) -> Monitor:
         plan_from_history(
             monitor, bars, load_votes(settings, bars), settings.hierarchy, settings.indicators
         )
+    if monitor.expectations:
+        from qt_backtest.monitor.page import plan_sentence
+
+        print("Before the stage starts, from the backtest:")
+        for symbol in monitor.expectations:
+            print(f"  {plan_sentence(monitor, symbol)}")
     return monitor
 
 
@@ -169,9 +175,15 @@ def _history(settings: Any, args: argparse.Namespace) -> int:
         end=args.end or settings.monitor_files.get("end"),
     )
     print(f"rollout of the {settings.monitor.stage} stage from {args.history}, as if live:")
+    if run.monitor.expectations:
+        from qt_backtest.monitor.page import plan_sentence
+
+        print("before the start, from the backtest on the bars before it:")
+        for symbol in run.monitor.expectations:
+            print(f"  {plan_sentence(run.monitor, symbol)}")
     for symbol, row in run.decided.iterrows():
         when = "never" if pd.isna(row["day"]) else f"on {row['day']:%Y-%m-%d}"
-        print(f"  {symbol}: {row['verdict']} ({when}, after {int(row['outcomes'])} overrides)")
+        print(f"  {symbol}: first verdict {row['verdict']} ({when})")
     _print_status(run.monitor)
     page = _page_path(settings, args.out)
     written = write_monitor_page(run.monitor, page, run.timeline, "Rollout monitor, as if live")

@@ -145,6 +145,9 @@ def _projection(
         "edge": float(np.mean(values)),
         "spread": float(np.std(values, ddof=1)),
         "overrides_per_day": len(values) / days if days > 0 else math.nan,
+        "decisions_per_day": int(decisions.loc[before, "base_action"].notna().sum()) / days
+        if days > 0
+        else math.nan,
     }
 
 
@@ -239,11 +242,21 @@ def plan_from_history(
             expectation[symbol] = projection
     for symbol, projection in expectation.items():
         monitor.plan(
-            symbol, projection["edge"], projection["spread"], projection["overrides_per_day"]
+            symbol,
+            projection["edge"],
+            projection["spread"],
+            projection["overrides_per_day"],
+            projection["decisions_per_day"],
         )
     if expectation:
         pooled = _pooled_projection(expectation)
-        monitor.plan(POOLED, pooled["edge"], pooled["spread"], pooled["overrides_per_day"])
+        monitor.plan(
+            POOLED,
+            pooled["edge"],
+            pooled["spread"],
+            pooled["overrides_per_day"],
+            pooled["decisions_per_day"],
+        )
     return expectation
 
 
@@ -254,16 +267,19 @@ def _pooled_projection(expectation: Mapping[str, Mapping[str, float]]) -> dict[s
     edges = np.array([e["edge"] for e in expectation.values()])
     spreads = np.array([e["spread"] for e in expectation.values()])
     total = weights.sum()
+    decisions = float(np.nansum([e["decisions_per_day"] for e in expectation.values()]))
     if total <= 0:
         return {
             "edge": float(edges.mean()),
             "spread": float(spreads.mean()),
             "overrides_per_day": 0,
+            "decisions_per_day": decisions,
         }
     return {
         "edge": float(weights @ edges / total),
         "spread": float(np.sqrt(weights @ spreads**2 / total)),
         "overrides_per_day": float(total),
+        "decisions_per_day": decisions,
     }
 
 

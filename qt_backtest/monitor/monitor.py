@@ -303,10 +303,16 @@ class Monitor:
     # -- projection -------------------------------------------------------------------------
 
     def plan(
-        self, symbol: str, edge: float, spread: float, overrides_per_day: float | None = None
+        self,
+        symbol: str,
+        edge: float,
+        spread: float,
+        overrides_per_day: float | None = None,
+        decisions_per_day: float | None = None,
     ) -> dict[str, float]:
-        """Overrides (and days, given the override frequency) expected before a verdict on
-        ``symbol`` (POOLED: on every symbol without its own) at a backtest's effect (H-MON-5)."""
+        """Overrides expected before a verdict on ``symbol`` (POOLED: on every symbol without
+        its own) at a backtest's effect, and the decisions and days that takes at the
+        backtest's frequencies (H-MON-5)."""
         overrides = decisions_to_verdict(
             edge,
             spread,
@@ -321,6 +327,7 @@ class Monitor:
             "overrides": float(overrides),
             "overrides_per_day": float(overrides_per_day or math.nan),
             "days": float(days),
+            "decisions": float(days * decisions_per_day) if decisions_per_day else math.nan,
         }
         self.expectations[symbol] = expectation
         return expectation

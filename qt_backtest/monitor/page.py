@@ -26,6 +26,8 @@ def _about(count: float) -> str:
     """A projected count, rounded to two significant digits."""
     if not math.isfinite(count):
         return "never at the current rate"
+    if count == 0:
+        return "0"
     digits = max(0, len(str(int(count))) - 2)
     return f"about {integer(round(count, -digits))}"
 
@@ -52,11 +54,40 @@ def value_sentence(monitor: Monitor, symbol: str, row: pd.Series) -> str:
                 f"; a verdict is expected after {_about(needed)} overrides at the backtest's "
                 f"effect ({_edge(expectation['edge'])} per override)"
             )
-            if math.isfinite(expectation.get("days", math.nan)):
-                text += f", {_about(expectation['days'])} days"
+            text += _span(expectation)
         else:
             text += "; at the backtest's effect no verdict is expected"
     return text + "."
+
+
+def _span(expectation: dict[str, float]) -> str:
+    """ ", about N decisions and D days (Y years)" of a projection, as far as it is known."""
+    decisions = expectation.get("decisions", math.nan)
+    days = expectation.get("days", math.nan)
+    text = f", {_about(decisions)} decisions" if math.isfinite(decisions) else ""
+    if math.isfinite(days):
+        text += f"{' and' if text else ','} {_about(days)} days"
+        if days >= 730:
+            text += f" ({_about(days / 365.25)} years)"
+    return text
+
+
+def plan_sentence(monitor: Monitor, symbol: str) -> str:
+    """Before the stage starts: what a verdict is expected to take (H-MON-5)."""
+    expectation = monitor.expectation(symbol)
+    name = "all symbols" if symbol == POOLED else symbol
+    if expectation is None:
+        return f"{name}: no projection (give expected_edge and expected_spread, or votes)."
+    if not math.isfinite(expectation["overrides"]):
+        return (
+            f"{name}: at the backtest's effect ({_edge(expectation['edge'])} per override) no "
+            "verdict is expected."
+        )
+    return (
+        f"{name}: at the backtest's effect ({_edge(expectation['edge'])} per override, spread "
+        f"{percent(expectation['spread'], 2)}) a verdict is expected after "
+        f"{_about(expectation['overrides'])} overrides{_span(expectation)}."
+    )
 
 
 def rate_sentence(name: str, rates: pd.DataFrame) -> str:
@@ -93,7 +124,8 @@ def render_monitor_page(
     blocks: list[str] = ["<ul>" + "".join(f"<li>{escape(s)}</li>" for s in sentences(monitor))]
     blocks[0] += "</ul>"
     status = monitor.status()
-    blocks.append(table(status, table_id="monitor-status"))
+    edge = {name: _edge for name in ("edge", "edge_low", "edge_high")}
+    blocks.append(table(status, edge, table_id="monitor-status"))
     sections: list[dict[str, Any]] = [{"id": "status", "title": "Status", "blocks": blocks}]
     if monitor.config.stage == "meta_arbiter" and not timeline.empty:
         svg = sequence_bounds(
@@ -121,7 +153,10 @@ def render_monitor_page(
         rate_blocks.append(
             f"<figure>{rate_intervals(rates, f'Rates, {label}', confidence)}</figure>"
         )
-        rate_blocks.append(table(rates))
+        shares = ("estimate", "low", "high", "target_low", "target_high")
+        formats = {name: (lambda v: percent(v, 1)) for name in shares}
+        formats["further_decisions"] = _about
+        rate_blocks.append(table(rates, formats))
     sections.append({"id": "rates", "title": "Rates against their bands", "blocks": rate_blocks})
     return render_page(title, sections, symbols=[s for s in monitor.watches])
 

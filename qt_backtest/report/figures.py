@@ -263,7 +263,8 @@ def sequence_bounds(timeline: pd.DataFrame, title: str, tolerance: float, confid
     """The mean paired outcome (%) and its anytime-valid interval over time, one panel per
     symbol, with the promote line (0) and the roll-back line (-tolerance).
 
-    ``timeline`` has columns ``symbol``, ``day``, ``edge``, ``edge_low``, ``edge_high``.
+    ``timeline`` has columns ``symbol``, ``day``, ``outcomes``, ``edge``, ``edge_low``,
+    ``edge_high``.
     """
     symbols = list(dict.fromkeys(timeline["symbol"]))
     with matplotlib.rc_context(STYLE):
@@ -286,6 +287,14 @@ def sequence_bounds(timeline: pd.DataFrame, title: str, tolerance: float, confid
                 -tolerance * 100, color="#cf222e", lw=0.9, ls="--", label="roll back below"
             )
             axis.set_ylabel(f"{symbol}\nmean edge (%)")
+            # the first outcomes give intervals as wide as the clipping bound: the scale
+            # follows the intervals from a tenth of the outcomes on, where verdicts fall
+            most = rows["outcomes"].max()
+            settled = rows[rows["outcomes"] >= min(max(30, most / 10), most)]
+            bounds = settled[["edge_low", "edge_high"]].to_numpy(dtype=float) * 100
+            if np.isfinite(bounds).any():
+                reach = max(np.nanmax(np.abs(bounds)), tolerance * 100) * 1.15
+                axis.set_ylim(-reach, reach)
         axes[0].set_title(title)
         axes[0].legend(loc="upper right", frameon=False, ncol=3, fontsize=8)
         axes[-1].set_xlabel("time (UTC)")

@@ -20,7 +20,7 @@ from qt_backtest.monitor.history import journal_from_replay, monitor_history
 from qt_backtest.monitor.monitor import POOLED, Monitor
 from qt_backtest.monitor.outcomes import override_outcomes
 from qt_backtest.monitor.page import render_monitor_page, sentences
-from qt_backtest.monitor.rates import rate_events, rate_verdict
+from qt_backtest.monitor.rates import count_events, rate_events, rate_verdict
 from qt_backtest.signals import read_predictions
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -120,7 +120,7 @@ def test_monitored_outcomes_equal_the_counterfactuals_of_the_replay(sample, jour
         track = monitor.tracks[symbol]
         # the bars from the last record's on are not stepped yet: what is known there is open
         known = bars.index[expected["known_bar"].to_numpy()]
-        settled = expected[known < pd.Timestamp(track.next_bar)]
+        settled = expected[known < pd.Timestamp(track.next_bar, tz="UTC")]
         assert watch.value.count == len(settled)
         clipped = np.clip(settled["relative_value"], -0.05, 0.05)
         assert watch.value.estimate() == pytest.approx(clipped.mean(), rel=1e-9, abs=1e-15)
@@ -220,3 +220,29 @@ def test_projection_counts_overrides_and_days():
     assert planned["days"] == pytest.approx(planned["overrides"] / 2.0)
     with pytest.raises(ConfigError, match="together"):
         MonitorConfig(expected_edge=0.01)
+
+
+def test_counted_events_are_the_sum_of_each_records_events(journal):
+    records = parse_live_log(journal).records.to_dict("records")[:3000]
+    counts = count_events(records)
+    for rate, (successes, count) in counts.items():
+        if rate == "records":
+            assert count == len(records)
+            continue
+        events = [rate_events(record).get(rate) for record in records]
+        assert count == sum(event is not None for event in events), rate
+        assert successes == sum(bool(event) for event in events), rate
+
+
+def test_records_wait_for_their_bars_and_are_valued_once_the_bars_come(sample, journal):
+    bars = _bars(sample)
+    whole = Monitor()
+    whole.feed(journal, bars)
+    cut = {symbol: frame.iloc[: len(frame) // 2] for symbol, frame in bars.items()}
+    waited = Monitor()
+    waited.feed(journal, cut)
+    assert all(len(track.waiting) > 100 for track in waited.tracks.values())
+    waited.catch_up(bars)
+    for symbol in SYMBOLS:
+        assert waited.tracks[symbol].waiting == []
+        assert waited.watches[symbol].value.to_dict() == whole.watches[symbol].value.to_dict()

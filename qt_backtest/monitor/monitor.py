@@ -13,16 +13,14 @@ import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from qt_backtest.atomic import atomic_write
 from qt_backtest.backtest import PositionRules
-from qt_backtest.data.interval import infer_interval
 from qt_backtest.errors import ConfigError
 from qt_backtest.hierarchy.config import HierarchyConfig
 from qt_backtest.hierarchy.livelog import JournalReader
@@ -30,131 +28,20 @@ from qt_backtest.inference.sequential import decisions_to_verdict
 from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.monitor.journal import JournalPosition
 from qt_backtest.monitor.outcomes import OverrideOutcomes
+from qt_backtest.monitor.rates import add_counts, count_events
+from qt_backtest.monitor.tracking import (
+    DECISION_FIELDS,
+    BarTrack,
+    PreparedBars,
+    decision_columns,
+    prepare_bars,
+)
 from qt_backtest.monitor.watch import Watch
 
 #: Version of the saved state's layout: a state of another version is refused, not misread.
 STATE_VERSION = 1
 POOLED = "pooled"
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def _action(value: Any) -> str:
-    return str(value) if _present(value) else "HOLD"
-
-
-def _confidence(value: Any) -> float:
-    return float(value) if _present(value) else 0.0
-
-
-def decision_of(record: Mapping[str, Any], min_trade_confidence: float | None) -> dict[str, Any]:
-    """The stage's decision and the ensemble's counterfactual one in a journal record (H-MON-4).
-
-    The final action is the ENSEMBLE line's (a record without one decided HOLD at a confidence
-    of at most 0.50), passed through the risk governor (H-MODE-3): the line shows the action
-    before it. The ensemble's is the base action the Meta or Arbiter line names, or the final
-    one when Meta did not run; the tracker passes it through the governor itself.
-    """
-    logged = _action(record.get("final_action"))
-    confidence = _confidence(record.get("final_confidence"))
-    vetoed = (
-        logged != "HOLD" and min_trade_confidence is not None and confidence < min_trade_confidence
-    )
-    action = "HOLD" if vetoed else logged
-    if _present(record.get("base_action")):
-        ensemble_action = str(record["base_action"])
-        ensemble_confidence = _confidence(record.get("base_confidence"))
-    else:
-        ensemble_action, ensemble_confidence = logged, confidence
-    arbiter = record.get("arbiter_action")
-    return {
-        "arbiter_action": str(arbiter) if _present(arbiter) else None,
-        "action": action,
-        "confidence": confidence,
-        "ensemble_action": ensemble_action,
-        "ensemble_confidence": ensemble_confidence,
-        "override": record.get("arbiter_outcome") == "override",
-    }
-
-
-#: The decision of a bar without a record: no signal.
-NO_SIGNAL: Mapping[str, Any] = {
-    "action": "HOLD",
-    "confidence": 0.0,
-    "ensemble_action": "HOLD",
-    "ensemble_confidence": 0.0,
-    "override": False,
-    "arbiter_action": None,
-}
-
-
-@dataclass(frozen=True)
-class PreparedBars:
-    """One symbol's bars as the tracker reads them: open times (ns), prices, bar length (ns)."""
-
-    index: pd.DatetimeIndex
-    opens: np.ndarray
-    prices: np.ndarray
-    step: int
-
-
-def prepare_bars(bars: Mapping[str, pd.DataFrame]) -> dict[str, PreparedBars]:
-    """Check each symbol's bars and take the arrays the tracker reads, once per feed."""
-    prepared = {}
-    for symbol, frame in bars.items():
-        if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:
-            raise ConfigError(f"the bars of {symbol} need a non-empty DatetimeIndex of open times")
-        missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
-        if missing:
-            raise ConfigError(f"the bars of {symbol} have no column(s) {missing}")
-        if not frame.index.is_monotonic_increasing or frame.index.has_duplicates:
-            raise ConfigError(f"the bars of {symbol} must be sorted by time without duplicates")
-        interval = frame.attrs.get("interval") or infer_interval(frame.index, symbol)
-        prepared[symbol] = PreparedBars(
-            index=frame.index,
-            opens=frame.index.asi8,
-            prices=frame[["open", "high", "low", "close"]].to_numpy(dtype=float),
-            step=pd.Timedelta(interval).value,
-        )
-    return prepared
-
-
-@dataclass
-class BarTrack:
-    """Where one symbol's override tracker stands on its bars (H-MON-4).
-
-    ``next_bar`` is the open time of the first bar not stepped yet; ``pending`` the decision of
-    the latest record's bar, held until a record of a later bar shows that no other record of
-    that bar will come (the last record of a bar is its decision); ``waiting`` the records whose
-    bar is not in the bars yet.
-    """
-
-    tracker: OverrideOutcomes
-    next_bar: str | None = None
-    pending: dict[str, Any] | None = None
-    waiting: list[dict[str, Any]] = field(default_factory=list)
-    unplaced: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tracker": self.tracker.to_dict(),
-            "next_bar": self.next_bar,
-            "pending": self.pending,
-            "waiting": self.waiting,
-            "unplaced": self.unplaced,
-        }
-
-    @classmethod
-    def from_dict(cls, state: Mapping[str, Any]) -> BarTrack:
-        return cls(
-            tracker=OverrideOutcomes.from_dict(state["tracker"]),
-            next_bar=state["next_bar"],
-            pending=state["pending"],
-            waiting=list(state["waiting"]),
-            unplaced=int(state["unplaced"]),
-        )
+NS_PER_DAY = 86_400 * 10**9
 
 
 class Monitor:
@@ -203,102 +90,93 @@ class Monitor:
         symbol's bars its records still count towards the rates and wait for the bars.
         """
         records = self.reader.feed(lines)
-        prepared = prepare_bars(bars or {})
-        for record in records:
-            self.add_record(record, prepared)
+        if not records:
+            return 0
+        outcomes = self._track(records, prepare_bars(bars or {}))
+        for first, stop in _day_ranges(records):
+            self._count_day(records, first, stop)
+            # the outcomes settled by this day's records, in the order one pass adds them
+            for symbol, (values, triggers) in outcomes.items():
+                begin, end = np.searchsorted(triggers, (first, stop))
+                if symbol != POOLED:
+                    self.watches[symbol].add_outcomes(values[begin:end])
+                else:
+                    self.pooled.add_outcomes(values[begin:end])
         return len(records)
-
-    def add_record(self, record: Mapping[str, Any], bars: Mapping[str, PreparedBars]) -> None:
-        """Count one record and, at the Arbiter stage, move its symbol's tracker."""
-        symbol = str(record["symbol"])
-        watch = self.watches.get(symbol)
-        if watch is None:
-            watch = self.watches[symbol] = Watch(self.config)
-        watch.add_record(record)
-        self.pooled.add_record(record)
-        if self.config.stage != "meta_arbiter":
-            return
-        track = self.tracks.get(symbol)
-        if track is None:
-            track = self.tracks[symbol] = BarTrack(
-                OverrideOutcomes(self.rules, min_trade_confidence=self.min_trade_confidence)
-            )
-        entry = {
-            "time": pd.Timestamp(record["time"]).isoformat(),
-            **decision_of(record, self.min_trade_confidence),
-        }
-        track.waiting.append(entry)
-        frame = bars.get(symbol)
-        if frame is not None:
-            self._place(symbol, track, frame)
 
     def catch_up(self, bars: Mapping[str, pd.DataFrame]) -> None:
         """Place the records that waited for their bars, now that ``bars`` may hold them."""
         prepared = prepare_bars(bars)
+        emitted = []
         for symbol, track in self.tracks.items():
             if symbol in prepared and track.waiting:
-                self._place(symbol, track, prepared[symbol])
+                values, _ = track.place(
+                    prepared[symbol],
+                    np.empty(0, dtype=np.int64),
+                    np.empty((0, len(DECISION_FIELDS))),
+                    np.empty(0, dtype=np.int64),
+                )
+                self.watches[symbol].add_outcomes(values)
+                emitted.append(values)
+        if emitted:
+            self.pooled.add_outcomes(np.concatenate(emitted))
 
-    def _place(self, symbol: str, track: BarTrack, frame: PreparedBars) -> None:
-        opens, step = frame.opens, frame.step
-        while track.waiting:
-            entry = track.waiting[0]
-            time = pd.Timestamp(entry["time"]).value
-            # the record decides on the last bar closed by its time (H-MON-4)
-            bar = int(np.searchsorted(opens, time - step, side="right")) - 1
-            if time - step >= opens[-1] + step:
-                return  # its bar is not in the bars yet: wait for the next run
-            track.waiting.pop(0)
-            if bar < 0:
-                track.unplaced += 1
-                continue
-            decided = {**entry, "bar": pd.Timestamp(opens[bar], tz="UTC").isoformat()}
-            pending = track.pending
-            if pending is not None and decided["bar"] < pending["bar"]:
-                track.unplaced += 1  # a record older than one already placed
-                continue
-            if pending is not None and decided["bar"] > pending["bar"]:
-                self._step_through(symbol, track, frame, pending)
-            track.pending = decided
+    def _count_day(self, records: list[dict[str, Any]], first: int, stop: int) -> None:
+        """Count the records ``first:stop`` (one day) towards their symbol's rates and the
+        pooled ones."""
+        by_symbol: dict[str, list[int]] = {}
+        for number in range(first, stop):
+            by_symbol.setdefault(str(records[number]["symbol"]), []).append(number)
+        pooled = None
+        for symbol, numbers in by_symbol.items():
+            counts = count_events(records[n] for n in numbers)
+            pooled = counts if pooled is None else add_counts(pooled, counts)
+            watch = self.watches.get(symbol)
+            if watch is None:
+                watch = self.watches[symbol] = Watch(self.config)
+            watch.add_counts(counts, records[numbers[0]]["time"], records[numbers[-1]]["time"])
+        assert pooled is not None
+        self.pooled.add_counts(pooled, records[first]["time"], records[stop - 1]["time"])
 
-    def _step_through(
-        self,
-        symbol: str,
-        track: BarTrack,
-        frame: PreparedBars,
-        decided: Mapping[str, Any],
-    ) -> None:
-        """Step the tracker over every bar up to the decided one: bars before it had no record
-        (no signal) and the decided bar has the decision."""
-        opens, prices = frame.opens, frame.prices
-        last = int(np.searchsorted(opens, pd.Timestamp(decided["bar"]).value))
-        # the tracker starts on the first decided bar: the bars before it had no stage
-        first = (
-            last
-            if track.next_bar is None
-            else int(np.searchsorted(opens, pd.Timestamp(track.next_bar).value))
-        )
-        for bar in range(first, last + 1):
-            decision: Mapping[str, Any] = decided if bar == last else NO_SIGNAL
-            settled = track.tracker.step(
-                frame.index[bar],
-                *prices[bar],
-                action=decision["action"],
-                confidence=decision["confidence"],
-                ensemble_action=decision["ensemble_action"],
-                ensemble_confidence=decision["ensemble_confidence"],
-                override=decision["override"],
-                arbiter_action=decision.get("arbiter_action"),
-            )
-            for outcome in settled:
-                self.watches[symbol].add_outcome(outcome["relative_value"])
-                self.pooled.add_outcome(outcome["relative_value"])
-        if last + 1 < len(opens):
-            track.next_bar = pd.Timestamp(opens[last + 1], tz="UTC").isoformat()
-        else:
-            track.next_bar = (
-                pd.Timestamp(opens[last], tz="UTC") + pd.Timedelta(1, "ns")
-            ).isoformat()
+    def _track(
+        self, records: list[dict[str, Any]], bars: Mapping[str, PreparedBars]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Place the records on their bars and step each symbol's tracker once (H-MON-4).
+
+        Returns, per symbol and POOLED, the settled outcomes with the number of the record whose
+        arrival settled each (non-decreasing): the pooled ones in the order a single pass over
+        the records would add them, so any chunking of the journal gives the same state.
+        """
+        if self.config.stage != "meta_arbiter":
+            return {}
+        by_symbol: dict[str, list[int]] = {}
+        for number, record in enumerate(records):
+            by_symbol.setdefault(str(record["symbol"]), []).append(number)
+        result = {}
+        for symbol, numbers in by_symbol.items():
+            track = self.tracks.get(symbol)
+            if track is None:
+                track = self.tracks[symbol] = BarTrack(
+                    OverrideOutcomes(self.rules, min_trade_confidence=self.min_trade_confidence)
+                )
+            timed = [n for n in numbers if isinstance(records[n]["time"], pd.Timestamp)]
+            track.unplaced += len(numbers) - len(timed)  # no time, no bar
+            times = np.array([records[n]["time"].value for n in timed], dtype=np.int64)
+            decisions = decision_columns([records[n] for n in timed], self.min_trade_confidence)
+            if symbol in bars:
+                result[symbol] = track.place(
+                    bars[symbol], times, decisions, np.array(timed, dtype=np.int64)
+                )
+            else:
+                track.waiting += [
+                    [int(t), *d] for t, d in zip(times.tolist(), decisions.tolist(), strict=True)
+                ]
+        if result:
+            triggers = np.concatenate([stepped_by for _, stepped_by in result.values()])
+            order = np.argsort(triggers, kind="stable")
+            values = np.concatenate([values for values, _ in result.values()])
+            result[POOLED] = (values[order], triggers[order])
+        return result
 
     # -- projection -------------------------------------------------------------------------
 
@@ -448,6 +326,30 @@ class Monitor:
         except json.JSONDecodeError as error:
             raise ConfigError(f"the monitor state {path} is not valid JSON: {error}") from None
         return cls.from_dict(state, config, rules, min_trade_confidence)
+
+
+def _present(value: Any) -> bool:
+    return (
+        value is not None
+        and value is not pd.NaT
+        and not (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def _day_ranges(records: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """``(first, stop)`` of the runs of records of one UTC day (records without a time join
+    the day before them)."""
+    ranges: list[tuple[int, int]] = []
+    current = None
+    for number, record in enumerate(records):
+        time = record.get("time")
+        # the journal's times are UTC Timestamps: a day is a whole number of ns in UTC
+        day = cast(pd.Timestamp, time).value // NS_PER_DAY if _present(time) else current
+        if not ranges or day != current:
+            ranges.append((number, number))
+            current = day
+        ranges[-1] = (ranges[-1][0], number + 1)
+    return ranges
 
 
 def _config_fingerprint(

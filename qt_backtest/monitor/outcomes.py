@@ -130,6 +130,14 @@ def _relative(actual: float, other: float) -> float:
     return actual / other - 1.0
 
 
+def _relative_values(actual: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``actual / other - 1`` (P-OUT-5), as the attribution divides."""
+    if other.all():  # the usual case; errstate costs more than a small division
+        return actual / other - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return actual / other - 1.0
+
+
 def _times(ns: np.ndarray, tz: str | None) -> pd.DatetimeIndex:
     """Times from ns since the epoch (UTC when ``tz`` is given), in zone ``tz``."""
     times = pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]"))
@@ -298,6 +306,75 @@ class OverrideOutcomes:
             return []
         return self._settled_rows(settled)
 
+    def step_many(
+        self,
+        times: np.ndarray,
+        prices: np.ndarray,
+        action: np.ndarray,
+        confidence: np.ndarray,
+        ensemble_action: np.ndarray,
+        ensemble_confidence: np.ndarray,
+        override: np.ndarray,
+        arbiter_action: np.ndarray,
+        tz: str | None = "UTC",
+        columns: tuple[str, ...] = OUTCOME_COLUMNS,
+    ) -> dict[str, Any]:
+        """Feed ``n`` bars at once, as ``n`` calls of :meth:`step` would; returns the outcomes
+        settled over them as columns (those of :data:`OUTCOME_COLUMNS`), in the order they
+        became known.
+
+        Parameters
+        ----------
+        times : int64 array, shape (n,)
+            The bars' times in ns since the epoch (UTC when ``tz`` is given), increasing and
+            after the previous bar's.
+        prices : float array, shape (n, 4)
+            Open, high, low and close of each bar.
+        action, ensemble_action, arbiter_action : int arrays, shape (n,)
+            Action codes (-1 SELL, 0 HOLD, 1 BUY) of the stage (after the risk governor), of the
+            ensemble (before it) and of the Arbiter (read on override bars only).
+        confidence, ensemble_confidence : float arrays, shape (n,)
+            In [0, 1].
+        override : bool array, shape (n,)
+        tz : str or None
+            Zone the times are reported in (as :meth:`step` takes it from its timestamps).
+        columns : tuple of str
+            The outcome columns wanted (``known_bar`` and ``relative_value`` alone are the
+            cheapest: no times or labels are made).
+        """
+        times = np.asarray(times, dtype=np.int64)
+        count = len(times)
+        arrays = {
+            "prices": np.asarray(prices, dtype=np.float64).reshape(count, 4),
+            "action": np.asarray(action, dtype=np.int64),
+            "confidence": np.asarray(confidence, dtype=np.float64),
+            "ensemble_action": np.asarray(ensemble_action, dtype=np.int64),
+            "ensemble_confidence": np.asarray(ensemble_confidence, dtype=np.float64),
+            "override": np.asarray(override, dtype=bool),
+            "arbiter_action": np.asarray(arbiter_action, dtype=np.int64),
+        }
+        _check_bar_arrays(times, arrays, self._last_time, self._bars)
+        if count == 0:
+            return self._settled_columns(0, columns)
+        if self._bars and tz != self._tz:
+            raise DataValidationError(
+                f"times in zone {tz} after bars in zone {self._tz}", source=_SOURCE, row=self._bars
+            )
+        self._tz = tz
+        bar_f, bar_i = bar_inputs(
+            times,
+            arrays["prices"],
+            arrays["action"],
+            arrays["confidence"],
+            arrays["ensemble_action"],
+            arrays["ensemble_confidence"],
+            arrays["override"],
+            np.where(arrays["override"], arrays["arbiter_action"], 0),
+            self.min_trade_confidence,
+        )
+        settled = self._advance(bar_f, bar_i, int(np.count_nonzero(arrays["override"])))
+        return self._settled_columns(settled, columns)
+
     def _check_time(self, timestamp: Any) -> int:
         """The bar's ``timestamp`` in ns since the epoch (UTC for a zone-aware time)."""
         try:
@@ -382,30 +459,31 @@ class OverrideOutcomes:
             )
         return sorted(rows, key=lambda row: row["bar"])
 
-    def _settled_columns(self, settled: int) -> dict[str, Any]:
+    def _settled_columns(
+        self, settled: int, columns: tuple[str, ...] = OUTCOME_COLUMNS
+    ) -> dict[str, Any]:
         """The outcomes in the output buffers as columns (arrays and DatetimeIndexes), ordered
-        by the bar they became known at, then by override bar."""
+        by the bar they became known at, then by override bar; only ``columns`` are made."""
         keys = self._out_i[:settled]
         order = np.lexsort((keys[:, nb.OK_BAR], keys[:, nb.OK_KNOWN]))
         keys = keys[order]
         values = self._out_f[:settled][order]
         actual = values[:, nb.O_ACTUAL]
         other = values[:, nb.O_COUNTERFACTUAL]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            relative = actual / other - 1.0  # P-OUT-5, as the attribution divides
         labels = np.array(ACTION_LABELS, dtype=object)
-        return {
-            "timestamp": _times(keys[:, nb.OK_TIME], self._tz),
-            "bar": keys[:, nb.OK_BAR],
-            "arbiter_action": labels[keys[:, nb.OK_ARBITER] - SELL],
-            "base_action": labels[keys[:, nb.OK_BASE] - SELL],
-            "agree_bar": keys[:, nb.OK_AGREE],
-            "settled_bar": keys[:, nb.OK_SETTLED],
-            "settled_timestamp": _times(keys[:, nb.OK_SETTLED_TIME], self._tz),
-            "known_bar": keys[:, nb.OK_KNOWN],
-            "value": actual - other,
-            "relative_value": relative,
+        makers = {
+            "timestamp": lambda: _times(keys[:, nb.OK_TIME], self._tz),
+            "bar": lambda: keys[:, nb.OK_BAR],
+            "arbiter_action": lambda: labels[keys[:, nb.OK_ARBITER] - SELL],
+            "base_action": lambda: labels[keys[:, nb.OK_BASE] - SELL],
+            "agree_bar": lambda: keys[:, nb.OK_AGREE],
+            "settled_bar": lambda: keys[:, nb.OK_SETTLED],
+            "settled_timestamp": lambda: _times(keys[:, nb.OK_SETTLED_TIME], self._tz),
+            "known_bar": lambda: keys[:, nb.OK_KNOWN],
+            "value": lambda: actual - other,
+            "relative_value": lambda: _relative_values(actual, other),
         }
+        return {name: makers[name]() for name in columns}
 
     # --- what is open ---------------------------------------------------------------------------
 
@@ -546,6 +624,54 @@ def _check_confidence(confidence: Any, name: str, bar: int, timestamp: Any) -> f
     return value
 
 
+def _is_code(codes: np.ndarray) -> np.ndarray:
+    return (codes >= SELL) & (codes <= -SELL)
+
+
+def _check_bar_arrays(
+    times: np.ndarray, arrays: dict[str, np.ndarray], last_time: int | None, first_row: int
+) -> None:
+    """Raise a DataValidationError naming the first bad bar of :meth:`step_many`'s arrays."""
+    count = len(times)
+    for name, values in arrays.items():
+        if len(values) != count:
+            raise DataValidationError(
+                f"{name} has {len(values)} rows for {count} times", source=_SOURCE
+            )
+    previous = np.r_[np.iinfo(np.int64).min if last_time is None else last_time, times[:-1]]
+    o, h, lo, c = arrays["prices"].T
+    checks = (
+        (times > previous, "times must increase, each after the previous bar's"),
+        (
+            (lo > 0) & (lo <= o) & (o <= h) & (h < np.inf) & (lo <= c) & (c <= h),
+            "prices must be finite and > 0, with low and high bracketing open and close",
+        ),
+        (_is_code(arrays["action"]), "action codes must be -1, 0 or 1"),
+        (
+            _is_code(arrays["ensemble_action"]),
+            "ensemble action codes must be -1, 0 or 1",
+        ),
+        (
+            _is_code(arrays["arbiter_action"]) | ~arrays["override"],
+            "Arbiter action codes must be -1, 0 or 1 on override bars",
+        ),
+        (
+            (arrays["confidence"] >= 0) & (arrays["confidence"] <= 1),
+            "confidences must be in [0, 1]",
+        ),
+        (
+            (arrays["ensemble_confidence"] >= 0) & (arrays["ensemble_confidence"] <= 1),
+            "ensemble confidences must be in [0, 1]",
+        ),
+    )
+    for good, message in checks:
+        if not good.all():
+            row = int(np.flatnonzero(~good)[0])
+            raise DataValidationError(
+                f"{message} (bar {first_row + row})", source=_SOURCE, row=first_row + row
+            )
+
+
 # --- a whole replay -------------------------------------------------------------------------------
 
 
@@ -629,19 +755,42 @@ def _replay_inputs(
     base = _replay_codes(decisions, "base_action", every)
     base_confidence = _replay_confidences(decisions, "base_confidence")
     arbiter = _replay_codes(decisions, "arbiter_action", override)
+    times = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    return bar_inputs(
+        times, prices, action, confidence, base, base_confidence, override, arbiter, minimum
+    )
+
+
+def bar_inputs(
+    times: np.ndarray,
+    prices: np.ndarray,
+    action: np.ndarray,
+    confidence: np.ndarray,
+    base: np.ndarray,
+    base_confidence: np.ndarray,
+    override: np.ndarray,
+    arbiter: np.ndarray,
+    minimum: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's per-bar inputs (``nb.BAR_FIELDS``, ``nb.BAR_KEYS``) from validated arrays
+    of ``n`` bars: times (ns), prices (n, 4: open, high, low, close), action codes and
+    confidences of the stage and of the ensemble (before the governor), override flags and the
+    Arbiter's action codes."""
     governed = base.copy()
     if minimum is not None:
         governed[(base != HOLD) & (base_confidence < minimum)] = HOLD  # H-MODE-3
-    bar_f = np.empty((len(bars), len(nb.BAR_FIELDS)))
-    for column, name in ((nb.B_OPEN, "open"), (nb.B_HIGH, "high"), (nb.B_LOW, "low")):
-        bar_f[:, column] = bars[name].to_numpy(dtype=np.float64)
-    bar_f[:, nb.B_CLOSE] = bars["close"].to_numpy(dtype=np.float64)
+    bar_f = np.empty((len(times), len(nb.BAR_FIELDS)))
+    bar_f[:, nb.B_OPEN] = prices[:, 0]
+    bar_f[:, nb.B_HIGH] = prices[:, 1]
+    bar_f[:, nb.B_LOW] = prices[:, 2]
+    bar_f[:, nb.B_CLOSE] = prices[:, 3]
     bar_f[:, nb.B_ACTION] = action
     bar_f[:, nb.B_CONFIDENCE] = confidence
     bar_f[:, nb.B_ENSEMBLE_ACTION] = governed
     bar_f[:, nb.B_ENSEMBLE_CONFIDENCE] = base_confidence
-    bar_i = np.empty((len(bars), len(nb.BAR_KEYS)), dtype=np.int64)
-    bar_i[:, nb.BK_TIME] = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
+    bar_i = np.empty((len(times), len(nb.BAR_KEYS)), dtype=np.int64)
+    bar_i[:, nb.BK_TIME] = times
     bar_i[:, nb.BK_OVERRIDE] = override
     bar_i[:, nb.BK_ARBITER] = arbiter
     bar_i[:, nb.BK_BASE] = base

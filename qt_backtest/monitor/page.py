@@ -165,7 +165,7 @@ def monitor_timeline(monitor: Monitor) -> pd.DataFrame:
     """The daily rows the monitor keeps, as one frame (symbol, day, ...)."""
     rows = []
     for name, watch in [*monitor.watches.items(), (POOLED, monitor.pooled)]:
-        for row in [*watch.timeline, watch.snapshot()]:
+        for row in [*watch.timeline, watch.day_row()]:
             if row["time"] is None:
                 continue
             rows.append({"symbol": name, "day": pd.Timestamp(row["time"]).normalize(), **row})

@@ -8,7 +8,7 @@ confidence sequence per rate (T-SEQ) and updates it with exactly these events.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qt_backtest.hierarchy.rates import RateTargets
@@ -60,6 +60,39 @@ def rate_events(record: Mapping[str, Any]) -> dict[str, bool]:
         if called:
             events["override_rate_when_called"] = overridden
     return events
+
+
+def count_events(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """``{rate: (successes, count)}`` of records (:func:`rate_events` summed), and
+    ``"records": (0, number of records)``."""
+    records_seen = meta_ran = escalated = called = overridden = overridden_called = 0
+    for record in records:
+        records_seen += 1
+        outcome = record.get("arbiter_outcome")
+        is_override = outcome == "override"
+        overridden += is_override
+        if _present(record.get("meta_decision")):
+            meta_ran += 1
+            escalated += record["meta_decision"] == "ESCALATE"
+            if outcome in CALLED:
+                called += 1
+                overridden_called += is_override
+    return {
+        "records": (0, records_seen),
+        "escalation_rate": (escalated, meta_ran),
+        "defer_rate": (meta_ran - escalated, meta_ran),
+        "arbiter_invocation_rate": (called, meta_ran),
+        "override_rate_when_called": (overridden_called, called),
+        "ensemble_source_share": (records_seen - overridden, records_seen),
+        "arbiter_source_share": (overridden, records_seen),
+    }
+
+
+def add_counts(
+    first: Mapping[str, tuple[int, int]], second: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """Two :func:`count_events` results added."""
+    return {key: (first[key][0] + second[key][0], first[key][1] + second[key][1]) for key in first}
 
 
 def rate_verdict(low: float, high: float, band: tuple[float, float]) -> str:

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from qt_backtest.inference.sequential import MeanSequence, ProportionSequence
 from qt_backtest.monitor.config import MonitorConfig
-from qt_backtest.monitor.rates import bands, edges_to_clear, rate_events, rate_verdict
+from qt_backtest.monitor.rates import bands, count_events, edges_to_clear, rate_verdict
 
 
 @dataclass
@@ -57,33 +58,44 @@ class Watch:
 
     def add_record(self, record: Mapping[str, Any]) -> None:
         """Count one journal record towards every rate whose denominator holds it."""
-        time = _iso(record.get("time"))
-        if time is not None:
-            self._close_days_before(time)
-            self.first_time = self.first_time or time
-            self.last_time = time
-        self.decisions += 1
-        for rate, success in rate_events(record).items():
-            sequence = self.rates.get(rate)
-            if sequence is not None:
-                sequence.update(bool(success))
+        self.add_counts(count_events([record]), record.get("time"), record.get("time"))
+
+    def add_counts(self, counts: Mapping[str, tuple[int, int]], first: Any, last: Any) -> None:
+        """Count the records of one day, ``{rate: (successes, count)}`` (:func:`count_events`),
+        from time ``first`` to ``last``; a day's row is written when the next day starts."""
+        first_time, last_time = _iso(first), _iso(last)
+        if first_time is not None:
+            self._close_days_before(first_time)
+            self.first_time = self.first_time or first_time
+        if last_time is not None:
+            self.last_time = last_time
+        self.decisions += counts["records"][1]
+        for rate, sequence in self.rates.items():
+            successes, count = counts.get(rate, (0, 0))
+            if count:
+                sequence.update_many(np.arange(count) < successes)
 
     def add_outcome(self, relative_value: float) -> None:
         """Add the paired outcome of one settled override (H-MON-4)."""
+        self.add_outcomes(np.array([relative_value], dtype=float))
+
+    def add_outcomes(self, relative_values: np.ndarray) -> None:
+        """Add the paired outcomes of settled overrides, in the order they became known."""
         assert self.value is not None
-        self.value.update(float(relative_value))
+        if len(relative_values):
+            self.value.update_many(np.asarray(relative_values, dtype=float))
 
     def _close_days_before(self, time: str) -> None:
         """Write the timeline row of the previous day when ``time`` starts a new one."""
         if self.last_time is not None and time[:10] != self.last_time[:10]:
-            self.timeline.append(self.snapshot())
+            self.timeline.append(self.day_row())
 
     def finish_day(self) -> None:
         """Write the current day's row (at the end of a history run)."""
         if self.last_time is not None and (
             not self.timeline or self.timeline[-1]["time"] != self.last_time
         ):
-            self.timeline.append(self.snapshot())
+            self.timeline.append(self.day_row())
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -93,6 +105,24 @@ class Watch:
             return 0
         span = pd.Timestamp(self.last_time).normalize() - pd.Timestamp(self.first_time).normalize()
         return int(span.days) + 1
+
+    def day_row(self) -> dict[str, Any]:
+        """The row the timeline keeps for a day: the value's interval and verdict, and each
+        rate's counts (its interval follows from them: :meth:`ProportionSequence.interval`)."""
+        assert self.value is not None
+        low, high = self.value.interval()
+        return {
+            "time": self.last_time,
+            "decisions": self.decisions,
+            "outcomes": self.value.count,
+            "edge": self.value.estimate(),
+            "edge_low": low,
+            "edge_high": high,
+            "verdict": self.value.decide(self.config.tolerance),
+            "rate_counts": {
+                rate: [sequence.successes, sequence.count] for rate, sequence in self.rates.items()
+            },
+        }
 
     def snapshot(self) -> dict[str, Any]:
         """The current intervals and verdicts, as one flat row."""

@@ -37,6 +37,9 @@ SLOW_TESTS = {
     "test_demo.py": "runs the demo end to end",
     "test_report_safety.py": "renders reports of hostile inputs in headless Chromium",
     "test_report.py::test_the_report_renders_in_headless_chromium": "headless Chromium",
+    "test_monitor.py::test_the_page_escapes_what_it_is_given_and_renders_in_chromium": (
+        "headless Chromium"
+    ),
     "test_report.py::test_every_section_and_figure_is_in_the_page": "builds a full study",
     "test_report.py::test_heatmaps_of_chosen_parameter_pairs": "builds a full study",
     "test_report.py::test_a_saved_study_renders_the_same": "builds a full study",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,24 @@ def test_records_wait_for_their_bars_and_are_valued_once_the_bars_come(sample, j
     for symbol in SYMBOLS:
         assert waited.tracks[symbol].waiting == []
         assert waited.watches[symbol].value.to_dict() == whole.watches[symbol].value.to_dict()
+
+
+def test_the_page_escapes_what_it_is_given_and_renders_in_chromium(sample, journal, tmp_path):
+    from test_report import browse, console_errors
+
+    from qt_backtest.monitor.page import write_monitor_page
+
+    monitor = Monitor()
+    monitor.feed(journal, _bars(sample))
+    page = write_monitor_page(monitor, tmp_path / "monitor.html", title="<script>alert(1)</script>")
+    text = page.read_text()
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;" in text
+    dumped = browse(tmp_path, page, "--dump-dom")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    assert console_errors(dumped.stderr) == []
+    assert re.findall(r"<h2>(.*?)</h2>", dumped.stdout) == [
+        "Status",
+        "Value of the stage",
+        "Rates against their bands",
+    ]
+    assert len(re.findall(r'<svg[^>]*role="img"', dumped.stdout)) == 1 + len(SYMBOLS) + 1

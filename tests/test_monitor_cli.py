@@ -134,3 +134,36 @@ def test_the_meta_stage_needs_no_bars(tmp_path, journal_lines, capsys):
     assert main(["monitor", str(path)]) == 0
     out = capsys.readouterr().out
     assert "BTCUSDT: escalation rate" in out
+
+
+def test_follow_reads_lines_as_they_are_written(tmp_path, journal_lines, capsys):
+    import threading
+
+    from qt_backtest.monitor.command import _follow
+    from qt_backtest.settings import load_settings
+
+    journal = tmp_path / "journal.log"
+    journal.write_text("".join(journal_lines[:100]))
+    path = _settings(tmp_path, journal)
+    assert main(["monitor", str(path)]) == 0
+    settings = load_settings(path)
+    state = tmp_path / "monitor.monitor-state.json"
+    monitor = Monitor.load(state)
+    written = threading.Event()
+
+    def writer():
+        with open(journal, "a") as handle:
+            for start in range(100, 400, 50):
+                handle.write("".join(journal_lines[start : start + 50]))
+                handle.flush()
+        written.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    _follow(monitor, journal, settings, state, tmp_path / "page.html", 0.02, stop=written.is_set)
+    thread.join()
+    one_pass = Monitor()
+    one_pass.feed(journal_lines[:400], {"BTCUSDT": load_sample("BTCUSDT-1h").loc["2025-06-01":]})
+    saved = json.loads(state.read_text())
+    assert saved["pooled"] == json.loads(json.dumps(one_pass.to_dict()["pooled"]))
+    assert saved["position"]["offset"] == len("".join(journal_lines[:400]).encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,15 +138,22 @@ def _publish(monitor: Monitor, state: Path, page: Path) -> None:
 
 
 def _follow(
-    monitor: Monitor, journal: Path, settings: Any, state: Path, page: Path, poll: float
+    monitor: Monitor,
+    journal: Path,
+    settings: Any,
+    state: Path,
+    page: Path,
+    poll: float,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
+    """Read, publish and wait, until interrupted (or ``stop`` says so)."""
     from qt_backtest.monitor.journal import follow
 
     if not poll > 0:
         raise UsageError(f"--poll must be a positive number of seconds, got {poll!r}")
     bars = _bars(settings)
     loaded = time.monotonic()
-    for lines in follow(journal, monitor.position, poll_seconds=poll):
+    for lines in follow(journal, monitor.position, poll_seconds=poll, stop=stop):
         if time.monotonic() - loaded > BARS_RELOAD_SECONDS and any(
             track.waiting for track in monitor.tracks.values()
         ):

@@ -28,20 +28,17 @@ from qt_backtest.indicators import ArbiterInputConfig, arbiter_inputs
 from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.monitor.monitor import POOLED, Monitor
 from qt_backtest.monitor.outcomes import override_outcomes
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+from qt_backtest.monitor.rates import present
 
 
 def engine_record(row: Mapping[str, Any], votes: Mapping[str, tuple[str, float]]) -> dict:
     """A replayed decision (one row of :func:`~qt_backtest.hierarchy.replay`) in the form the
     journal writer takes (:func:`~qt_backtest.hierarchy.livelog.format_record`)."""
     meta = None
-    if _present(row.get("meta_decision")):
+    if present(row.get("meta_decision")):
         meta = {"decision": str(row["meta_decision"]), "reason": str(row["meta_reason"])}
     arbiter = None
-    if _present(row.get("gate")):
+    if present(row.get("gate")):
         arbiter = {
             "action": str(row["arbiter_action"]),
             "confidence": float(row["arbiter_confidence"]),
@@ -71,7 +68,7 @@ def _votes_of(votes: pd.DataFrame, models: tuple[str, ...]) -> list[dict[str, tu
         if actions is None or confidences is None:
             continue
         for bar, (action, confidence) in enumerate(zip(actions, confidences, strict=True)):
-            if _present(action) and np.isfinite(confidence):
+            if present(action) and np.isfinite(confidence):
                 per_bar[bar][model] = (str(action).upper(), float(confidence))
     return per_bar
 
@@ -85,7 +82,7 @@ def journal_from_replay(
     per_bar = _votes_of(votes.reindex(decisions.index), models)
     lines: list[tuple[pd.Timestamp, str]] = []
     for bar, row in enumerate(decisions.to_dict("records")):
-        if not _present(row.get("base_action")):
+        if not present(row.get("base_action")):
             continue  # no model voted: the engine logs nothing
         time = decisions.index[bar] + interval + pd.Timedelta(1, "s")
         record = engine_record(row, per_bar[bar])

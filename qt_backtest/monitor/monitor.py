@@ -28,7 +28,7 @@ from qt_backtest.inference.sequential import decisions_to_verdict
 from qt_backtest.monitor.config import MonitorConfig
 from qt_backtest.monitor.journal import JournalPosition
 from qt_backtest.monitor.outcomes import OverrideOutcomes
-from qt_backtest.monitor.rates import add_counts, count_events
+from qt_backtest.monitor.rates import add_counts, count_events, present
 from qt_backtest.monitor.tracking import (
     DECISION_FIELDS,
     BarTrack,
@@ -328,14 +328,6 @@ class Monitor:
         return cls.from_dict(state, config, rules, min_trade_confidence)
 
 
-def _present(value: Any) -> bool:
-    return (
-        value is not None
-        and value is not pd.NaT
-        and not (isinstance(value, float) and math.isnan(value))
-    )
-
-
 def _day_ranges(records: list[dict[str, Any]]) -> list[tuple[int, int]]:
     """``(first, stop)`` of the runs of records of one UTC day (records without a time join
     the day before them)."""
@@ -344,7 +336,7 @@ def _day_ranges(records: list[dict[str, Any]]) -> list[tuple[int, int]]:
     for number, record in enumerate(records):
         time = record.get("time")
         # the journal's times are UTC Timestamps: a day is a whole number of ns in UTC
-        day = cast(pd.Timestamp, time).value // NS_PER_DAY if _present(time) else current
+        day = cast(pd.Timestamp, time).value // NS_PER_DAY if present(time) else current
         if not ranges or day != current:
             ranges.append((number, number))
             current = day

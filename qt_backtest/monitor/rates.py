@@ -11,30 +11,28 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qt_backtest.hierarchy.rates import RateTargets
+import pandas as pd
+
+from qt_backtest.hierarchy.rates import RATES, RateTargets
 
 #: Arbiter outcomes of a record in which the Arbiter was called (not merely unavailable).
 CALLED = ("override", "defer_low_confidence", "defer_hold")
 
 #: Rates watched at each stage: with the Arbiter off every escalation falls back to the
 #: ensemble, so its rates say nothing about the Arbiter.
-STAGE_RATES = {
-    "meta": ("escalation_rate", "defer_rate"),
-    "meta_arbiter": (
-        "escalation_rate",
-        "defer_rate",
-        "arbiter_invocation_rate",
-        "override_rate_when_called",
-        "ensemble_source_share",
-        "arbiter_source_share",
-    ),
-}
+STAGE_RATES = {"meta": ("escalation_rate", "defer_rate"), "meta_arbiter": RATES}
 
-VERDICTS = ("inside", "outside", "undecided")
+#: Verdicts on a rate against its band (H-MON-2).
+RATE_VERDICTS = ("inside", "outside", "undecided")
 
 
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+def present(value: Any) -> bool:
+    """Whether a journal record's field holds a value (absent fields are None, NaN or NaT)."""
+    return (
+        value is not None
+        and value is not pd.NaT
+        and not (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def rate_events(record: Mapping[str, Any]) -> dict[str, bool]:
@@ -45,13 +43,13 @@ def rate_events(record: Mapping[str, Any]) -> dict[str, bool]:
     """
     meta = record.get("meta_decision")
     outcome = record.get("arbiter_outcome")
-    outcome = outcome if _present(outcome) else None
+    outcome = outcome if present(outcome) else None
     overridden = outcome == "override"
     events = {
         "ensemble_source_share": not overridden,
         "arbiter_source_share": overridden,
     }
-    if _present(meta):
+    if present(meta):
         escalated = meta == "ESCALATE"
         called = outcome in CALLED
         events["escalation_rate"] = escalated
@@ -71,7 +69,7 @@ def count_events(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, i
         outcome = record.get("arbiter_outcome")
         is_override = outcome == "override"
         overridden += is_override
-        if _present(record.get("meta_decision")):
+        if present(record.get("meta_decision")):
             meta_ran += 1
             escalated += record["meta_decision"] == "ESCALATE"
             if outcome in CALLED:

@@ -28,11 +28,14 @@ demo: $(STAMP)
 browser:
 	sh scripts/ensure-chromium.sh
 
+# two test processes (pytest-xdist); a module's tests stay together in one
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
 test: $(STAMP) browser lint typecheck
-	$(TEST_ENV) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 check: $(STAMP) lint typecheck
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow" -q
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow" -q $(PYTEST_PARALLEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -57,6 +57,14 @@ SLOW_TESTS = {
         "kills a sweep in a subprocess"
     ),
     "test_ruin.py::test_sweep_rows_equal_single_runs_with_close_outs": "many simulations",
+    "test_ruin.py::test_batched_runs_close_out_each_column_as_its_own_run": "many simulations",
+    "test_sweep.py::test_kernel_equals_single_runs_on_the_sample": "a sweep against single runs",
+    "test_cli.py::test_outputs_in_the_settings_file_resolve_against_it": "full runs",
+    "test_cli.py::test_an_unwritable_output_is_a_one_line_error": "a full run",
+    "test_backtest.py::test_no_lookahead_in_execution": "perturbs and re-simulates many times",
+    "test_environment.py::test_vectorbt_imports_and_simulates_without_breaking_on_numba_warnings": (
+        "a fresh interpreter importing vectorbt"
+    ),
     "test_monitor_outcomes.py::test_close_outs_are_followed_as_in_the_attribution": (
         "compiles vectorbt's flexible simulation, about 10 s"
     ),
@@ -75,8 +83,11 @@ SLOW_TESTS = {
         "a power simulation"
     ),
 }
-# fixtures that make any test using them slow
-SLOW_FIXTURES = {"random_walk_1m": "a million bars"}
+# fixtures that make any test using them slow: a conftest fixture, or module::fixture
+SLOW_FIXTURES = {
+    "random_walk_1m": "a million bars",
+    "test_report.py::study": "builds a full study with a sweep",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -84,7 +95,10 @@ def pytest_collection_modifyitems(config, items):
         module = item.path.name
         test = f"{module}::{item.originalname}"
         reasons = [SLOW_TESTS.get(module), SLOW_TESTS.get(test)]
-        reasons += [SLOW_FIXTURES[name] for name in item.fixturenames if name in SLOW_FIXTURES]
+        reasons += [
+            SLOW_FIXTURES.get(name) or SLOW_FIXTURES.get(f"{module}::{name}")
+            for name in item.fixturenames
+        ]
         if any(reasons):
             item.add_marker(pytest.mark.slow(reason=next(filter(None, reasons))))
 

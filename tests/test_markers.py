@@ -23,8 +23,9 @@ def test_every_slow_entry_names_an_existing_module_or_test(key):
 
 
 def test_slow_fixtures_exist():
-    defined = _definitions("conftest.py")
-    assert set(SLOW_FIXTURES) <= defined
+    for key in SLOW_FIXTURES:
+        module, _, fixture = key.rpartition("::")
+        assert fixture in _definitions(module or "conftest.py"), key
 
 
 def test_the_registry_marks_what_it_names(request):
@@ -33,5 +34,8 @@ def test_the_registry_marks_what_it_names(request):
         marked = item.get_closest_marker("slow") is not None
         module = item.path.name
         named = module in SLOW_TESTS or f"{module}::{item.originalname}" in SLOW_TESTS
-        uses = any(name in SLOW_FIXTURES for name in item.fixturenames)
+        uses = any(
+            name in SLOW_FIXTURES or f"{module}::{name}" in SLOW_FIXTURES
+            for name in item.fixturenames
+        )
         assert marked == (named or uses), item.nodeid

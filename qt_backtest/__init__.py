@@ -4,7 +4,8 @@ The package follows the data flow, one subpackage a stage: :mod:`~qt_backtest.da
 -> :mod:`~qt_backtest.indicators` (the Arbiter's inputs) -> :mod:`~qt_backtest.signals` (model
 votes) -> :mod:`~qt_backtest.hierarchy` (the decisions) -> :mod:`~qt_backtest.backtest`
 (portfolios) -> :mod:`~qt_backtest.sweep` (threshold grids) -> :mod:`~qt_backtest.inference`
-(verdicts) -> :mod:`~qt_backtest.report` (HTML).
+(verdicts) -> :mod:`~qt_backtest.report` (HTML); :mod:`~qt_backtest.monitor` watches a live
+rollout stage from its journal.
 
 The main verbs and configurations are available from the top level::
 
@@ -53,11 +54,16 @@ _FACE = {
     "layer_verdicts": "qt_backtest.inference",
     "run_study": "qt_backtest.report",
     "write_report": "qt_backtest.report",
+    "Monitor": "qt_backtest.monitor.monitor",
+    "MonitorConfig": "qt_backtest.monitor.config",
+    "monitor_history": "qt_backtest.monitor.history",
 }
 
 __all__ = [
     "Grid",
     "HierarchyConfig",
+    "Monitor",
+    "MonitorConfig",
     "PositionRules",
     "VerdictSettings",
     "__version__",
@@ -67,6 +73,7 @@ __all__ = [
     "layer_verdicts",
     "load_ohlcv",
     "load_sample",
+    "monitor_history",
     "per_symbol",
     "read_predictions",
     "replay",
@@ -83,6 +90,9 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from qt_backtest.hierarchy import HierarchyConfig, decision_rates, replay
     from qt_backtest.indicators import arbiter_inputs
     from qt_backtest.inference import VerdictSettings, layer_verdicts
+    from qt_backtest.monitor.config import MonitorConfig
+    from qt_backtest.monitor.history import monitor_history
+    from qt_backtest.monitor.monitor import Monitor
     from qt_backtest.report import run_study, write_report
     from qt_backtest.signals import read_predictions
     from qt_backtest.sweep import Grid

@@ -456,7 +456,10 @@ def _add_monitor(commands: Any) -> None:
     monitor.add_argument(
         "--history",
         metavar="START",
-        help="monitor past data as a rollout starting at START would have (needs [predictions])",
+        nargs="?",
+        const="",
+        help="monitor past data as a rollout starting at START (default: [monitor] start) would "
+        "have seen it (needs [predictions])",
     )
     monitor.add_argument("--end", help="last day of --history (default: the end of the data)")
     monitor.set_defaults(handler=command_monitor)

@@ -167,3 +167,21 @@ def test_follow_reads_lines_as_they_are_written(tmp_path, journal_lines, capsys)
     saved = json.loads(state.read_text())
     assert saved["pooled"] == json.loads(json.dumps(one_pass.to_dict()["pooled"]))
     assert saved["position"]["offset"] == len("".join(journal_lines[:400]).encode())
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, journal_lines, capsys):
+    journal = tmp_path / "journal.log"
+    journal.write_text("".join(journal_lines[:100]))
+    settings = _settings(tmp_path, journal)
+    for argv, message in (
+        (["--end", "2026-03-01"], "--end applies to --history only"),
+        (["--history", "2026-01-01", "--follow"], "--follow does not apply to --history"),
+        (["--history"], "--history needs a START date"),
+        (["--follow", "--poll", "0"], "--poll must be a positive number"),
+    ):
+        assert main(["monitor", str(settings), *argv]) == 1, argv
+        assert message in capsys.readouterr().err, argv
+    assert main(["monitor", str(settings)]) == 0
+    # the journald year is part of what the state was made under
+    assert main(["monitor", str(_settings(tmp_path, journal, "year = 2026"))]) == 1
+    assert "year changed" in capsys.readouterr().err

@@ -98,8 +98,15 @@ def command_monitor(args: argparse.Namespace) -> int:
     from qt_backtest.settings import load_settings
 
     settings = load_settings(args.settings)
-    if args.history:
+    if args.history is not None:
+        for given, flag in ((args.follow, "--follow"), (args.state, "--state")):
+            if given:
+                raise UsageError(f"{flag} does not apply to --history (it keeps no state)")
         return _history(settings, args)
+    if args.end:
+        raise UsageError("--end applies to --history only")
+    if args.follow and not args.poll > 0:
+        raise UsageError(f"--poll must be a positive number of seconds, got {args.poll!r}")
     journal = settings.monitor_files.get("journal")
     if not journal:
         raise UsageError("the monitor needs [monitor] journal = the live engine's journal file")
@@ -108,7 +115,11 @@ def command_monitor(args: argparse.Namespace) -> int:
     bars = _bars(settings)
     if state_path.exists():
         monitor = Monitor.load(
-            state_path, settings.monitor, settings.rules, settings.hierarchy.min_trade_confidence
+            state_path,
+            settings.monitor,
+            settings.rules,
+            settings.hierarchy.min_trade_confidence,
+            settings.monitor_files.get("year"),
         )
     else:
         monitor = _new_monitor(settings, bars)
@@ -149,8 +160,6 @@ def _follow(
     """Read, publish and wait, until interrupted (or ``stop`` says so)."""
     from qt_backtest.monitor.journal import follow
 
-    if not poll > 0:
-        raise UsageError(f"--poll must be a positive number of seconds, got {poll!r}")
     bars = _bars(settings)
     loaded = time.monotonic()
     for lines in follow(journal, monitor.position, poll_seconds=poll, stop=stop):
@@ -171,18 +180,21 @@ def _history(settings: Any, args: argparse.Namespace) -> int:
     bars = _bars(settings)
     if not bars:
         raise UsageError("--history needs [data] bars and [predictions] votes")
+    start = args.history or settings.monitor_files.get("start")
+    if not start:
+        raise UsageError("--history needs a START date, or [monitor] start in the settings")
     votes = load_votes(settings, bars)
     run = monitor_history(
         bars,
         votes,
-        args.history,
+        start,
         config=settings.monitor,
         hierarchy=settings.hierarchy,
         rules=settings.rules,
         inputs=settings.indicators,
         end=args.end or settings.monitor_files.get("end"),
     )
-    print(f"rollout of the {settings.monitor.stage} stage from {args.history}, as if live:")
+    print(f"rollout of the {settings.monitor.stage} stage from {start}, as if live:")
     if run.monitor.expectations:
         from qt_backtest.monitor.page import plan_sentence
 

@@ -69,6 +69,7 @@ class Monitor:
         self.config = config or MonitorConfig()
         self.rules = rules or PositionRules()
         self.min_trade_confidence = min_trade_confidence
+        self.year = year
         self.reader = JournalReader(year=year)
         self.position: JournalPosition | None = None
         self.watches: dict[str, Watch] = {}
@@ -257,7 +258,9 @@ class Monitor:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
-            "config": _config_fingerprint(self.config, self.rules, self.min_trade_confidence),
+            "config": _config_fingerprint(
+                self.config, self.rules, self.min_trade_confidence, self.year
+            ),
             "reader": self.reader.to_dict(),
             "position": None if self.position is None else self.position.to_dict(),
             "watches": {name: watch.to_dict() for name, watch in self.watches.items()},
@@ -273,6 +276,7 @@ class Monitor:
         config: MonitorConfig | None = None,
         rules: PositionRules | None = None,
         min_trade_confidence: float | None = HierarchyConfig().min_trade_confidence,
+        year: int | None = None,
     ) -> Monitor:
         """Restore a saved state; the configuration must be the one it was made under."""
         if state.get("version") != STATE_VERSION:
@@ -280,8 +284,8 @@ class Monitor:
                 f"monitor state of version {state.get('version')!r}; this version reads "
                 f"{STATE_VERSION}: delete the state file to start the monitor afresh"
             )
-        monitor = cls(config, rules, min_trade_confidence)
-        expected = _config_fingerprint(monitor.config, monitor.rules, min_trade_confidence)
+        monitor = cls(config, rules, min_trade_confidence, year)
+        expected = _config_fingerprint(monitor.config, monitor.rules, min_trade_confidence, year)
         if state["config"] != expected:
             changed = sorted(
                 key
@@ -319,13 +323,14 @@ class Monitor:
         config: MonitorConfig | None = None,
         rules: PositionRules | None = None,
         min_trade_confidence: float | None = HierarchyConfig().min_trade_confidence,
+        year: int | None = None,
     ) -> Monitor:
-        """Read a state written by :meth:`save`."""
+        """Read a state written by :meth:`save` (made under these settings)."""
         try:
             state = json.loads(Path(path).read_text())
         except json.JSONDecodeError as error:
             raise ConfigError(f"the monitor state {path} is not valid JSON: {error}") from None
-        return cls.from_dict(state, config, rules, min_trade_confidence)
+        return cls.from_dict(state, config, rules, min_trade_confidence, year)
 
 
 def _day_ranges(records: list[dict[str, Any]]) -> list[tuple[int, int]]:
@@ -345,10 +350,13 @@ def _day_ranges(records: list[dict[str, Any]]) -> list[tuple[int, int]]:
 
 
 def _config_fingerprint(
-    config: MonitorConfig, rules: PositionRules, min_trade_confidence: float | None
+    config: MonitorConfig,
+    rules: PositionRules,
+    min_trade_confidence: float | None,
+    year: int | None,
 ) -> dict[str, str]:
     """Every setting a state depends on, field by field, as text (to name what changed)."""
-    fingerprint = {"min_trade_confidence": repr(min_trade_confidence)}
+    fingerprint = {"min_trade_confidence": repr(min_trade_confidence), "year": repr(year)}
     for prefix, settings in (("monitor", config), ("rules", rules)):
         for item in dataclasses.fields(settings):
             fingerprint[f"{prefix}.{item.name}"] = repr(getattr(settings, item.name))

@@ -634,57 +634,34 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def sweep_nb(
-    bar_inputs,
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    rules,
-    vote_inputs,
-    meta_inputs,
-    score_inputs,
-    init_cash,
-    block_edges,
-    period_edges,
-    stats,
-    blocks,
-    periods,
-):
+def sweep_nb(inputs, stats, blocks, periods, init_cash, vote_inputs, meta_inputs, score_inputs):
     """Run every combination over every bar.
 
     Parameters
     ----------
-    bar_inputs : ndarray of float64, shape (bars, BAR_COLUMNS)
-        Per-bar inputs (see the ``B_*`` columns); a layer's columns are read only when it is
-        not recomputed per combination.
-    actions, confidences, active : ndarray, shape (bars, models)
-        Raw votes, read by the layers recomputed per combination.
-    indicators : ndarray of float64, shape (bars, 6)
-        Arbiter inputs, read when ``score_inputs`` is True.
-    params : ndarray of float64, shape (combinations, len(SCALARS))
-        Packed hierarchy parameters, one row per combination.
-    weights : ndarray of float64, shape (combinations, models)
-    meta_models : ndarray of int64, shape (k,)
-    meta_weights : ndarray of float64, shape (combinations, k)
-    coef, intercept
-        Uncertainty model (shared by every combination).
-    rules : ndarray of float64, shape (combinations, RULE_COLUMNS)
-        Position model and costs (see the ``R_*`` columns).
-    vote_inputs, meta_inputs, score_inputs : True or None
-        True recomputes Layer 1's vote, Meta's vote statistics, the Arbiter's score per
-        combination; None reads them from ``bar_inputs``.
-    init_cash : float
-    block_edges : ndarray of int64, shape (blocks + 1,)
-        Bar boundaries of the time blocks: 0, ..., bars.
-    period_edges : ndarray of int64, shape (periods + 1,)
-        Bar boundaries of the return periods (days, say): 0, ..., bars.
+    inputs : SweepInputs
+        The arrays every tile reads:
+
+        ``bar_inputs`` : ndarray of float64, shape (bars, BAR_COLUMNS)
+            Per-bar inputs (see the ``B_*`` columns); a layer's columns are read only when it
+            is not recomputed per combination.
+        ``actions``, ``confidences``, ``active`` : ndarray, shape (bars, models)
+            Raw votes, read by the layers recomputed per combination.
+        ``indicators`` : ndarray of float64, shape (bars, 6)
+            Arbiter inputs, read when ``score_inputs`` is True.
+        ``params`` : ndarray of float64, shape (combinations, len(SCALARS))
+            Packed hierarchy parameters, one row per combination.
+        ``weights`` : ndarray of float64, shape (combinations, models)
+        ``meta_models`` : ndarray of int64, shape (k,)
+        ``meta_weights`` : ndarray of float64, shape (combinations, k)
+        ``coef``, ``intercept``
+            Uncertainty model (shared by every combination).
+        ``rules`` : ndarray of float64, shape (combinations, RULE_COLUMNS)
+            Position model and costs (see the ``R_*`` columns).
+        ``block_edges`` : ndarray of int64, shape (blocks + 1,)
+            Bar boundaries of the time blocks: 0, ..., bars.
+        ``period_edges`` : ndarray of int64, shape (periods + 1,)
+            Bar boundaries of the return periods (days, say): 0, ..., bars.
     stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
         Output, zeroed by the caller.
     blocks : ndarray of float64, shape (combinations, blocks, BLOCK_COLUMNS)
@@ -692,12 +669,16 @@ def sweep_nb(
     periods : ndarray of float64, shape (combinations, periods)
         Output: each period's return, equity at its last bar over equity at the previous
         period's last bar (the initial cash for the first), minus one.
+    init_cash : float
+    vote_inputs, meta_inputs, score_inputs : True or None
+        True recomputes Layer 1's vote, Meta's vote statistics, the Arbiter's score per
+        combination; None reads them from ``bar_inputs``.
     """
-    bars = bar_inputs.shape[0]
-    combos = params.shape[0]
+    bars = inputs.bar_inputs.shape[0]
+    combos = inputs.params.shape[0]
     max_lag = 0
     for c in range(combos):
-        max_lag = max(max_lag, np.int64(rules[c, R_LAG]))
+        max_lag = max(max_lag, np.int64(inputs.rules[c, R_LAG]))
     pending = np.full((combos, max_lag + 1), np.nan)
     state = np.zeros((combos, STATE_COLUMNS))
     for c in range(combos):
@@ -710,22 +691,6 @@ def sweep_nb(
         state[c, T_PERIOD_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
         stats[c, S_RUIN_BAR] = -1.0
-    inputs = SweepInputs(
-        bar_inputs,
-        actions,
-        confidences,
-        active,
-        indicators,
-        params,
-        weights,
-        meta_models,
-        meta_weights,
-        coef,
-        intercept,
-        rules,
-        block_edges,
-        period_edges,
-    )
     outputs = SweepOutputs(state, pending, stats, blocks, periods)
     for first in range(0, bars, TILE):
         last = min(bars, first + TILE)

@@ -342,7 +342,7 @@ def run_chunk(
     stats, blocks, periods = out
     # None lets Numba compile the layer's per-combination code out of the kernel
     vote_inputs, meta_inputs, score_inputs = (True if flag else None for flag in combinations_flags)
-    nb.sweep_nb(
+    kernel_inputs = nb.SweepInputs(
         inputs.bar_inputs,
         inputs.actions,
         inputs.confidences,
@@ -355,15 +355,18 @@ def run_chunk(
         coef,
         intercept,
         np.ascontiguousarray(chunk["rules"]),
-        vote_inputs,
-        meta_inputs,
-        score_inputs,
-        float(init_cash),
         edges,
         periods_edges,
+    )
+    nb.sweep_nb(
+        kernel_inputs,
         stats,
         blocks,
         periods,
+        float(init_cash),
+        vote_inputs,
+        meta_inputs,
+        score_inputs,
     )
     return stats, blocks, periods
 

@@ -180,6 +180,15 @@ STREAM_PRIME_B = 67108837
 TILE = 8192
 
 
+# What the shared per-bar inputs are computed from (see ``bar_inputs_nb``).
+BarSources = namedtuple(
+    "BarSources",
+    ["actions", "confidences", "active", "indicators", "fill", "close", "open", "low", "high"],
+)
+LayerValues = namedtuple(
+    "LayerValues", ["params", "weights", "meta_models", "meta_weights", "coef", "intercept"]
+)
+
 # The arrays every tile reads, as one value (see ``sweep_nb`` for their shapes).
 SweepInputs = namedtuple(
     "SweepInputs",
@@ -699,29 +708,36 @@ def sweep_nb(inputs, stats, blocks, periods, init_cash, vote_inputs, meta_inputs
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def bar_inputs_nb(
-    actions,
-    confidences,
-    active,
-    indicators,
-    params,
-    weights,
-    meta_models,
-    meta_weights,
-    coef,
-    intercept,
-    fill,
-    close,
-    open_,
-    low,
-    high,
-    out,
-):
-    """Per-bar inputs shared by every combination whose layers use ``params``' values.
+def bar_inputs_nb(sources, layers, out):
+    """Per-bar inputs shared by every combination whose layers use ``layers.params``' values.
 
     Meta's columns are written for every bar (whether or not Meta runs there), with the fidelity
     in ``params``; the entropy only when ``params`` enables the uncertainty model.
+
+    Parameters
+    ----------
+    sources : BarSources
+        Votes (``actions``, ``confidences``, ``active``: shape (bars, models)), Arbiter inputs
+        (``indicators``: shape (bars, 6)) and prices (``fill``, ``close``, ``open``, ``low``,
+        ``high``: shape (bars,)).
+    layers : LayerValues
+        One combination's ``params`` (len(SCALARS)), ``weights`` (models), ``meta_models``
+        (k), ``meta_weights`` (k), and the uncertainty model's ``coef`` and ``intercept``.
+    out : ndarray of float64, shape (bars, BAR_COLUMNS)
+        Output.
     """
+    actions, confidences, active = sources.actions, sources.confidences, sources.active
+    indicators = sources.indicators
+    params, weights = layers.params, layers.weights
+    meta_models, meta_weights = layers.meta_models, layers.meta_weights
+    coef, intercept = layers.coef, layers.intercept
+    fill, close, open_, low, high = (
+        sources.fill,
+        sources.close,
+        sources.open,
+        sources.low,
+        sources.high,
+    )
     intended = params[P_FIDELITY] == INTENDED
     uncertainty = params[P_UNCERTAINTY] != 0.0
     bars = actions.shape[0]

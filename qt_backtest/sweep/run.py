@@ -265,22 +265,26 @@ def symbol_inputs(
     actions, confidences, active = prediction_arrays(votes, config.models)
     inputs = indicator_array(indicators, votes.index)
     bar_inputs = np.empty((len(bars), nb.BAR_COLUMNS))
+    prices = {
+        name: bars[column].to_numpy(dtype=np.float64)
+        for name, column in (
+            ("fill", combinations.rules[0].fill_price),
+            ("close", "close"),
+            ("open", "open"),
+            ("low", "low"),
+            ("high", "high"),
+        )
+    }
     nb.bar_inputs_nb(
-        actions,
-        confidences,
-        active,
-        inputs,
-        combinations.params[0],
-        combinations.weights[0],
-        combinations.meta_models,
-        combinations.meta_weights[0],
-        combinations.coef,
-        combinations.intercept,
-        bars[combinations.rules[0].fill_price].to_numpy(dtype=np.float64),
-        bars["close"].to_numpy(dtype=np.float64),
-        bars["open"].to_numpy(dtype=np.float64),
-        bars["low"].to_numpy(dtype=np.float64),
-        bars["high"].to_numpy(dtype=np.float64),
+        nb.BarSources(actions, confidences, active, inputs, **prices),
+        nb.LayerValues(
+            combinations.params[0],
+            combinations.weights[0],
+            combinations.meta_models,
+            combinations.meta_weights[0],
+            combinations.coef,
+            combinations.intercept,
+        ),
         bar_inputs,
     )
     return SymbolInputs(

@@ -185,3 +185,37 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, journal_lines, caps
     # the journald year is part of what the state was made under
     assert main(["monitor", str(_settings(tmp_path, journal, "year = 2026"))]) == 1
     assert "year changed" in capsys.readouterr().err
+
+
+def test_a_prediction_store_is_read_as_the_stages_journal_run_after_run(tmp_path, capsys):
+    store = tmp_path / "store.toml"
+    body = f"""
+[data]
+samples = ["ETHUSDT-1h"]
+start = "2025-09-01"
+{{end}}
+[predictions]
+file = "{sample_dir() / "sample-predictions.parquet"}"
+
+[monitor]
+start = "2026-01-01"
+state = "store-state.json"
+out = "store.html"
+"""
+    # the first run sees the bars up to February, the second up to April
+    store.write_text(body.replace("{end}", 'end = "2026-02-15"'))
+    assert main(["monitor", str(store)]) == 0
+    first = capsys.readouterr().out
+    assert "new decision records" in first
+    store.write_text(body.replace("{end}", 'end = "2026-04-01"'))
+    assert main(["monitor", str(store)]) == 0
+    capsys.readouterr()
+    state = json.loads((tmp_path / "store-state.json").read_text())
+    # one pass over the same span from a fresh state
+    (tmp_path / "store-state.json").unlink()
+    assert main(["monitor", str(store)]) == 0
+    capsys.readouterr()
+    again = json.loads((tmp_path / "store-state.json").read_text())
+    for key in ("watches", "pooled", "tracks", "reader", "store_times"):
+        assert state[key] == again[key], key
+    assert state["watches"]["ETHUSDT"]["decisions"] > 1000

@@ -65,8 +65,11 @@ def _bars(settings: Any) -> dict[str, pd.DataFrame]:
     return load_bars(settings)
 
 
-def _new_monitor(settings: Any, bars: dict[str, pd.DataFrame]) -> Monitor:
-    """A fresh monitor, with the backtest's projection when votes are at hand (H-MON-5)."""
+def _new_monitor(
+    settings: Any, bars: dict[str, pd.DataFrame], before: str | None = None
+) -> Monitor:
+    """A fresh monitor, with the backtest's projection when votes are at hand (H-MON-5), from
+    the bars before ``before`` (all of them by default)."""
     monitor = Monitor(
         settings.monitor,
         settings.rules,
@@ -83,7 +86,12 @@ def _new_monitor(settings: Any, bars: dict[str, pd.DataFrame]) -> Monitor:
         from qt_backtest.monitor.history import plan_from_history
 
         plan_from_history(
-            monitor, bars, load_votes(settings, bars), settings.hierarchy, settings.indicators
+            monitor,
+            bars,
+            load_votes(settings, bars),
+            settings.hierarchy,
+            settings.indicators,
+            before=before,
         )
     if monitor.expectations:
         from qt_backtest.monitor.page import plan_sentence
@@ -108,26 +116,64 @@ def command_monitor(args: argparse.Namespace) -> int:
     if args.follow and not args.poll > 0:
         raise UsageError(f"--poll must be a positive number of seconds, got {args.poll!r}")
     journal = settings.monitor_files.get("journal")
-    if not journal:
-        raise UsageError("the monitor needs [monitor] journal = the live engine's journal file")
-    journal_path = settings.resolve(journal)
+    if not journal and not (settings.predictions or settings.train):
+        raise UsageError(
+            "the monitor needs [monitor] journal = the live engine's journal file, or a "
+            "prediction store ([predictions]) with [monitor] start"
+        )
     state_path = _state_path(settings, args.state)
+    if not journal:
+        if args.follow:
+            raise UsageError("--follow reads a journal; a prediction store is read once per run")
+        return _from_predictions(settings, state_path, _page_path(settings, args.out))
+    journal_path = settings.resolve(journal)
     bars = _bars(settings)
+    monitor = _load_or_new(settings, state_path, bars)
+    page = _page_path(settings, args.out)
+    _read_once(monitor, journal_path, bars)
+    _publish(monitor, state_path, page)
+    if args.follow:
+        _follow(monitor, journal_path, settings, state_path, page, args.poll)
+    return 0
+
+
+def _load_or_new(
+    settings: Any, state_path: Path, bars: dict[str, pd.DataFrame], before: str | None = None
+) -> Monitor:
     if state_path.exists():
-        monitor = Monitor.load(
+        return Monitor.load(
             state_path,
             settings.monitor,
             settings.rules,
             settings.hierarchy.min_trade_confidence,
             settings.monitor_files.get("year"),
         )
-    else:
-        monitor = _new_monitor(settings, bars)
-    page = _page_path(settings, args.out)
-    _read_once(monitor, journal_path, bars)
+    return _new_monitor(settings, bars, before)
+
+
+def _from_predictions(settings: Any, state_path: Path, page: Path) -> int:
+    """The stage replayed over a prediction store's votes, read as its journal (H-MON-1): each
+    run adds the decisions after those the state has seen."""
+    from dataclasses import replace
+
+    from qt_backtest.cli import load_votes
+    from qt_backtest.monitor.history import journal_since
+
+    start = settings.monitor_files.get("start")
+    if not start:
+        raise UsageError("reading a prediction store needs [monitor] start, the stage's first day")
+    bars = _bars(settings)
+    votes = load_votes(settings, bars)
+    monitor = _load_or_new(settings, state_path, bars, before=start)
+    hierarchy = replace(settings.hierarchy, mode=settings.monitor.stage)
+    timed = journal_since(
+        bars, votes, start, monitor.store_times, hierarchy=hierarchy, inputs=settings.indicators
+    )
+    records = monitor.feed((line + "\n" for _, _, line in timed), bars)
+    for written, symbol, _ in timed:
+        monitor.store_times[symbol] = written.isoformat()
+    print(f"prediction store: {records:,} new decision records")
     _publish(monitor, state_path, page)
-    if args.follow:
-        _follow(monitor, journal_path, settings, state_path, page, args.poll)
     return 0
 
 

@@ -91,6 +91,41 @@ def journal_from_replay(
     return lines
 
 
+def journal_since(
+    bars: Mapping[str, pd.DataFrame],
+    votes: Mapping[str, pd.DataFrame],
+    start: str | pd.Timestamp,
+    after: Mapping[str, str | None],
+    *,
+    hierarchy: HierarchyConfig,
+    inputs: ArbiterInputConfig | None = None,
+) -> list[tuple[pd.Timestamp, str, str]]:
+    """The journal a stage would have written from ``start`` on, over the votes of a
+    prediction store, without the lines up to each symbol's ``after`` time (those a monitor has
+    read already): a prediction store read as a live journal (H-MON-1). Returns
+    ``(time, symbol, line)`` in time order."""
+    start = _utc(start)
+    timed: list[tuple[pd.Timestamp, str, str]] = []
+    for symbol, frame in bars.items():
+        if symbol not in votes:
+            raise ConfigError(f"no votes for {symbol}")
+        decisions = replay(
+            votes[symbol].reindex(frame.index), arbiter_inputs(frame, inputs), hierarchy
+        )
+        seen = after.get(symbol)
+        lines = journal_from_replay(
+            symbol, decisions.loc[decisions.index >= start], votes[symbol], hierarchy.models
+        )
+        timed += [(t, symbol, line) for t, line in lines if seen is None or t > pd.Timestamp(seen)]
+    timed.sort(key=lambda item: item[0])
+    return timed
+
+
+def _utc(time: str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(time)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
 @dataclass
 class MonitorHistory:
     """Result of :func:`monitor_history`.
@@ -179,7 +214,7 @@ def monitor_history(
     config = config or MonitorConfig()
     hierarchy = replace(hierarchy or HierarchyConfig(), mode=config.stage)
     rules = rules or PositionRules()
-    start = pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tz is None else pd.Timestamp(start)
+    start = _utc(start)
     stop = None if end is None else pd.Timestamp(end, tz="UTC") + pd.Timedelta(1, "D")
     missing = sorted(set(bars) - set(votes))
     if missing:

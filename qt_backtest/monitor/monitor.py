@@ -75,6 +75,8 @@ class Monitor:
         self.watches: dict[str, Watch] = {}
         self.pooled = Watch(self.config)
         self.tracks: dict[str, BarTrack] = {}
+        #: per symbol, the time of the last line written from a prediction store (H-MON-1)
+        self.store_times: dict[str, str] = {}
         #: projections before the stage starts (H-MON-5) by symbol (POOLED: for all), set by
         #: :meth:`plan`
         self.expectations: dict[str, dict[str, float]] = {}
@@ -267,6 +269,7 @@ class Monitor:
             "pooled": self.pooled.to_dict(),
             "tracks": {name: track.to_dict() for name, track in self.tracks.items()},
             "expectations": self.expectations,
+            "store_times": self.store_times,
         }
 
     @classmethod
@@ -309,6 +312,7 @@ class Monitor:
             name: BarTrack.from_dict(value) for name, value in state["tracks"].items()
         }
         monitor.expectations = dict(state["expectations"])
+        monitor.store_times = dict(state["store_times"])
         return monitor
 
     def save(self, path: str | Path) -> Path:

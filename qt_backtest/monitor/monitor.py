@@ -1,10 +1,11 @@
 """The rollout monitor: journal records in, anytime-valid verdicts out (H-MON-1 to H-MON-6).
 
 A :class:`Monitor` is fed journal lines (any chunking: its state after two chunks equals its
-state after their concatenation) and the market bars of the symbols. For each completed record
-it updates the rate sequences at once; for the Arbiter stage it also places the record on its
-bar and steps that symbol's override tracker bar by bar, adding each override's paired outcome
-when it settles. The whole state is a JSON document, saved atomically.
+state after their concatenation) and the market bars of the symbols. The completed records are
+counted towards the rate sequences a day at a time; at the Arbiter stage they are also placed on
+their bars and each symbol's override tracker is stepped over the bars that are ready, adding
+each override's paired outcome when it settles. The whole state is a JSON document, saved
+atomically.
 """
 
 from __future__ import annotations
@@ -218,10 +219,6 @@ class Monitor:
         return self.expectations.get(symbol, self.expectations.get(POOLED))
 
     # -- reading ----------------------------------------------------------------------------
-
-    def finish_day(self) -> None:
-        for watch in [*self.watches.values(), self.pooled]:
-            watch.finish_day()
 
     def status(self) -> pd.DataFrame:
         """One row per symbol and pooled: records, day, overrides settled and open, the mean

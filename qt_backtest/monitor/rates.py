@@ -22,9 +22,6 @@ CALLED = ("override", "defer_low_confidence", "defer_hold")
 #: ensemble, so its rates say nothing about the Arbiter.
 STAGE_RATES = {"meta": ("escalation_rate", "defer_rate"), "meta_arbiter": RATES}
 
-#: Verdicts on a rate against its band (H-MON-2).
-RATE_VERDICTS = ("inside", "outside", "undecided")
-
 
 def present(value: Any) -> bool:
     """Whether a journal record's field holds a value (absent fields are None, NaN or NaT)."""

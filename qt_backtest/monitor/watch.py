@@ -17,7 +17,7 @@ import pandas as pd
 
 from qt_backtest.inference.sequential import MeanSequence, ProportionSequence
 from qt_backtest.monitor.config import MonitorConfig
-from qt_backtest.monitor.rates import bands, count_events, edges_to_clear, rate_verdict
+from qt_backtest.monitor.rates import bands, edges_to_clear, rate_verdict
 
 
 @dataclass
@@ -56,10 +56,6 @@ class Watch:
 
     # -- updates ----------------------------------------------------------------------------
 
-    def add_record(self, record: Mapping[str, Any]) -> None:
-        """Count one journal record towards every rate whose denominator holds it."""
-        self.add_counts(count_events([record]), record.get("time"), record.get("time"))
-
     def add_counts(self, counts: Mapping[str, tuple[int, int]], first: Any, last: Any) -> None:
         """Count the records of one day, ``{rate: (successes, count)}`` (:func:`count_events`),
         from time ``first`` to ``last``; a day's row is written when the next day starts."""
@@ -75,10 +71,6 @@ class Watch:
             if count:
                 sequence.update_many(np.arange(count) < successes)
 
-    def add_outcome(self, relative_value: float) -> None:
-        """Add the paired outcome of one settled override (H-MON-4)."""
-        self.add_outcomes(np.array([relative_value], dtype=float))
-
     def add_outcomes(self, relative_values: np.ndarray) -> None:
         """Add the paired outcomes of settled overrides, in the order they became known."""
         assert self.value is not None
@@ -88,13 +80,6 @@ class Watch:
     def _close_days_before(self, time: str) -> None:
         """Write the timeline row of the previous day when ``time`` starts a new one."""
         if self.last_time is not None and time[:10] != self.last_time[:10]:
-            self.timeline.append(self.day_row())
-
-    def finish_day(self) -> None:
-        """Write the current day's row (at the end of a history run)."""
-        if self.last_time is not None and (
-            not self.timeline or self.timeline[-1]["time"] != self.last_time
-        ):
             self.timeline.append(self.day_row())
 
     # -- reading ----------------------------------------------------------------------------

@@ -95,6 +95,7 @@ CONSENSUS_CATEGORIES = (*CONSENSUS_LABELS, "no_valid_models")
 NO_VALID_MODELS = positions(CONSENSUS_CATEGORIES)["no_valid_models"]
 MODES = ("ensemble", "meta", "meta_arbiter")
 MODE_ENSEMBLE = positions(MODES)["ensemble"]
+MODE_META = positions(MODES)["meta"]
 MODE_META_ARBITER = positions(MODES)["meta_arbiter"]
 FIDELITIES = ("production", "intended")
 INTENDED = positions(FIDELITIES)["intended"]
@@ -184,6 +185,10 @@ SWEEP_BAR_INPUTS = (
     "fallback",  # Meta's fallback confidence
     "entropy",  # uncertainty model's normalised entropy (NaN without a model)
     "score",  # Arbiter score
+    "base_action",  # Layer 1's decision and its confidence
+    "base_confidence",
+    "verdict",  # the Arbiter's verdict on the score and its confidence
+    "verdict_confidence",
     "fill",  # fill price of the bar
     "close",  # close of the bar
     "open",  # open, low and high: the close-out checks

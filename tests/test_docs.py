@@ -14,7 +14,7 @@ CITING = ("qt_backtest", "tests", "research", "notebooks", "benchmarks", "exampl
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".toml", ".j2", ".txt"}
 
 # <letter>-<TOPIC>-<number>, the letters of docs/README.md
-ID = r"[HIPMTX]-[A-Z]+-[1-9][0-9]*"
+ID = r"[HIPMSTX]-[A-Z]+-[1-9][0-9]*"
 DEFINITION = re.compile(r"\*\*(" + ID + r")\*\*")
 CITATION = re.compile(r"(?<![\w-])(" + ID + r")(?![\w-])")
 CODE_SPAN = re.compile(r"`[^`\n]*`")

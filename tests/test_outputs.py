@@ -23,7 +23,10 @@ def market():
 
 def run(market, cache):
     bars, votes, inputs = market
-    return sweep(bars, votes, inputs, GRID_AXES, chunk_size=2, blocks=4, cache_dir=cache)
+    # every combination simulated: five chunks of two
+    return sweep(
+        bars, votes, inputs, GRID_AXES, chunk_size=2, blocks=4, cache_dir=cache, dedup=False
+    )
 
 
 def corrupt_truncated(path):

@@ -352,7 +352,7 @@ def test_resume_after_a_killed_run_computes_only_the_missing_chunks(tmp_path, fo
             if number == 2:  # after three finished chunks, die without any clean-up
                 os.kill(os.getpid(), signal.SIGKILL)
         sweep(bars, votes, inputs, GRID_AXES, chunk_size=2, blocks=4,
-              cache_dir={str(cache)!r}, on_chunk=kill)
+              cache_dir={str(cache)!r}, on_chunk=kill, dedup=False)
         """
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -370,6 +370,7 @@ def test_resume_after_a_killed_run_computes_only_the_missing_chunks(tmp_path, fo
         blocks=4,
         cache_dir=cache,
         on_chunk=lambda symbol, number: seen.append(number),
+        dedup=False,
     )
     assert resumed.loaded_chunks == 3
     assert resumed.computed_chunks == 2
@@ -378,7 +379,9 @@ def test_resume_after_a_killed_run_computes_only_the_missing_chunks(tmp_path, fo
     pd.testing.assert_frame_equal(resumed.frame, fresh.frame, check_exact=True)
     for symbol in fresh.blocks:
         np.testing.assert_array_equal(resumed.blocks[symbol], fresh.blocks[symbol])
-    again = sweep(bars, votes, inputs, GRID_AXES, chunk_size=2, blocks=4, cache_dir=cache)
+    again = sweep(
+        bars, votes, inputs, GRID_AXES, chunk_size=2, blocks=4, cache_dir=cache, dedup=False
+    )
     assert (again.loaded_chunks, again.computed_chunks) == (5, 0)
 
 
@@ -489,7 +492,7 @@ def test_bad_sweeps_are_refused(four_models):
 
 def test_progress_bar_reports_every_chunk(four_models, capsys):
     bars, votes, inputs = four_models
-    sweep(bars, votes, inputs, GRID_AXES, chunk_size=4, progress=True, blocks=2)
+    sweep(bars, votes, inputs, GRID_AXES, chunk_size=4, progress=True, blocks=2, dedup=False)
     assert "3/3" in capsys.readouterr().err
 
 

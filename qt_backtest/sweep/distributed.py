@@ -17,7 +17,7 @@ from qt_backtest.sweep.run import run_chunk
 def run_on_dask(
     todo: list[tuple[str, int, int, int]],
     prepared: dict[str, Any],
-    combinations: Any,
+    rows: Callable[[str, int, int], dict],
     flags: tuple[bool, bool, bool],
     shared: tuple,
     edges: dict[str, tuple[Any, Any]],
@@ -25,9 +25,10 @@ def run_on_dask(
     finish: Callable[[str, int, tuple], None],
     advance: Callable[[int], Any],
 ) -> None:
-    """Submit every ``(symbol, chunk number, start, stop)`` task and hand each result to
-    ``finish`` as it completes (so that finished chunks are stored even if a later one fails).
-    ``address`` is a scheduler address; None starts a local cluster for the duration."""
+    """Submit every ``(symbol, chunk number, start, stop)`` task (``rows`` gives its
+    combinations' arrays) and hand each result to ``finish`` as it completes (so that finished
+    chunks are stored even if a later one fails). ``address`` is a scheduler address; None
+    starts a local cluster for the duration."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -55,7 +56,7 @@ def run_on_dask(
             future = client.submit(
                 run_chunk,
                 scattered[symbol],
-                combinations.chunk(start, stop),
+                rows(symbol, start, stop),
                 flags,
                 *shared,
                 *edges[symbol],

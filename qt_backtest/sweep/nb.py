@@ -11,9 +11,11 @@ The decision arithmetic is the replay kernel's (:mod:`qt_backtest.hierarchy.nb`)
 trades follow :mod:`qt_backtest.backtest.nb`, so each combination's metrics equal a single
 replay + vectorbt simulation of it.
 
-Per-bar inputs that no swept parameter changes arrive precomputed (``bar_inputs``); a layer
-whose own parameters vary between combinations is recomputed per combination from the raw votes
-and indicators instead. Which layers are recomputed is told by passing ``True`` or ``None`` for
+Per-bar inputs that no swept parameter changes arrive precomputed (``bar_inputs``: Layer 1's
+vote and decision, Meta's vote statistics, the Arbiter's score and verdict); a layer whose own
+parameters vary between combinations is recomputed per combination from the raw votes and
+indicators instead. The thresholds that compare these values are all a combination reads of its
+own on most bars. Which layers are recomputed is told by passing ``True`` or ``None`` for
 ``vote_inputs``, ``meta_inputs`` and ``score_inputs``: Numba compiles a separate kernel for each
 pattern and drops the code of the layers passed ``None``, which keeps the common kernel lean.
 
@@ -24,6 +26,7 @@ eight patterns take about 80 s to compile instead of about 8 s, for no gain at r
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -86,6 +89,10 @@ B_SPLIT = _BAR["split"]
 B_FALLBACK = _BAR["fallback"]
 B_ENTROPY = _BAR["entropy"]
 B_SCORE = _BAR["score"]
+B_BASE_ACTION = _BAR["base_action"]
+B_BASE_CONFIDENCE = _BAR["base_confidence"]
+B_VERDICT = _BAR["verdict"]
+B_VERDICT_CONFIDENCE = _BAR["verdict_confidence"]
 B_FILL = _BAR["fill"]
 B_CLOSE = _BAR["close"]
 B_OPEN = _BAR["open"]
@@ -227,12 +234,11 @@ def _decide(c, t, inputs, params, features, vote_inputs, meta_inputs, score_inpu
         vote, mean, agreeing, voters = ensemble_votes_nb(
             actions, confidences, active, t, inputs.weights[c]
         )
+        action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
     else:
-        vote = np.int64(bar_inputs[t, B_ACTION])
-        mean = bar_inputs[t, B_MEAN]
-        agreeing = np.int64(bar_inputs[t, B_AGREEING])
+        action = np.int64(bar_inputs[t, B_BASE_ACTION])
+        confidence = bar_inputs[t, B_BASE_CONFIDENCE]
         voters = np.int64(bar_inputs[t, B_VOTERS])
-    action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
     final = action
     final_confidence = confidence
     ran = 0
@@ -287,9 +293,10 @@ def _decide(c, t, inputs, params, features, vote_inputs, meta_inputs, score_inpu
                     called = 1
                     if score_inputs is not None:
                         score, _, _ = arbiter_score_nb(inputs.indicators, t, params)
+                        verdict, verdict_confidence = arbiter_verdict_nb(score, params)
                     else:
-                        score = bar_inputs[t, B_SCORE]
-                    verdict, verdict_confidence = arbiter_verdict_nb(score, params)
+                        verdict = np.int64(bar_inputs[t, B_VERDICT])
+                        verdict_confidence = bar_inputs[t, B_VERDICT_CONFIDENCE]
                     if gate_nb(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
                         overridden = 1
                         final = verdict
@@ -707,6 +714,128 @@ def sweep_nb(inputs, stats, blocks, periods, init_cash, vote_inputs, meta_inputs
             _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs)
 
 
+# running state of the decision pass (``streams_nb``), one row per combination
+D_DIRECTION = 0
+D_EXPOSURE = 1
+D_HELD = 2
+D_LAST_TARGET = 3
+DECISION_STATE_COLUMNS = 4
+
+# seeds and multipliers of the two exact order-stream keys (64-bit, wrapping)
+_KEY_SEED_A = np.uint64(0x9E3779B97F4A7C15)
+_KEY_SEED_B = np.uint64(0xC2B2AE3D27D4EB4F)
+_KEY_MULTIPLIER_B = np.uint64(0x100000001B3)
+
+
+@njit(cache=True)
+def _mix64(word):
+    """A 64-bit finaliser (splitmix64's): every input bit changes about half the output bits."""
+    word ^= word >> np.uint64(30)
+    word *= np.uint64(0xBF58476D1CE4E5B9)
+    word ^= word >> np.uint64(27)
+    word *= np.uint64(0x94D049BB133111EB)
+    word ^= word >> np.uint64(31)
+    return word
+
+
+@njit(cache=True)
+def _order_key_step(key_a, key_b, t, target):
+    """The two exact order-stream keys after an order for ``target`` sent on bar ``t``.
+
+    Unlike the rounded ``stream_a``/``stream_b`` hashes, every bit of ``target`` enters (its
+    mantissa as a 53-bit integer and its exponent, exactly), so streams with equal keys send
+    the same orders to the last bit; the two keys are mixed independently, 128 bits in all.
+    """
+    mantissa, exponent = math.frexp(target)
+    words = (
+        np.uint64(t),
+        np.uint64(np.int64(mantissa * 9007199254740992.0)),  # 2**53: exact
+        np.uint64(np.int64(exponent) + 2048),
+    )
+    for word in words:
+        key_a = _mix64(key_a + _mix64(word + _KEY_SEED_A))
+        key_b = (key_b ^ _mix64(word ^ _KEY_SEED_B)) * _KEY_MULTIPLIER_B
+    return key_a, key_b
+
+
+@njit(cache=True, error_model="numpy")
+def _stream_tile(
+    c, first, last, inputs, state, stats, keys, vote_inputs, meta_inputs, score_inputs
+):
+    """The decision pass of combination ``c`` over bars ``first`` to ``last`` (exclusive):
+    ``_tile``'s decisions, counts and orders, without fills or metrics."""
+    bars = inputs.bar_inputs.shape[0]
+    combo_params = inputs.params[c]
+    features = np.empty(inputs.coef.shape[1])
+    counts = (0, 0, 0, 0, 0)
+    position_rules, lag, _ = _combination_rules(inputs.rules[c])
+    row = stats[c]
+    direction = np.int64(state[c, D_DIRECTION])
+    exposure = state[c, D_EXPOSURE]
+    held = np.int64(state[c, D_HELD])
+    last_target = state[c, D_LAST_TARGET]
+    key_a = keys[c, 0]
+    key_b = keys[c, 1]
+    for t in range(first, last):
+        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
+            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
+        )
+        counts = _count(counts, ran, escalated, called, overridden, vetoed)
+        direction, exposure, held = _position_step(
+            final, final_confidence, direction, exposure, held, position_rules
+        )
+        target = direction * exposure
+        if target != last_target:
+            last_target = target
+            if t + lag < bars:
+                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
+                    row[S_STREAM_A], row[S_STREAM_B], t, target
+                )
+                key_a, key_b = _order_key_step(key_a, key_b, t, target)
+    state[c, D_DIRECTION] = direction
+    state[c, D_EXPOSURE] = exposure
+    state[c, D_HELD] = held
+    state[c, D_LAST_TARGET] = last_target
+    keys[c, 0] = key_a
+    keys[c, 1] = key_b
+    _store_counts(row, counts)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def streams_nb(inputs, stats, keys, vote_inputs, meta_inputs, score_inputs):
+    """The decision pass: every combination's decision counts and orders, without trading.
+
+    Combinations that send the same orders (same bars, same targets to the last bit) under the
+    same execution lag and costs have the same fills, equity and metrics; only their decision
+    counts may differ. This pass finds them, so that ``sweep_nb`` simulates each stream once.
+
+    Parameters
+    ----------
+    inputs : SweepInputs
+        As for :func:`sweep_nb` (``block_edges`` and ``period_edges`` are not read).
+    stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
+        Output, zeroed by the caller: the decision counts (``meta_ran`` ... ``vetoes``) and the
+        rounded stream hashes (``stream_a``, ``stream_b``), as ``sweep_nb`` writes them; the
+        other columns are left alone.
+    keys : ndarray of uint64, shape (combinations, 2)
+        Output: two exact keys of each combination's order stream (overwritten).
+    vote_inputs, meta_inputs, score_inputs : True or None
+        As for :func:`sweep_nb`.
+    """
+    bars = inputs.bar_inputs.shape[0]
+    combos = inputs.params.shape[0]
+    state = np.zeros((combos, DECISION_STATE_COLUMNS))
+    for c in range(combos):
+        keys[c, 0] = _KEY_SEED_A
+        keys[c, 1] = _KEY_SEED_B
+    for first in range(0, bars, TILE):
+        last = min(bars, first + TILE)
+        for c in prange(combos):
+            _stream_tile(
+                c, first, last, inputs, state, stats, keys, vote_inputs, meta_inputs, score_inputs
+            )
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def bar_inputs_nb(sources, layers, out):
     """Per-bar inputs shared by every combination whose layers use ``layers.params``' values.
@@ -752,6 +881,9 @@ def bar_inputs_nb(sources, layers, out):
             out[t, B_MEAN] = mean
             out[t, B_AGREEING] = agreeing
             out[t, B_VOTERS] = voters
+            action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
+            out[t, B_BASE_ACTION] = action
+            out[t, B_BASE_CONFIDENCE] = confidence
             _, share, split = meta_votes_nb(actions, active, t, intended)
             out[t, B_SHARE] = share
             out[t, B_SPLIT] = 1.0 if split else 0.0
@@ -767,6 +899,9 @@ def bar_inputs_nb(sources, layers, out):
                 out[t, B_ENTROPY] = entropy
             score, _, _ = arbiter_score_nb(indicators, t, params)
             out[t, B_SCORE] = score
+            verdict, verdict_confidence = arbiter_verdict_nb(score, params)
+            out[t, B_VERDICT] = verdict
+            out[t, B_VERDICT_CONFIDENCE] = verdict_confidence
             out[t, B_FILL] = fill[t]
             out[t, B_CLOSE] = close[t]
             out[t, B_OPEN] = open_[t]

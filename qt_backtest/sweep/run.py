@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
 from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
 from qt_backtest.inference.sharpe import min_backtest_length
 from qt_backtest.sweep import nb
+from qt_backtest.sweep.dedup import DECISION_COLUMNS, SimulationPlan, simulation_plan
 from qt_backtest.sweep.grid import Grid, apply_parameters
 from qt_backtest.sweep.overfitting import (
     PBOResult,
@@ -59,6 +61,15 @@ SCORE_SCALARS = (
     "fidelity",
     *SCALARS[INDEX["rsi_weight"] : INDEX["momentum_scale_factor"] + 1],
     *SCALARS[INDEX["neutral_rsi"] : INDEX["neutral_momentum"] + 1],
+)
+# Layer 1's decision from its vote, and the Arbiter's verdict from its score: when these vary
+# too, the layer is recomputed per combination
+BASE_SCALARS = SCALARS[INDEX["confidence_cap"] : INDEX["multiplier_weak"] + 1]
+VERDICT_SCALARS = (
+    "fidelity",
+    "score_threshold",
+    *SCALARS[INDEX["base_confidence"] : INDEX["intended_hold_high"] + 1],
+    "deployed_wiring",
 )
 METRICS = (
     "total_return",
@@ -111,11 +122,21 @@ class Combinations:
     inline_score: bool
 
     def chunk(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """The kernel's per-combination arrays of combinations ``start`` to ``stop``."""
         return {
             "params": self.params[start:stop],
             "weights": self.weights[start:stop],
             "meta_weights": self.meta_weights[start:stop],
             "rules": self.rule_matrix[start:stop],
+        }
+
+    def rows(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The kernel's per-combination arrays of the combinations at ``positions``."""
+        return {
+            "params": self.params[positions],
+            "weights": self.weights[positions],
+            "meta_weights": self.meta_weights[positions],
+            "rules": self.rule_matrix[positions],
         }
 
 
@@ -193,7 +214,8 @@ def pack_grid(
     weights = np.stack([p.weights for p in packed])
     meta_weights = np.stack([p.meta_weights for p in packed])
     meta_columns = [INDEX[name] for name in META_SCALARS]
-    score_columns = [INDEX[name] for name in SCORE_SCALARS]
+    score_columns = [INDEX[name] for name in SCORE_SCALARS + VERDICT_SCALARS]
+    base_columns = [INDEX[name] for name in BASE_SCALARS]
     return Combinations(
         grid=grid,
         configs=tuple(configs),
@@ -205,7 +227,7 @@ def pack_grid(
         coef=first.coef,
         intercept=first.intercept,
         rule_matrix=np.array([_rule_row(r) for r in rule_sets], dtype=np.float64),
-        inline_votes=_varies(weights),
+        inline_votes=_varies(weights) or _varies(params[:, base_columns]),
         inline_meta=_varies(params[:, meta_columns]) or _varies(meta_weights),
         inline_score=_varies(params[:, score_columns]),
     )
@@ -344,9 +366,30 @@ def run_chunk(
             np.zeros((count, len(periods_edges) - 1)),
         )
     stats, blocks, periods = out
+    kernel_inputs = _kernel_inputs(
+        inputs, chunk, meta_models, coef, intercept, edges, periods_edges
+    )
+    nb.sweep_nb(
+        kernel_inputs, stats, blocks, periods, float(init_cash), *_layer_flags(combinations_flags)
+    )
+    return stats, blocks, periods
+
+
+def _layer_flags(flags: tuple[bool, bool, bool]) -> tuple[bool | None, ...]:
     # None lets Numba compile the layer's per-combination code out of the kernel
-    vote_inputs, meta_inputs, score_inputs = (True if flag else None for flag in combinations_flags)
-    kernel_inputs = nb.SweepInputs(
+    return tuple(True if flag else None for flag in flags)
+
+
+def _kernel_inputs(
+    inputs: SymbolInputs,
+    chunk: Mapping[str, np.ndarray],
+    meta_models: np.ndarray,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    edges: np.ndarray,
+    periods_edges: np.ndarray,
+) -> nb.SweepInputs:
+    return nb.SweepInputs(
         inputs.bar_inputs,
         inputs.actions,
         inputs.confidences,
@@ -362,17 +405,44 @@ def run_chunk(
         edges,
         periods_edges,
     )
-    nb.sweep_nb(
-        kernel_inputs,
-        stats,
-        blocks,
-        periods,
-        float(init_cash),
-        vote_inputs,
-        meta_inputs,
-        score_inputs,
+
+
+def decision_pass(
+    inputs: SymbolInputs,
+    combinations: Combinations,
+    positions: np.ndarray,
+    bars: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decision pass (:func:`qt_backtest.sweep.nb.streams_nb`) of the combinations at
+    ``positions`` over the first ``bars`` bars (all by default): their statistics (decision
+    counts and stream hashes filled) and exact order-stream keys, shape (len(positions), 2)."""
+    count = len(positions)
+    stats = np.zeros((count, nb.STAT_COLUMNS))
+    keys = np.empty((count, 2), dtype=np.uint64)
+    if bars is not None and bars < inputs.bar_inputs.shape[0]:
+        inputs = SymbolInputs(
+            inputs.symbol,
+            inputs.index[:bars],
+            inputs.bar_inputs[:bars],
+            inputs.actions[:bars],
+            inputs.confidences[:bars],
+            inputs.active[:bars],
+            inputs.indicators[:bars],
+            inputs.periods_per_year,
+        )
+    edges = np.array([0, inputs.bar_inputs.shape[0]], dtype=np.int64)
+    kernel_inputs = _kernel_inputs(
+        inputs,
+        combinations.rows(positions),
+        combinations.meta_models,
+        combinations.coef,
+        combinations.intercept,
+        edges,
+        edges,
     )
-    return stats, blocks, periods
+    flags = (combinations.inline_votes, combinations.inline_meta, combinations.inline_score)
+    nb.streams_nb(kernel_inputs, stats, keys, *_layer_flags(flags))
+    return stats, keys
 
 
 def stream_classes(stats: np.ndarray, rules: np.ndarray) -> np.ndarray:
@@ -528,6 +598,9 @@ class SweepResult:
         and ``buy_and_hold``, the benchmarks of :meth:`superiority`.
     computed_chunks, loaded_chunks : int
         Chunks run by the kernel and chunks read back from ``cache_dir``.
+    streams : dict of symbol to int
+        Combinations simulated per symbol: one per class of identical equity curves (all of
+        them when the sweep ran with ``dedup=False``).
     """
 
     frame: pd.DataFrame
@@ -543,6 +616,7 @@ class SweepResult:
     computed_chunks: int = 0
     loaded_chunks: int = 0
     configs: tuple[HierarchyConfig, ...] = field(default=(), repr=False)
+    streams: dict[str, int] = field(default_factory=dict)
 
     def ranked(self, metric: str = "sharpe", symbol: str | None = None) -> pd.DataFrame:
         """Rows best first by ``metric``: closed-out (ruined) combinations last whatever their
@@ -807,13 +881,12 @@ def overfitting_report(
 def _chunk_key(
     digest: str,
     combinations: Combinations,
-    start: int,
-    stop: int,
+    positions: np.ndarray,
     init_cash: float,
     edges: tuple[np.ndarray, np.ndarray],
 ) -> str:
     hasher = hashlib.sha256(digest.encode())
-    for array in combinations.chunk(start, stop).values():
+    for array in combinations.rows(positions).values():
         hasher.update(np.ascontiguousarray(array).tobytes())
     shared = (combinations.meta_models, combinations.coef, combinations.intercept, *edges)
     for array in shared:
@@ -895,6 +968,7 @@ def sweep(
     interval: str | pd.Timedelta | None = None,
     on_chunk: Callable[[str, int], None] | None = None,
     period: str | None = "1D",
+    dedup: bool = True,
 ) -> SweepResult:
     """Decide, trade and score every combination of ``grid`` on every symbol.
 
@@ -932,7 +1006,13 @@ def sweep(
         Keep each combination's returns per period of this length (``"1D"``: per calendar
         day, UTC), memory periods x combinations, for the multiple-testing verdicts
         (:meth:`SweepResult.period_returns`); None keeps none.
+    dedup : bool
+        Simulate each distinct order stream once (see :mod:`qt_backtest.sweep.dedup`; results
+        are the same either way, :attr:`SweepResult.streams` says how many were simulated).
+        False simulates every combination.
     """
+    if not isinstance(dedup, bool):
+        raise ValueError(f"dedup must be True or False, got {dedup!r}")
     rules = rules or PositionRules()
     config = config or HierarchyConfig()
     grid = _sweep_grid(grid, modes, blocks, period, chunk_size, executor)
@@ -961,10 +1041,22 @@ def sweep(
         symbol: _buy_and_hold(bars[symbol], inputs.index, rules, interval)
         for symbol, inputs in prepared.items()
     }
-    outputs = _result_arrays(len(grid), edges)
+    plans = {
+        symbol: simulation_plan(
+            combinations,
+            inputs.bar_inputs,
+            partial(decision_pass, inputs, combinations),
+            dedup,
+        )
+        for symbol, inputs in prepared.items()
+    }
+    outputs = _result_arrays({symbol: plan.streams for symbol, plan in plans.items()}, edges)
     paths, bounds, todo, loaded = _plan_chunks(
-        list(prepared), chunk_size, len(grid), directory, digests, combinations, edges, outputs
+        chunk_size, plans, directory, digests, combinations, edges, outputs
     )
+
+    def rows(symbol: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        return combinations.rows(plans[symbol].simulated[start:stop])
 
     def finish(symbol: str, number: int, result: tuple[np.ndarray, ...]) -> None:
         start, stop = bounds[symbol, number]
@@ -985,7 +1077,7 @@ def sweep(
             for symbol, number, start, stop in todo:
                 result = run_chunk(
                     prepared[symbol],
-                    combinations.chunk(start, stop),
+                    rows(symbol, start, stop),
                     flags,
                     *shared,
                     *edges[symbol],
@@ -996,9 +1088,7 @@ def sweep(
         else:
             from qt_backtest.sweep.distributed import run_on_dask
 
-            run_on_dask(
-                todo, prepared, combinations, flags, shared, edges, address, finish, bar.update
-            )
+            run_on_dask(todo, prepared, rows, flags, shared, edges, address, finish, bar.update)
     finally:
         bar.close()
 
@@ -1006,13 +1096,26 @@ def sweep(
         grid,
         combinations,
         prepared,
-        outputs,
+        {symbol: _expanded(outputs.pop(symbol), plan) for symbol, plan in plans.items()},
         edges,
         held_references,
         (bars, votes, indicators),
         (config, rules, uncertainty_model, interval, period),
         (len(todo), loaded),
+        {symbol: plan.streams for symbol, plan in plans.items()},
     )
+
+
+def _expanded(compact: tuple[np.ndarray, ...], plan: SimulationPlan) -> tuple[np.ndarray, ...]:
+    """Results of every combination from those of the simulated ones (S-DUP-1): each class's
+    row, with each combination's own decision counts."""
+    if len(plan.source) == len(plan.simulated) and plan.decisions is None:
+        return compact  # every combination was simulated, in order
+    stats, blocks, periods = (array[plan.source] for array in compact)
+    del compact
+    if plan.decisions is not None:
+        stats[:, DECISION_COLUMNS] = plan.decisions[:, DECISION_COLUMNS]
+    return stats, blocks, periods
 
 
 def _sweep_grid(
@@ -1059,38 +1162,43 @@ def _by_symbol(bars, votes, indicators) -> tuple[dict, dict, dict]:
     return dict(bars), dict(votes), dict(indicators)
 
 
-def _result_arrays(count: int, edges: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Zeroed (stats, block moments, period returns) of ``count`` combinations per symbol:
-    every chunk is written into these, never concatenated, so the results exist once."""
+def _result_arrays(
+    counts: Mapping[str, int], edges: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> dict:
+    """Zeroed (stats, block moments, period returns) of ``counts[symbol]`` simulated
+    combinations per symbol: every chunk is written into these, never concatenated."""
     return {
         symbol: (
-            np.zeros((count, nb.STAT_COLUMNS)),
-            np.zeros((count, len(block) - 1, nb.BLOCK_COLUMNS)),
-            np.zeros((count, len(period_edge) - 1)),
+            np.zeros((counts[symbol], nb.STAT_COLUMNS)),
+            np.zeros((counts[symbol], len(block) - 1, nb.BLOCK_COLUMNS)),
+            np.zeros((counts[symbol], len(period_edge) - 1)),
         )
         for symbol, (block, period_edge) in edges.items()
     }
 
 
-def _plan_chunks(
-    symbols, chunk_size, combinations_count, directory, digests, combinations, edges, outputs
-) -> tuple:
-    """Which chunks of :func:`sweep` to compute: those not already finished in ``directory``
-    (read back into ``outputs``). Returns (cache path of each chunk to compute, the
-    combinations of every chunk, the chunks to compute, how many were read back)."""
+def _plan_chunks(chunk_size, plans, directory, digests, combinations, edges, outputs) -> tuple:
+    """Which chunks of :func:`sweep` to compute: chunks of each symbol's simulated
+    combinations (``plans``) not already finished in ``directory`` (read back into
+    ``outputs``). Returns (cache path of each chunk to compute, the rows of ``outputs`` of
+    every chunk, the chunks to compute, how many were read back)."""
     init_cash = combinations.rules[0].init_cash
-    starts = list(range(0, combinations_count, chunk_size))
-    tasks = [(symbol, number, start) for symbol in symbols for number, start in enumerate(starts)]
+    tasks = [
+        (symbol, number, start)
+        for symbol, plan in plans.items()
+        for number, start in enumerate(range(0, plan.streams, chunk_size))
+    ]
     paths: dict[tuple[str, int], Path | None] = {}
     bounds: dict[tuple[str, int], tuple[int, int]] = {}
     todo = []
     loaded = 0
     for symbol, number, start in tasks:
-        stop = min(start + chunk_size, combinations_count)
+        stop = min(start + chunk_size, plans[symbol].streams)
         bounds[symbol, number] = (start, stop)
         path = None
         if directory is not None:
-            key = _chunk_key(digests[symbol], combinations, start, stop, init_cash, edges[symbol])
+            positions = plans[symbol].simulated[start:stop]
+            key = _chunk_key(digests[symbol], combinations, positions, init_cash, edges[symbol])
             path = directory / f"chunk-{key}.npz"
             shapes = tuple((stop - start, *array.shape[1:]) for array in outputs[symbol])
             stored = _load(path, shapes) if path.exists() else None
@@ -1105,7 +1213,16 @@ def _plan_chunks(
 
 
 def _sweep_result(
-    grid, combinations, prepared, outputs, edges, held_references, frames_in, settings, chunks
+    grid,
+    combinations,
+    prepared,
+    outputs,
+    edges,
+    held_references,
+    frames_in,
+    settings,
+    chunks,
+    streams,
 ) -> SweepResult:
     """The :class:`SweepResult` of :func:`sweep`'s finished ``outputs``: metrics per
     combination and symbol, and the ensemble and buy-and-hold references. ``prepared`` and
@@ -1169,6 +1286,7 @@ def _sweep_result(
         computed_chunks=computed,
         loaded_chunks=loaded,
         configs=combinations.configs,
+        streams=streams,
     )
 
 

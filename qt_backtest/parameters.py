@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import numbers
@@ -174,9 +175,13 @@ class Param:
             ) from None
 
     def _number(self, name: str, value: Any, kind: type) -> Any:
-        wanted = numbers.Integral if kind is int else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, wanted):
-            raise self.error(name, value, f" (a {type(value).__name__})")
+        # built-in numbers (numpy's float64 is a float) first: the abstract-class checks cost
+        # more than all the rest
+        built_in = isinstance(value, (float, int) if kind is float else int)
+        if isinstance(value, bool) or not built_in:
+            wanted = numbers.Integral if kind is int else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                raise self.error(name, value, f" (a {type(value).__name__})")
         number = kind(value)
         if not math.isfinite(number):
             raise self.error(name, value, " (not a finite number)")
@@ -238,11 +243,17 @@ def declaration(field: dataclasses.Field) -> Param | None:
 
 
 def declared_fields(kind: type | Any) -> Iterator[tuple[dataclasses.Field, Param]]:
-    """``(field, declaration)`` of each declared field of a dataclass, in field order."""
-    for field in dataclasses.fields(kind):
-        spec = declaration(field)
-        if spec is not None:
-            yield field, spec
+    """``(field, declaration)`` of each declared field of a dataclass (a class or an
+    instance), in field order."""
+    yield from _declared(kind if isinstance(kind, type) else type(kind))
+
+
+@functools.cache
+def _declared(kind: type) -> tuple[tuple[dataclasses.Field, Param], ...]:
+    # a class's fields never change: read them once (validation runs per configuration, and a
+    # sweep builds thousands)
+    pairs = ((field, declaration(field)) for field in dataclasses.fields(kind))
+    return tuple((field, spec) for field, spec in pairs if spec is not None)
 
 
 def undeclared_fields(kind: type) -> list[str]:

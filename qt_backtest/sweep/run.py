@@ -62,6 +62,8 @@ SCORE_SCALARS = (
     *SCALARS[INDEX["rsi_weight"] : INDEX["momentum_scale_factor"] + 1],
     *SCALARS[INDEX["neutral_rsi"] : INDEX["neutral_momentum"] + 1],
 )
+# bars from which the buy-and-hold reference's memory is collected before the sweep runs
+COLLECT_AT_BARS = 250_000
 # Layer 1's decision from its vote, and the Arbiter's verdict from its score: when these vary
 # too, the layer is recomputed per combination
 BASE_SCALARS = SCALARS[INDEX["confidence_cap"] : INDEX["multiplier_weak"] + 1]
@@ -1041,15 +1043,7 @@ def sweep(
         symbol: _buy_and_hold(bars[symbol], inputs.index, rules, interval)
         for symbol, inputs in prepared.items()
     }
-    plans = {
-        symbol: simulation_plan(
-            combinations,
-            inputs.bar_inputs,
-            partial(decision_pass, inputs, combinations),
-            dedup,
-        )
-        for symbol, inputs in prepared.items()
-    }
+    plans = _simulation_plans(prepared, combinations, dedup)
     outputs = _result_arrays({symbol: plan.streams for symbol, plan in plans.items()}, edges)
     paths, bounds, todo, loaded = _plan_chunks(
         chunk_size, plans, directory, digests, combinations, edges, outputs
@@ -1104,6 +1098,18 @@ def sweep(
         (len(todo), loaded),
         {symbol: plan.streams for symbol, plan in plans.items()},
     )
+
+
+def _simulation_plans(
+    prepared: Mapping[str, SymbolInputs], combinations: Combinations, dedup: bool
+) -> dict[str, SimulationPlan]:
+    """Which combinations to simulate on each symbol (S-DUP-1)."""
+    return {
+        symbol: simulation_plan(
+            combinations, inputs.bar_inputs, partial(decision_pass, inputs, combinations), dedup
+        )
+        for symbol, inputs in prepared.items()
+    }
 
 
 def _expanded(compact: tuple[np.ndarray, ...], plan: SimulationPlan) -> tuple[np.ndarray, ...]:
@@ -1333,9 +1339,11 @@ def _buy_and_hold(
     held = simulate(window, buy_and_hold(window.index), benchmark_rules(rules), interval=interval)
     metrics, value = held.metrics.to_dict(), held.value
     # a vectorbt portfolio holds reference cycles: collected now, its arrays (0.1 GiB at 1M
-    # bars) are not still held when the sweep allocates its results
+    # bars) are not still held when the sweep allocates its results; a full collection takes
+    # about 0.1 s, more than smaller arrays are worth
     del held
-    gc.collect()
+    if len(window) >= COLLECT_AT_BARS:
+        gc.collect()
     return metrics, value
 
 

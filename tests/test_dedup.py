@@ -17,7 +17,8 @@ from qt_backtest.sweep.dedup import (
     decision_keys,
     first_of_class,
 )
-from qt_backtest.sweep.run import pack_grid, symbol_inputs
+from qt_backtest.sweep.run import _kernel_inputs, decision_pass, pack_grid, symbol_inputs
+from qt_backtest.sweep.streams_nb import streams_nb
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +243,36 @@ def test_the_decision_pass_is_skipped_when_the_first_bars_show_distinct_streams(
         assert len(calls) == 2  # the keys, and the prefix's streams: no full pass
     else:
         assert result.streams["series"] == 1
+
+
+def test_shared_decisions_equal_each_combination_deciding_alone(market):
+    """Combinations that differ only in their position rules decide once per tile; their
+    counts, hashes and keys equal those of each deciding alone."""
+    bars, votes, inputs = market
+    grid = Grid.product(
+        {
+            "arbiter.arbiter_threshold": [0.6, 0.8],
+            "rules.hold": ["keep", "flat"],
+            "rules.max_hold_bars": [None, 5],
+            "rules.long_only": [True, False],
+        }
+    )
+    combinations = pack_grid(grid)
+    prepared = symbol_inputs("series", bars, votes, inputs, combinations)
+    everything = np.arange(len(grid))
+    shared_stats, shared_keys = decision_pass(prepared, combinations, everything)
+    alone_stats = np.zeros_like(shared_stats)
+    alone_keys = np.empty_like(shared_keys)
+    kernel_inputs = _kernel_inputs(
+        prepared,
+        combinations.rows(everything),
+        combinations.meta_models,
+        combinations.coef,
+        combinations.intercept,
+        np.array([0, len(bars)]),
+        np.array([0, len(bars)]),
+    )
+    streams_nb(kernel_inputs, everything, alone_stats, alone_keys, None, None, None)
+    np.testing.assert_array_equal(shared_stats, alone_stats)
+    np.testing.assert_array_equal(shared_keys, alone_keys)
+    assert len(np.unique(shared_keys, axis=0)) > 2

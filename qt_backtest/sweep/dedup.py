@@ -12,10 +12,11 @@ position model, fills and metrics once per class:
    at or below it for ``>``), and parameters the combination's mode never reads are blanked.
    Combinations whose rows are then equal make the same comparison on every bar: every result
    is equal, decision counts included.
-2. **Equal orders** (S-DUP-3): the decision pass (:func:`qt_backtest.sweep.nb.streams_nb`)
-   runs the remaining combinations without trading and keys each one's stream of orders
-   exactly. Combinations with equal keys under equal execution lag and costs get equal fills,
-   equity and metrics; only their decision counts differ, and those come from the pass.
+2. **Equal orders** (S-DUP-3): the decision pass
+   (:func:`qt_backtest.sweep.streams_nb.streams_nb`) runs the remaining combinations without
+   trading and keys each one's stream of orders exactly. Combinations with equal keys under
+   equal execution lag and costs get equal fills, equity and metrics; only their decision
+   counts differ, and those come from the pass.
 
 The plan never changes a result (S-DUP-4): ``sweep(..., dedup=False)`` simulates every
 combination, and the tests compare every row of both.
@@ -188,9 +189,10 @@ def simulation_plan(
     combinations : Combinations
     bar_inputs : ndarray of float64, shape (bars, BAR_COLUMNS)
     decision_pass : callable
-        ``decision_pass(positions, bars=None)`` runs :func:`qt_backtest.sweep.nb.streams_nb`
-        on the combinations at ``positions`` over the first ``bars`` bars (all by default):
-        returns their (statistics, order keys).
+        ``decision_pass(positions, bars=None)`` runs the decision pass
+        (:func:`qt_backtest.sweep.streams_nb.streams_nb`) on the combinations at
+        ``positions`` over the first ``bars`` bars (all by default) and returns their
+        (statistics, order keys).
     dedup : bool
         False simulates every combination.
     """

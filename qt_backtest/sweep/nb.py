@@ -26,7 +26,6 @@ eight patterns take about 80 s to compile instead of about 8 s, for no gain at r
 
 from __future__ import annotations
 
-import math
 from collections import namedtuple
 
 import numpy as np
@@ -712,128 +711,6 @@ def sweep_nb(inputs, stats, blocks, periods, init_cash, vote_inputs, meta_inputs
         last = min(bars, first + TILE)
         for c in prange(combos):
             _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs)
-
-
-# running state of the decision pass (``streams_nb``), one row per combination
-D_DIRECTION = 0
-D_EXPOSURE = 1
-D_HELD = 2
-D_LAST_TARGET = 3
-DECISION_STATE_COLUMNS = 4
-
-# seeds and multipliers of the two exact order-stream keys (64-bit, wrapping)
-_KEY_SEED_A = np.uint64(0x9E3779B97F4A7C15)
-_KEY_SEED_B = np.uint64(0xC2B2AE3D27D4EB4F)
-_KEY_MULTIPLIER_B = np.uint64(0x100000001B3)
-
-
-@njit(cache=True)
-def _mix64(word):
-    """A 64-bit finaliser (splitmix64's): every input bit changes about half the output bits."""
-    word ^= word >> np.uint64(30)
-    word *= np.uint64(0xBF58476D1CE4E5B9)
-    word ^= word >> np.uint64(27)
-    word *= np.uint64(0x94D049BB133111EB)
-    word ^= word >> np.uint64(31)
-    return word
-
-
-@njit(cache=True)
-def _order_key_step(key_a, key_b, t, target):
-    """The two exact order-stream keys after an order for ``target`` sent on bar ``t``.
-
-    Unlike the rounded ``stream_a``/``stream_b`` hashes, every bit of ``target`` enters (its
-    mantissa as a 53-bit integer and its exponent, exactly), so streams with equal keys send
-    the same orders to the last bit; the two keys are mixed independently, 128 bits in all.
-    """
-    mantissa, exponent = math.frexp(target)
-    words = (
-        np.uint64(t),
-        np.uint64(np.int64(mantissa * 9007199254740992.0)),  # 2**53: exact
-        np.uint64(np.int64(exponent) + 2048),
-    )
-    for word in words:
-        key_a = _mix64(key_a + _mix64(word + _KEY_SEED_A))
-        key_b = (key_b ^ _mix64(word ^ _KEY_SEED_B)) * _KEY_MULTIPLIER_B
-    return key_a, key_b
-
-
-@njit(cache=True, error_model="numpy")
-def _stream_tile(
-    c, first, last, inputs, state, stats, keys, vote_inputs, meta_inputs, score_inputs
-):
-    """The decision pass of combination ``c`` over bars ``first`` to ``last`` (exclusive):
-    ``_tile``'s decisions, counts and orders, without fills or metrics."""
-    bars = inputs.bar_inputs.shape[0]
-    combo_params = inputs.params[c]
-    features = np.empty(inputs.coef.shape[1])
-    counts = (0, 0, 0, 0, 0)
-    position_rules, lag, _ = _combination_rules(inputs.rules[c])
-    row = stats[c]
-    direction = np.int64(state[c, D_DIRECTION])
-    exposure = state[c, D_EXPOSURE]
-    held = np.int64(state[c, D_HELD])
-    last_target = state[c, D_LAST_TARGET]
-    key_a = keys[c, 0]
-    key_b = keys[c, 1]
-    for t in range(first, last):
-        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
-            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
-        )
-        counts = _count(counts, ran, escalated, called, overridden, vetoed)
-        direction, exposure, held = _position_step(
-            final, final_confidence, direction, exposure, held, position_rules
-        )
-        target = direction * exposure
-        if target != last_target:
-            last_target = target
-            if t + lag < bars:
-                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
-                    row[S_STREAM_A], row[S_STREAM_B], t, target
-                )
-                key_a, key_b = _order_key_step(key_a, key_b, t, target)
-    state[c, D_DIRECTION] = direction
-    state[c, D_EXPOSURE] = exposure
-    state[c, D_HELD] = held
-    state[c, D_LAST_TARGET] = last_target
-    keys[c, 0] = key_a
-    keys[c, 1] = key_b
-    _store_counts(row, counts)
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def streams_nb(inputs, stats, keys, vote_inputs, meta_inputs, score_inputs):
-    """The decision pass: every combination's decision counts and orders, without trading.
-
-    Combinations that send the same orders (same bars, same targets to the last bit) under the
-    same execution lag and costs have the same fills, equity and metrics; only their decision
-    counts may differ. This pass finds them, so that ``sweep_nb`` simulates each stream once.
-
-    Parameters
-    ----------
-    inputs : SweepInputs
-        As for :func:`sweep_nb` (``block_edges`` and ``period_edges`` are not read).
-    stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
-        Output, zeroed by the caller: the decision counts (``meta_ran`` ... ``vetoes``) and the
-        rounded stream hashes (``stream_a``, ``stream_b``), as ``sweep_nb`` writes them; the
-        other columns are left alone.
-    keys : ndarray of uint64, shape (combinations, 2)
-        Output: two exact keys of each combination's order stream (overwritten).
-    vote_inputs, meta_inputs, score_inputs : True or None
-        As for :func:`sweep_nb`.
-    """
-    bars = inputs.bar_inputs.shape[0]
-    combos = inputs.params.shape[0]
-    state = np.zeros((combos, DECISION_STATE_COLUMNS))
-    for c in range(combos):
-        keys[c, 0] = _KEY_SEED_A
-        keys[c, 1] = _KEY_SEED_B
-    for first in range(0, bars, TILE):
-        last = min(bars, first + TILE)
-        for c in prange(combos):
-            _stream_tile(
-                c, first, last, inputs, state, stats, keys, vote_inputs, meta_inputs, score_inputs
-            )
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

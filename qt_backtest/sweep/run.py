@@ -41,7 +41,12 @@ from qt_backtest.hierarchy.replay import indicator_array, prediction_arrays
 from qt_backtest.inference.returns import check_period, period_count_per_year, period_returns
 from qt_backtest.inference.sharpe import min_backtest_length
 from qt_backtest.sweep import nb
-from qt_backtest.sweep.dedup import DECISION_COLUMNS, SimulationPlan, simulation_plan
+from qt_backtest.sweep.dedup import (
+    DECISION_COLUMNS,
+    SimulationPlan,
+    first_of_class,
+    simulation_plan,
+)
 from qt_backtest.sweep.grid import Grid, apply_parameters
 from qt_backtest.sweep.overfitting import (
     PBOResult,
@@ -52,6 +57,7 @@ from qt_backtest.sweep.overfitting import (
     probability_of_backtest_overfitting,
     walk_forward_selection,
 )
+from qt_backtest.sweep.streams_nb import streams_nb
 
 # packed scalars each precomputed layer depends on (weights travel separately)
 META_SCALARS = ("fidelity", "padding_confidence", "regime_volatility", "trend_strength")
@@ -415,8 +421,8 @@ def decision_pass(
     positions: np.ndarray,
     bars: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The decision pass (:func:`qt_backtest.sweep.nb.streams_nb`) of the combinations at
-    ``positions`` over the first ``bars`` bars (all by default): their statistics (decision
+    """The decision pass (:func:`qt_backtest.sweep.streams_nb.streams_nb`) of the combinations
+    at ``positions`` over the first ``bars`` bars (all by default): their statistics (decision
     counts and stream hashes filled) and exact order-stream keys, shape (len(positions), 2)."""
     count = len(positions)
     stats = np.zeros((count, nb.STAT_COLUMNS))
@@ -443,7 +449,10 @@ def decision_pass(
         edges,
     )
     flags = (combinations.inline_votes, combinations.inline_meta, combinations.inline_score)
-    nb.streams_nb(kernel_inputs, stats, keys, *_layer_flags(flags))
+    deciders = first_of_class(
+        np.column_stack([kernel_inputs.params, kernel_inputs.weights, kernel_inputs.meta_weights])
+    )
+    streams_nb(kernel_inputs, deciders, stats, keys, *_layer_flags(flags))
     return stats, keys
 
 

@@ -1,0 +1,211 @@
+"""The sweep's decision pass: every combination's decisions, decision counts and orders,
+without fills or metrics, and an exact key of each one's stream of orders (S-DUP-3).
+
+Combinations that send the same orders under the same execution rules get the same fills,
+equity and metrics, so :func:`qt_backtest.sweep.nb.sweep_nb` needs to simulate only one of them.
+Many combinations of a grid differ only in their position rules: they make the same decisions,
+which are then computed once per tile for all of them (``deciders``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from qt_backtest.sweep.nb import (
+    S_ARBITER_CALLS,
+    S_ESCALATIONS,
+    S_META_RAN,
+    S_OVERRIDES,
+    S_STREAM_A,
+    S_STREAM_B,
+    S_VETOES,
+    _combination_rules,
+    _count,
+    _decide,
+    _position_step,
+    _stream_step,
+)
+
+# running state of a combination between tiles
+D_DIRECTION = 0
+D_EXPOSURE = 1
+D_HELD = 2
+D_LAST_TARGET = 3
+DECISION_STATE_COLUMNS = 4
+
+# bars per tile: a tile's decisions of every decider are held at once
+DECISION_TILE = 2048
+
+# seeds and multipliers of the two exact order-stream keys (64-bit, wrapping)
+KEY_SEED_A = np.uint64(0x9E3779B97F4A7C15)
+KEY_SEED_B = np.uint64(0xC2B2AE3D27D4EB4F)
+_KEY_MULTIPLIER_B = np.uint64(0x100000001B3)
+
+
+@njit(cache=True)
+def _mix64(word):
+    """A 64-bit finaliser (splitmix64's): every input bit changes about half the output bits."""
+    word ^= word >> np.uint64(30)
+    word *= np.uint64(0xBF58476D1CE4E5B9)
+    word ^= word >> np.uint64(27)
+    word *= np.uint64(0x94D049BB133111EB)
+    word ^= word >> np.uint64(31)
+    return word
+
+
+@njit(cache=True)
+def order_key_step_nb(key_a, key_b, t, target):
+    """The two exact order-stream keys after an order for ``target`` sent on bar ``t``.
+
+    Unlike the rounded ``stream_a``/``stream_b`` hashes, every bit of ``target`` enters (its
+    mantissa as a 53-bit integer and its exponent, exactly), so streams with equal keys send
+    the same orders to the last bit; the two keys are mixed independently, 128 bits in all.
+    """
+    mantissa, exponent = math.frexp(target)
+    words = (
+        np.uint64(t),
+        np.uint64(np.int64(mantissa * 9007199254740992.0)),  # 2**53: exact
+        np.uint64(np.int64(exponent) + 2048),
+    )
+    for word in words:
+        key_a = _mix64(key_a + _mix64(word + KEY_SEED_A))
+        key_b = (key_b ^ _mix64(word ^ KEY_SEED_B)) * _KEY_MULTIPLIER_B
+    return key_a, key_b
+
+
+@njit(cache=True, error_model="numpy")
+def _decision_tile(
+    c, first, last, inputs, finals, confidences, counts, vote_inputs, meta_inputs, score_inputs
+):
+    """Combination ``c``'s final decisions on bars ``first`` to ``last`` (exclusive) into
+    ``finals`` and ``confidences`` (from position 0); adds its decision counts to ``counts``."""
+    combo_params = inputs.params[c]
+    features = np.empty(inputs.coef.shape[1])
+    tile_counts = (0, 0, 0, 0, 0)
+    for t in range(first, last):
+        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
+            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
+        )
+        tile_counts = _count(tile_counts, ran, escalated, called, overridden, vetoed)
+        finals[t - first] = final
+        confidences[t - first] = final_confidence
+    for k in range(5):
+        counts[k] += tile_counts[k]
+
+
+@njit(cache=True, error_model="numpy")
+def _order_tile(c, first, last, inputs, finals, confidences, state, stats, keys):
+    """Combination ``c``'s position model and orders on bars ``first`` to ``last`` from its
+    decisions (``finals``, ``confidences`` from position 0): ``sweep_nb``'s targets, hashed."""
+    bars = inputs.bar_inputs.shape[0]
+    position_rules, lag, _ = _combination_rules(inputs.rules[c])
+    row = stats[c]
+    direction = np.int64(state[c, D_DIRECTION])
+    exposure = state[c, D_EXPOSURE]
+    held = np.int64(state[c, D_HELD])
+    last_target = state[c, D_LAST_TARGET]
+    key_a = keys[c, 0]
+    key_b = keys[c, 1]
+    for t in range(first, last):
+        direction, exposure, held = _position_step(
+            finals[t - first], confidences[t - first], direction, exposure, held, position_rules
+        )
+        target = direction * exposure
+        if target != last_target:
+            last_target = target
+            if t + lag < bars:
+                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
+                    row[S_STREAM_A], row[S_STREAM_B], t, target
+                )
+                key_a, key_b = order_key_step_nb(key_a, key_b, t, target)
+    state[c, D_DIRECTION] = direction
+    state[c, D_EXPOSURE] = exposure
+    state[c, D_HELD] = held
+    state[c, D_LAST_TARGET] = last_target
+    keys[c, 0] = key_a
+    keys[c, 1] = key_b
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_inputs):
+    """The decision pass of every combination.
+
+    Parameters
+    ----------
+    inputs : SweepInputs
+        As for :func:`qt_backtest.sweep.nb.sweep_nb` (``block_edges`` and ``period_edges`` are
+        not read).
+    deciders : ndarray of int64, shape (combinations,)
+        For each combination, the first combination with the same decisions (equal packed
+        parameters, weights and Meta weights; the position rules may differ): each decider's
+        decisions are computed once and followed by every combination that names it.
+    stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
+        Output, zeroed by the caller: the decision counts (``meta_ran`` ... ``vetoes``) and the
+        rounded stream hashes (``stream_a``, ``stream_b``), as ``sweep_nb`` writes them; the
+        other columns are left alone.
+    keys : ndarray of uint64, shape (combinations, 2)
+        Output: two exact keys of each combination's order stream (overwritten).
+    vote_inputs, meta_inputs, score_inputs : True or None
+        As for ``sweep_nb``.
+    """
+    bars = inputs.bar_inputs.shape[0]
+    combos = inputs.params.shape[0]
+    leaders = np.unique(deciders)
+    slot = np.full(combos, -1, dtype=np.int64)
+    for position in range(leaders.shape[0]):
+        slot[leaders[position]] = position
+    state = np.zeros((combos, DECISION_STATE_COLUMNS))
+    counts = np.zeros((leaders.shape[0], 5), dtype=np.int64)
+    for c in range(combos):
+        keys[c, 0] = KEY_SEED_A
+        keys[c, 1] = KEY_SEED_B
+    shared = leaders.shape[0] < combos
+    tile = DECISION_TILE if shared else 1
+    finals = np.empty((leaders.shape[0] if shared else 0, tile), dtype=np.int64)
+    confidences = np.empty((leaders.shape[0] if shared else 0, tile))
+    for first in range(0, bars, DECISION_TILE):
+        last = min(bars, first + DECISION_TILE)
+        if shared:
+            for d in prange(leaders.shape[0]):
+                _decision_tile(
+                    leaders[d],
+                    first,
+                    last,
+                    inputs,
+                    finals[d],
+                    confidences[d],
+                    counts[d],
+                    vote_inputs,
+                    meta_inputs,
+                    score_inputs,
+                )
+            for c in prange(combos):
+                d = slot[deciders[c]]
+                _order_tile(c, first, last, inputs, finals[d], confidences[d], state, stats, keys)
+        else:
+            for c in prange(combos):
+                own_finals = np.empty(last - first, dtype=np.int64)
+                own_confidences = np.empty(last - first)
+                _decision_tile(
+                    c,
+                    first,
+                    last,
+                    inputs,
+                    own_finals,
+                    own_confidences,
+                    counts[slot[c]],
+                    vote_inputs,
+                    meta_inputs,
+                    score_inputs,
+                )
+                _order_tile(c, first, last, inputs, own_finals, own_confidences, state, stats, keys)
+    for c in range(combos):
+        own = counts[slot[deciders[c]]]
+        stats[c, S_META_RAN] += own[0]
+        stats[c, S_ESCALATIONS] += own[1]
+        stats[c, S_ARBITER_CALLS] += own[2]
+        stats[c, S_OVERRIDES] += own[3]
+        stats[c, S_VETOES] += own[4]

@@ -276,3 +276,27 @@ def test_shared_decisions_equal_each_combination_deciding_alone(market):
     np.testing.assert_array_equal(shared_stats, alone_stats)
     np.testing.assert_array_equal(shared_keys, alone_keys)
     assert len(np.unique(shared_keys, axis=0)) > 2
+
+
+def test_superiority_is_the_same_from_one_row_per_stream(market):
+    """Period returns are kept once per stream; the SPA, Reality Check and StepM verdicts and
+    the combinations declared better equal those from every combination's own row."""
+    bars, votes, inputs = market
+    grid = Grid.product(
+        {
+            "arbiter.arbiter_threshold": [0.55, 0.6, 0.8, 0.95],
+            "meta.consensus_threshold": [0.5, 0.75, 1.0],
+            "rules.size": [0.5, 1.0],
+        }
+    )
+    deduplicated = sweep(bars, votes, inputs, grid, period="6h", blocks=3)
+    everything = sweep(bars, votes, inputs, grid, period="6h", blocks=3, dedup=False)
+    assert deduplicated.stream_periods["series"].shape[0] < len(grid)
+    for benchmark in ("ensemble", "buy_and_hold"):
+        pd.testing.assert_frame_equal(
+            deduplicated.superiority(benchmark, draws=200),
+            everything.superiority(benchmark, draws=200),
+        )
+    pd.testing.assert_frame_equal(
+        deduplicated.period_returns("series"), everything.period_returns("series")
+    )

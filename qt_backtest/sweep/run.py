@@ -599,7 +599,13 @@ class SweepResult:
         Buy-and-hold of each symbol on the same bars (the evaluation window) under the sweep's
         base rules: ``symbol``, ``run`` and the backtest metrics, a row to rank against.
     periods : dict of symbol to ndarray, shape (combinations, periods)
-        Each combination's return per period (see :meth:`period_returns`).
+        Each combination's return per period (see :meth:`period_returns`), built on each
+        access from ``stream_periods`` (combinations x periods floats per symbol).
+    stream_periods : dict of symbol to ndarray, shape (streams, periods)
+        The period returns of each simulated combination (S-DUP-1): combinations with
+        identical equity curves share one row.
+    period_rows : dict of symbol to ndarray of int64, shape (combinations,)
+        Each combination's row of ``stream_periods``.
     period_index : dict of symbol to DatetimeIndex
         Start of each period.
     period : str or None
@@ -620,7 +626,8 @@ class SweepResult:
     index: dict[str, pd.DatetimeIndex]
     grid: Grid
     reference: pd.DataFrame = field(default_factory=pd.DataFrame)
-    periods: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    stream_periods: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    period_rows: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     period_index: dict[str, pd.DatetimeIndex] = field(default_factory=dict, repr=False)
     period: str | None = None
     reference_periods: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
@@ -635,6 +642,13 @@ class SweepResult:
         frame = self.frame if symbol is None else self.frame[self.frame["symbol"] == symbol]
         return rank_rows(frame, metric)
 
+    @property
+    def periods(self) -> dict[str, np.ndarray]:
+        return {symbol: self._periods_of(symbol) for symbol in self.stream_periods}
+
+    def _periods_of(self, symbol: str) -> np.ndarray:
+        return self.stream_periods[symbol][self.period_rows[symbol]]
+
     def period_returns(self, symbol: str) -> pd.DataFrame:
         """Returns per period of every combination on ``symbol``: rows periods (labelled by
         their start), columns combinations (positions in the grid). They equal the period
@@ -642,10 +656,12 @@ class SweepResult:
         (:func:`qt_backtest.inference.period_returns`)."""
         if self.period is None:
             raise ValueError("this sweep kept no period returns (it ran with period=None)")
-        if symbol not in self.periods:
-            raise KeyError(f"no symbol {symbol!r} in this sweep (symbols: {list(self.periods)})")
+        if symbol not in self.stream_periods:
+            raise KeyError(
+                f"no symbol {symbol!r} in this sweep (symbols: {list(self.stream_periods)})"
+            )
         return pd.DataFrame(
-            self.periods[symbol].T, index=self.period_index[symbol], copy=False
+            self._periods_of(symbol).T, index=self.period_index[symbol], copy=False
         ).rename_axis(index="period", columns="combination")
 
     def superiority(
@@ -673,13 +689,17 @@ class SweepResult:
         if self.period is None:
             raise ValueError("this sweep kept no period returns (it ran with period=None)")
         rows = []
-        for position, symbol in enumerate(self.periods):
+        for position, symbol in enumerate(self.stream_periods):
             references = self.reference_periods[symbol]
             if benchmark not in references.columns:
                 raise ValueError(
                     f"benchmark must be one of {list(references.columns)}, got {benchmark!r}"
                 )
-            returns = self.period_returns(symbol)
+            # one column per simulated stream: equal columns are one trial in the tests anyway
+            returns = pd.DataFrame(
+                self.stream_periods[symbol].T, index=self.period_index[symbol], copy=False
+            )
+            period_rows = self.period_rows[symbol]
             result = beat_benchmark(
                 returns,
                 references[benchmark],
@@ -688,6 +708,8 @@ class SweepResult:
                 block_length=block_length,
                 seed=seed + position,
             )
+            winners = np.isin(period_rows, np.asarray(result.better, dtype=np.int64))
+            better = [int(c) for c in np.flatnonzero(winners)]
             years = len(returns) / period_count_per_year(returns.index, self.period)
             best = float(self.frame.loc[self.frame["symbol"] == symbol, "sharpe"].max())
             needed = (
@@ -703,8 +725,8 @@ class SweepResult:
                     "spa_consistent": result.spa.pvalues["consistent"],
                     "spa_upper": result.spa.pvalues["upper"],
                     "reality_check": result.reality_check,
-                    "better": len(result.better),
-                    "better_combinations": [int(c) for c in result.better],
+                    "better": len(better),
+                    "better_combinations": better,
                     "distinct": result.distinct,
                     "periods": len(returns),
                     "years": years,
@@ -1122,15 +1144,17 @@ def _simulation_plans(
 
 
 def _expanded(compact: tuple[np.ndarray, ...], plan: SimulationPlan) -> tuple[np.ndarray, ...]:
-    """Results of every combination from those of the simulated ones (S-DUP-1): each class's
-    row, with each combination's own decision counts."""
+    """Statistics and block moments of every combination from those of the simulated ones
+    (S-DUP-1): each class's row, with each combination's own decision counts. Period returns
+    stay one row per simulation (with each combination's row): at a day per period they are
+    the largest result."""
+    stats, blocks, periods = compact
     if len(plan.source) == len(plan.simulated) and plan.decisions is None:
-        return compact  # every combination was simulated, in order
-    stats, blocks, periods = (array[plan.source] for array in compact)
-    del compact
+        return stats, blocks, periods, plan.source  # every combination simulated, in order
+    stats, blocks = stats[plan.source], blocks[plan.source]
     if plan.decisions is not None:
         stats[:, DECISION_COLUMNS] = plan.decisions[:, DECISION_COLUMNS]
-    return stats, blocks, periods
+    return stats, blocks, periods, plan.source
 
 
 def _sweep_grid(
@@ -1247,13 +1271,13 @@ def _sweep_result(
     config, rules, uncertainty_model, interval, period = settings
     computed, loaded = chunks
     init_cash = combinations.rules[0].init_cash
-    frames, block_arrays, period_arrays, period_indexes = [], {}, {}, {}
+    frames, block_arrays, period_arrays, period_rows, period_indexes = [], {}, {}, {}, {}
     reference_rows, reference_periods, indexes = [], {}, {}
     for symbol in list(prepared):
         inputs = prepared.pop(symbol)  # its arrays are freed before the references run
         index, per_year = inputs.index, inputs.periods_per_year
         del inputs
-        stats, moments, returns = outputs.pop(symbol)
+        stats, moments, returns, rows = outputs.pop(symbol)
         metrics = metrics_from_stats(stats, len(index), init_cash, per_year, index)
         metrics.insert(0, "stream", stream_classes(stats, combinations.rule_matrix))
         parameters = grid.frame().reset_index()
@@ -1266,6 +1290,7 @@ def _sweep_result(
         if period is None:
             continue
         period_arrays[symbol] = returns
+        period_rows[symbol] = rows
         first_bars = edges[symbol][1][:-1]
         period_indexes[symbol] = index[first_bars].floor(check_period(period))
         ensemble = _ensemble_periods(
@@ -1293,7 +1318,8 @@ def _sweep_result(
         reference_periods=reference_periods,
         blocks=block_arrays,
         block_edges={symbol: pair[0] for symbol, pair in edges.items()},
-        periods=period_arrays,
+        stream_periods=period_arrays,
+        period_rows=period_rows,
         period_index=period_indexes,
         period=period,
         index=indexes,

@@ -1,15 +1,16 @@
 """Indicator core vs TA-Lib: median wall time and ratio, plus first-call (compile) time.
 
-Run: ``make bench`` (or ``python benchmarks/bench_indicators.py [--repeat N]``).
+Run: ``make bench`` (or ``python benchmarks/bench_indicators.py [--repeat N]
+[--only rsi|macd|bbands] [--no-first-call]``).
 
 For RSI(14), MACD(12,26,9) and BBANDS(20,2) on 1,000,000 bars x 1 column and 100,000 bars x 100
-columns, the script times our kernels and TA-Lib in the same process after JIT warm-up and
-prints the medians and their ratio (ours / TA-Lib; below 1 means faster). Both sides allocate
-their outputs with numpy on every call. TA-Lib takes one contiguous column at a time, so the
-2-D baseline loops over columns; the 2-D cases run on a row-major array (C) and on a
-column-major one (F, the layout of ``DataFrame.to_numpy()``). The first-call section starts fresh
-interpreters that compile the three kernels with an empty Numba cache (cold) and then again
-with the cache they filled (warm).
+columns, the script times our kernels and TA-Lib in the same process after JIT warm-up, the
+calls of the two alternating, and prints the medians and their ratio (ours / TA-Lib; below 1
+means faster). Both sides allocate their outputs with numpy on every call. TA-Lib takes one
+contiguous column at a time, so the 2-D baseline loops over columns; the 2-D cases run on a
+row-major array (C) and on a column-major one (F, the layout of ``DataFrame.to_numpy()``).
+The first-call section starts fresh interpreters that compile the three kernels with an empty
+Numba cache (cold) and then again with the cache they filled (warm).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 
 import numpy as np
 import talib
-from _timing import median_seconds
+from _timing import paired_median_seconds
 
 from qt_backtest.indicators import nb
 from qt_backtest.indicators.api import as_kernel_input
@@ -123,6 +124,14 @@ def _first_call_seconds(cache_dir: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per case (median)")
+    parser.add_argument(
+        "--only",
+        choices=["rsi", "macd", "bbands"],
+        help="time one indicator only (its 1-D and 2-D cases)",
+    )
+    parser.add_argument(
+        "--no-first-call", action="store_true", help="skip the first-call (compile) section"
+    )
     args = parser.parse_args()
 
     import numba
@@ -144,10 +153,11 @@ def main() -> None:
         f"{'target':>8}  verdict"
     )
     for name, shape, ours, theirs in _cases(x1, x2_c, x2_f):
+        if args.only is not None and not name.lower().startswith(args.only):
+            continue
         ours()  # JIT warm-up (and the cache load)
         theirs()
-        ours_s = median_seconds(ours, args.repeat)
-        theirs_s = median_seconds(theirs, args.repeat)
+        ours_s, theirs_s = paired_median_seconds(ours, theirs, args.repeat)
         ratio = ours_s / theirs_s
         target = TARGETS.get(name, TARGET_2D) if shape.endswith("x 1") else TARGET_2D
         verdict = "meets" if ratio <= target else "misses"
@@ -156,6 +166,8 @@ def main() -> None:
             f"{ratio:>8.2f}{target:>8.2f}  {verdict}"
         )
 
+    if args.no_first_call:
+        return
     with tempfile.TemporaryDirectory() as cache_dir:
         cold = _first_call_seconds(cache_dir)
         warm = _first_call_seconds(cache_dir)

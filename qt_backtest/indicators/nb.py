@@ -25,7 +25,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 NAN = np.nan
 INF = np.inf
@@ -318,7 +318,7 @@ def rsi_init():
     return (0, NAN, 0.0, 0.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gain_loss(change):
     """A one-bar price change split into (gain, loss), both >= 0."""
     gain = change if change > 0.0 else 0.0
@@ -326,15 +326,15 @@ def _gain_loss(change):
     return gain, loss
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _wilder(average, value, period):
     """One step of Wilder's smoothing: ``((period - 1) * average + value) / period``."""
     return average * ((period - 1.0) / period) + value * (1.0 / period)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rsi_value(avg_gain, avg_loss):
-    """RSI of the averages; 0 when both vanish (TA-Lib's value for a series without moves)."""
+    """RSI of the averages; 0 when their sum is below TALIB_ZERO (prices did not move)."""
     total = avg_gain + avg_loss
     if total >= TALIB_ZERO:
         return 100.0 * (avg_gain / total)
@@ -374,7 +374,7 @@ def _rsi_into(x, period, out):
         state, out[i] = rsi_step(state, x[i], period)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _row_is_finite(x, i, first, last):
     finite = True
     for j in range(first, last):
@@ -700,24 +700,21 @@ def rsi_1d_nb(x, period, out):
 # two cores share even a narrow array (the thread count cannot be read by a cached kernel), and
 # at most _ROW_BLOCK_MAX columns each, so that a block's states stay in the L1 cache. A block
 # holds whole groups of _LINE_VALUES columns: two blocks share at most one cache line per row.
+# Rows narrower than one cache line are walked column by column: the row loop would be short.
 _ROW_BLOCKS_MIN = 2
 _ROW_BLOCK_MAX = 512
 
 
 @njit(cache=True, parallel=True)
-def rsi_2d_nb(x, period, out):
-    """RSI of every column of ``x`` (bars, columns) into ``out``; any layout.
+def _rsi_columns_2d(x, period, out):
+    for j in prange(x.shape[1]):
+        _rsi_into(x[:, j], period, out[:, j])
+    return out
 
-    Column-major arrays run column by column, the columns in parallel. When ``x`` and ``out``
-    are both row-major (and not one column) the kernel walks the rows instead, a block of
-    columns per thread, with the columns of each row updated together (:func:`_rsi_rows_into`).
-    """
+
+@njit(cache=True, parallel=True)
+def _rsi_rows_2d(x, period, out):
     columns = x.shape[1]
-    row_major = x.flags.c_contiguous and out.flags.c_contiguous and not x.flags.f_contiguous
-    if not row_major:
-        for j in prange(columns):
-            _rsi_into(x[:, j], period, out[:, j])
-        return out
     lines = (columns + _LINE_VALUES - 1) // _LINE_VALUES
     blocks = max(_ROW_BLOCKS_MIN, (columns + _ROW_BLOCK_MAX - 1) // _ROW_BLOCK_MAX)
     blocks = max(1, min(blocks, lines))
@@ -726,6 +723,38 @@ def rsi_2d_nb(x, period, out):
         last = min(lines * (b + 1) // blocks * _LINE_VALUES, columns)
         _rsi_rows_into(x, period, out, first, last)
     return out
+
+
+def _rsi_2d_for_layout(x, period, out):
+    """Stand-in for compiled code: the overload below picks the loop from the array types."""
+    raise NotImplementedError("only callable from a compiled function")
+
+
+@overload(_rsi_2d_for_layout)
+def _rsi_2d_for_layout_overload(x, period, out):
+    # chosen when rsi_2d_nb is compiled, from the arrays' types: each layout compiles only the
+    # loop it runs (the row loop costs a few seconds to compile)
+    if x.layout == "C" and out.layout == "C":
+
+        def row_major(x, period, out):
+            if x.shape[1] < _LINE_VALUES:
+                return _rsi_columns_2d(x, period, out)
+            return _rsi_rows_2d(x, period, out)
+
+        return row_major
+    return lambda x, period, out: _rsi_columns_2d(x, period, out)
+
+
+@njit(cache=True)
+def rsi_2d_nb(x, period, out):
+    """RSI of every column of ``x`` (bars, columns) into ``out``; any layout.
+
+    Column-major arrays run column by column, the columns in parallel. When ``x`` and ``out``
+    are both row-major (and a row spans a cache line) the kernel walks the rows instead, a
+    block of columns per thread, with the columns of each row updated together
+    (:func:`_rsi_rows_into`).
+    """
+    return _rsi_2d_for_layout(x, period, out)
 
 
 @njit(cache=True)

@@ -1,15 +1,18 @@
 """Indicator core vs TA-Lib: median wall time and ratio, plus first-call (compile) time.
 
-Run: ``make bench`` (or ``python benchmarks/bench_indicators.py [--repeat N]``).
+Run: ``make bench`` (or ``python benchmarks/bench_indicators.py [--repeat N]
+[--only rsi|macd|bbands] [--no-first-call]``).
 
 For RSI(14), MACD(12,26,9) and BBANDS(20,2) on 1,000,000 bars x 1 column and 100,000 bars x 100
-columns, the script times our kernels and TA-Lib in the same process after JIT warm-up and
-prints the medians and their ratio (ours / TA-Lib; below 1 means faster). Both sides allocate
-their outputs with numpy on every call. TA-Lib takes one contiguous column at a time, so the
-2-D baseline loops over columns; the 2-D cases run on a row-major array (C) and on a
-column-major one (F, the layout of ``DataFrame.to_numpy()``). The first-call section starts fresh
-interpreters that compile the three kernels with an empty Numba cache (cold) and then again
-with the cache they filled (warm).
+columns, the script times our kernels and TA-Lib in the same process after JIT warm-up, the
+calls of the two alternating, and prints the medians and their ratio (ours / TA-Lib; below 1
+means faster). Both sides allocate their outputs with numpy on every call. TA-Lib takes one
+contiguous column at a time, so the 2-D baseline loops over columns; the 2-D cases run on a
+row-major array (C) and on a column-major one (F, the layout of ``DataFrame.to_numpy()``). Our
+side prepares its input as the array API does: MACD and BBANDS copy a row-major array to
+column-major (inside the timing), RSI walks it in place by rows and writes row-major outputs.
+The first-call section starts fresh interpreters that compile the three kernels with an empty
+Numba cache (cold) and then again with the cache they filled (warm).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 
 import numpy as np
 import talib
-from _timing import median_seconds
+from _timing import paired_median_seconds
 
 from qt_backtest.indicators import nb
 from qt_backtest.indicators.api import as_kernel_input
@@ -34,13 +37,14 @@ def _random_walk(bars: int, columns: int, seed: int = 1) -> np.ndarray:
     return 100.0 * np.exp(np.cumsum(steps, axis=0))
 
 
-def _ours(kernel, x, *params, outputs=1):
-    """Our kernel as the array API calls it: input made column-major (a copy for row-major
-    arrays), outputs allocated with numpy -- as TA-Lib's wrapper allocates its outputs."""
+def _ours(kernel, x, *params, outputs=1, row_major=False):
+    """Our kernel as the array API calls it: input in the kernel's layout (a column-major copy
+    of a row-major array unless ``row_major``), outputs allocated with numpy in that layout --
+    as TA-Lib's wrapper allocates its outputs."""
 
     def run():
-        values = as_kernel_input(x)
-        return kernel(values, *params, *[np.empty(x.shape, order="F") for _ in range(outputs)])
+        values = as_kernel_input(x, row_major)
+        return kernel(values, *params, *[np.empty_like(values) for _ in range(outputs)])
 
     return run
 
@@ -71,7 +75,7 @@ def _cases(x1, x2_c, x2_f):
             (
                 "RSI(14)",
                 label,
-                _ours(nb.rsi_2d_nb, x2, 14),
+                _ours(nb.rsi_2d_nb, x2, 14, row_major=True),
                 _columns(lambda c: talib.RSI(c, 14), x2),
             ),
             (
@@ -123,6 +127,14 @@ def _first_call_seconds(cache_dir: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per case (median)")
+    parser.add_argument(
+        "--only",
+        choices=["rsi", "macd", "bbands"],
+        help="time one indicator only (its 1-D and 2-D cases)",
+    )
+    parser.add_argument(
+        "--no-first-call", action="store_true", help="skip the first-call (compile) section"
+    )
     args = parser.parse_args()
 
     import numba
@@ -135,19 +147,20 @@ def main() -> None:
     x2_c = _random_walk(100_000, 100, seed=2)
     x2_f = np.asfortranarray(x2_c)
     print(
-        "\n2-D layouts: C = row-major ndarray (we copy it to column-major once, inside the "
-        "timing; TA-Lib's loop copies each column out); F = column-major, the layout of "
-        "DataFrame.to_numpy()"
+        "\n2-D layouts: C = row-major ndarray (MACD and BBANDS copy it to column-major once, "
+        "inside the timing, RSI walks it by rows; TA-Lib's loop copies each column out); "
+        "F = column-major, the layout of DataFrame.to_numpy()"
     )
     print(
         f"\n{'indicator':<15}{'shape':<16}{'ours ms':>10}{'TA-Lib ms':>11}{'ratio':>8}"
         f"{'target':>8}  verdict"
     )
     for name, shape, ours, theirs in _cases(x1, x2_c, x2_f):
+        if args.only is not None and not name.lower().startswith(args.only):
+            continue
         ours()  # JIT warm-up (and the cache load)
         theirs()
-        ours_s = median_seconds(ours, args.repeat)
-        theirs_s = median_seconds(theirs, args.repeat)
+        ours_s, theirs_s = paired_median_seconds(ours, theirs, args.repeat)
         ratio = ours_s / theirs_s
         target = TARGETS.get(name, TARGET_2D) if shape.endswith("x 1") else TARGET_2D
         verdict = "meets" if ratio <= target else "misses"
@@ -156,6 +169,8 @@ def main() -> None:
             f"{ratio:>8.2f}{target:>8.2f}  {verdict}"
         )
 
+    if args.no_first_call:
+        return
     with tempfile.TemporaryDirectory() as cache_dir:
         cold = _first_call_seconds(cache_dir)
         warm = _first_call_seconds(cache_dir)

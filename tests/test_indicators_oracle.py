@@ -180,6 +180,32 @@ def test_two_dimensional_matches_each_column():
             assert_matches(two_d[:, j], reference(h, l, c, v), atol=atol)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_rsi_panel_with_missing_bars_in_either_layout(order):
+    """2-D RSI, NaN/inf runs included: each column is TA-Lib on each of its finite runs, and the
+    same bits as the column alone. Row-major panels are walked row by row, in blocks of columns
+    (more columns here than one block holds); column-major ones column by column."""
+    rng = np.random.default_rng(4)
+    bars, columns = 1500, 530
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (bars, columns)), axis=0))
+    close[rng.random((bars, columns)) < 0.002] = np.nan
+    close[700:730, 3] = np.inf
+    close[:, 9] = 5.0  # no move at all: RSI 0 after the warm-up
+    close[:, 10] = np.nan
+    close = np.array(close, order=order)
+    result = ind.rsi(close, 14)
+    for j in range(columns):
+        column = np.ascontiguousarray(close[:, j])
+        expected = _segmented(lambda c: talib.RSI(c, 14), column)
+        if j == 10:
+            assert np.isnan(result[:, j]).all()
+        else:
+            assert_matches(result[:, j], expected)
+        assert np.array_equal(result[:, j], ind.rsi(column, 14), equal_nan=True), j
+    other_layout = np.array(close, order="F" if order == "C" else "C")
+    assert np.array_equal(ind.rsi(other_layout, 14), result, equal_nan=True)
+
+
 def test_pandas_layer_keeps_index_and_columns(btc_1h):
     frame = pd.DataFrame(
         {"a": btc_1h["close"].to_numpy(), "b": btc_1h["open"].to_numpy()}, index=btc_1h.index

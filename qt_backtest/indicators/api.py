@@ -47,8 +47,13 @@ class BollingerResult(NamedTuple):
     width: Any
 
 
-def _as_float_array(x: Any, name: str) -> tuple[np.ndarray, Callable[[np.ndarray, str], Any]]:
-    """Validate ``x`` and return its float64 values plus a function that re-wraps a result."""
+def _as_float_array(
+    x: Any, name: str, row_major: bool = False
+) -> tuple[np.ndarray, Callable[[np.ndarray, str], Any]]:
+    """Validate ``x`` and return its float64 values plus a function that re-wraps a result.
+
+    ``row_major`` is passed on to :func:`as_kernel_input`.
+    """
     if isinstance(x, pd.Series):
         _check_numeric_dtype(x.dtype, name)
         values = x.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -61,7 +66,7 @@ def _as_float_array(x: Any, name: str) -> tuple[np.ndarray, Callable[[np.ndarray
     if isinstance(x, pd.DataFrame):
         for column, dtype in x.dtypes.items():
             _check_numeric_dtype(dtype, f"{name} column {column!r}")
-        values = as_kernel_input(x.to_numpy(dtype=np.float64, na_value=np.nan))
+        values = as_kernel_input(x.to_numpy(dtype=np.float64, na_value=np.nan), row_major)
         index, columns = x.index, x.columns
 
         def wrap_frame(result: np.ndarray, label: str) -> pd.DataFrame:
@@ -72,17 +77,21 @@ def _as_float_array(x: Any, name: str) -> tuple[np.ndarray, Callable[[np.ndarray
     _check_numeric_dtype(values.dtype, name)
     if values.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D (bars) or 2-D (bars, columns), got {values.ndim}-D")
-    return as_kernel_input(values), lambda result, label: result
+    return as_kernel_input(values, row_major), lambda result, label: result
 
 
-def as_kernel_input(values: np.ndarray) -> np.ndarray:
-    """float64 values in the layout the kernels walk fastest: 2-D arrays column-major.
+def as_kernel_input(values: np.ndarray, row_major: bool = False) -> np.ndarray:
+    """float64 values in a layout the kernels walk fast: 2-D arrays column-major.
 
     A row-major (bars, columns) array is copied once into column-major order: walking its
     columns in place touches a new cache line on every bar, which costs more than the copy.
+    With ``row_major=True`` -- for a kernel that walks a row-major array by rows (RSI) -- a
+    C-contiguous array is kept as it is, and the outputs are allocated row-major too.
     """
     values = values.astype(np.float64, copy=False)
     if values.ndim == 2 and not values.flags.f_contiguous:
+        if row_major and values.flags.c_contiguous:
+            return values
         return nb.to_column_major_nb(values, np.empty(values.shape, order="F"))
     return values
 
@@ -93,8 +102,8 @@ def _check_numeric_dtype(dtype: Any, name: str) -> None:
 
 
 def _empty_like(values: np.ndarray) -> np.ndarray:
-    """Output buffer in the kernel input's layout (column-major for 2-D)."""
-    return np.empty(values.shape, order="F")
+    """float64 output buffer in the kernel input's layout (row-major or column-major)."""
+    return np.empty_like(values, dtype=np.float64)
 
 
 def _dispatch(
@@ -153,7 +162,7 @@ def rsi(close: Values, period: int = defaults.RSI_PERIOD) -> Values:
     NaN for the first ``period`` bars (TA-Lib RSI). As in TA-Lib, a window without any price
     change (average gain + loss below 1e-14) gives 0.
     """
-    values, wrap = _as_float_array(close, "close")
+    values, wrap = _as_float_array(close, "close", row_major=True)
     period = check_period(period, "period", minimum=2)
     return wrap(_dispatch(values, nb.rsi_1d_nb, nb.rsi_2d_nb, period), "rsi")
 

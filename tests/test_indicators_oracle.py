@@ -315,3 +315,17 @@ def test_random_missing_runs_match_talib_per_segment(seed, runs, case):
         assert np.isnan(result).all()
     else:
         assert_matches(result, expected, atol=atol)
+
+
+@pytest.mark.parametrize("flat_bars", [1, 500, 1500, 4000])
+def test_rsi_over_a_long_flat_stretch_keeps_talib_ratio(flat_bars):
+    """After moves, flat bars make both Wilder averages decay together: TA-Lib keeps their ratio
+    and gives 0 only when the averages are exactly zero."""
+    rng = np.random.default_rng(4)
+    moves = 50.0 + np.cumsum(rng.normal(0.0, 1.0, 300))
+    close = np.concatenate([moves, np.full(flat_bars, moves[-1])])
+    assert_matches(ind.rsi(close, 14), talib.RSI(close, 14), atol=1e-9)
+    for tiny in (1e-13, 1e-200):  # moves far below any tolerance still count
+        step = np.concatenate([[0.0], np.full(40, tiny)])
+        assert_matches(ind.rsi(step, 14), talib.RSI(step, 14), atol=0.0)
+    assert_matches(ind.rsi(np.full(40, 7.0), 14), talib.RSI(np.full(40, 7.0), 14), atol=0.0)

@@ -159,8 +159,8 @@ def ema(x: Values, period: int) -> Values:
 def rsi(close: Values, period: int = defaults.RSI_PERIOD) -> Values:
     """Relative strength index with Wilder smoothing, in [0, 100].
 
-    NaN for the first ``period`` bars (TA-Lib RSI). As in TA-Lib, a window without any price
-    change (average gain + loss below 1e-14) gives 0.
+    NaN for the first ``period`` bars (TA-Lib RSI). As in TA-Lib, averages of exactly zero (no
+    price change at all) give 0 (I-RSI-1).
     """
     values, wrap = _as_float_array(close, "close", row_major=True)
     period = check_period(period, "period", minimum=2)

@@ -31,9 +31,6 @@ NAN = np.nan
 INF = np.inf
 EPS = float(np.finfo(np.float64).eps)
 
-# TA-Lib treats |v| < 1e-14 as zero when it decides that RSI's average move vanished (RSI = 0).
-TALIB_ZERO = 1e-14
-
 # Rolling moments are updated incrementally while the a priori rounding-error bound stays below
 # this fraction of the value's scale; past it the window is recomputed with two passes.
 MOMENTS_TOLERANCE = 1e-12
@@ -334,9 +331,10 @@ def _wilder(average, value, period):
 
 @njit(cache=True)
 def _rsi_value(avg_gain, avg_loss):
-    """RSI of the averages; 0 when their sum is below TALIB_ZERO (prices did not move)."""
+    """RSI of the averages; 0 when their sum is exactly 0 (prices did not move), as TA-Lib
+    gives: averages that decay towards 0 over flat bars keep their ratio (I-RSI-1)."""
     total = avg_gain + avg_loss
-    if total >= TALIB_ZERO:
+    if total > 0.0:
         return 100.0 * (avg_gain / total)
     return 0.0
 

@@ -108,7 +108,7 @@ blocks = 4
     frame = pd.read_csv(results)
     assert len(frame) == 2 * 4
     assert set(frame["rules.max_hold_bars"].dropna()) == {5}
-    assert "pbo" in stdout and "deflated_sharpe" in stdout
+    assert "pbo" in stdout and "deflated_sharpe" in stdout and "simulated" in stdout
     assert "spa_consistent" in stdout and "reality_check" in stdout
     assert "Threshold sweep and overfitting" in out.read_text()
 

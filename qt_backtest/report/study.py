@@ -65,7 +65,8 @@ class SweepSummary:
     metric : str
         What the overfitting controls rank by.
     overfitting : DataFrame
-        One row per symbol: :meth:`OverfittingReport.summary`.
+        One row per symbol: :meth:`OverfittingReport.summary`, and ``simulated``, the
+        distinct order streams the sweep simulated (S-DUP-1).
     walk_forward : DataFrame
         Walk-forward steps per symbol (``symbol`` column).
     plateau : DataFrame
@@ -528,7 +529,13 @@ def _sweep_summary(bars, votes, indicators, grid, config, rules, metric, options
         frame=result.frame,
         parameters=list(result.grid.names),
         metric=metric,
-        overfitting=pd.DataFrame([report.summary() for report in reports.values()]),
+        # simulated: the distinct order streams the sweep ran (S-DUP-1)
+        overfitting=pd.DataFrame(
+            [
+                {**report.summary(), "simulated": result.streams.get(symbol, len(result.grid))}
+                for symbol, report in reports.items()
+            ]
+        ),
         walk_forward=pd.concat(walk, ignore_index=True),
         plateau=pd.concat(plateau, ignore_index=True),
         reference=result.reference,

@@ -29,7 +29,9 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from qt_backtest.backtest.nb import (
     book_fill_nb,
@@ -178,10 +180,14 @@ T_PERIOD = _STATE["period"]
 T_PERIOD_START = _STATE["period_start"]
 STATE_COLUMNS = len(SWEEP_STATE)
 
-# moduli of the stream hashes: primes below 2**26, so that products fit in int64 and the
-# hashes in float64 exactly
-STREAM_PRIME_A = 67108859
-STREAM_PRIME_B = 67108837
+# seeds of the two order-stream keys (64-bit, wrapping); a key's top 52 bits are the statistics'
+# ``stream_a`` / ``stream_b`` columns (held exactly in a float64)
+KEY_SEED_A = np.uint64(0x9E3779B97F4A7C15)
+KEY_SEED_B = np.uint64(0xC2B2AE3D27D4EB4F)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_KEY_INCREMENT_B = np.uint64(0x632BE59BD9B4E019)
+_KEY_MULTIPLIER_B = np.uint64(0xD6E8FEB86659FD93)
+KEY_SHIFT = np.uint64(12)
 
 TILE = 8192
 
@@ -217,7 +223,9 @@ SweepInputs = namedtuple(
 )
 # The arrays the tiles write: the running state (``state``, and ``pending``, the ring of orders
 # waiting for the execution lag) and the outputs of ``sweep_nb``.
-SweepOutputs = namedtuple("SweepOutputs", ["state", "pending", "stats", "blocks", "periods"])
+SweepOutputs = namedtuple(
+    "SweepOutputs", ["state", "pending", "keys", "stats", "blocks", "periods"]
+)
 
 
 @njit(cache=True, error_model="numpy")
@@ -331,13 +339,43 @@ def _book(row, filled, price, paid, side, trade):
     return trade
 
 
+@intrinsic
+def _float_bits(typingctx, value):
+    """The IEEE-754 bits of a float64, as a uint64 (no conversion: the same 64 bits)."""
+    if not (isinstance(value, types.Float) and value.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.uint64(value), codegen
+
+
 @njit(cache=True)
-def _stream_step(hash_a, hash_b, t, target):
-    """The stream hashes after an order for ``target`` (exposure, to 1e-9) sent on bar ``t``."""
-    code = np.int64(t) * 4_000_000_007 + np.int64(round(target * 1e9))
-    a = (np.int64(hash_a) * 1_000_003 + code % STREAM_PRIME_A) % STREAM_PRIME_A
-    b = (np.int64(hash_b) * 999_983 + code % STREAM_PRIME_B) % STREAM_PRIME_B
-    return float(a), float(b)
+def _mix64(word):
+    """A 64-bit bijective finaliser (splitmix64's): each input bit flips about half the output
+    bits."""
+    word ^= word >> np.uint64(30)
+    word *= np.uint64(0xBF58476D1CE4E5B9)
+    word ^= word >> np.uint64(27)
+    word *= np.uint64(0x94D049BB133111EB)
+    word ^= word >> np.uint64(31)
+    return word
+
+
+@njit(cache=True)
+def order_key_step_nb(key_a, key_b, t, target):
+    """The two order-stream keys after an order for ``target`` (exposure) sent on bar ``t``.
+
+    Every bit of ``target`` enters, so equal keys mean the same orders to the last bit (S-DUP-3).
+    Each step is a bijection of the key for a given order: streams that differ once stay
+    different; the two keys combine bar and target differently and are 128 bits together.
+    """
+    bits = _float_bits(target)
+    bar = np.uint64(t)
+    key_a = _mix64(key_a ^ (bits + bar * _GOLDEN))
+    key_b = _mix64((key_b + _KEY_INCREMENT_B) ^ (bits * _KEY_MULTIPLIER_B + bar))
+    return key_a, key_b
 
 
 @njit(cache=True, error_model="numpy")
@@ -523,6 +561,8 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     exposure = state[c, T_EXPOSURE]
     held = np.int64(state[c, T_HELD])
     last_target = state[c, T_LAST_TARGET]
+    key_a = outputs.keys[c, 0]
+    key_b = outputs.keys[c, 1]
     trade = _load_trade(state[c])
     peak = state[c, T_PEAK]
     peak_value = state[c, T_PEAK_VALUE]
@@ -555,9 +595,7 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
             if t + lag < bars:
                 # slot of bar t + lag: one before this bar's slot, around the ring
                 queue[slot - 1 if slot > 0 else lag] = target
-                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
-                    row[S_STREAM_A], row[S_STREAM_B], t, target
-                )
+                key_a, key_b = order_key_step_nb(key_a, key_b, t, target)
         order = queue[slot]
         queue[slot] = np.nan
         dead = ruined  # closed out on an earlier bar: no fills, no returns
@@ -630,6 +668,8 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     state[c, T_EXPOSURE] = exposure
     state[c, T_HELD] = held
     state[c, T_LAST_TARGET] = last_target
+    outputs.keys[c, 0] = key_a
+    outputs.keys[c, 1] = key_b
     _store_trade(state[c], trade)
     state[c, T_PEAK] = peak
     state[c, T_PEAK_VALUE] = peak_value
@@ -706,11 +746,24 @@ def sweep_nb(inputs, stats, blocks, periods, init_cash, vote_inputs, meta_inputs
         state[c, T_PERIOD_START] = init_cash
         stats[c, S_FINAL_VALUE] = init_cash
         stats[c, S_RUIN_BAR] = -1.0
-    outputs = SweepOutputs(state, pending, stats, blocks, periods)
+    keys = np.empty((combos, 2), dtype=np.uint64)
+    keys[:, 0] = KEY_SEED_A
+    keys[:, 1] = KEY_SEED_B
+    outputs = SweepOutputs(state, pending, keys, stats, blocks, periods)
     for first in range(0, bars, TILE):
         last = min(bars, first + TILE)
         for c in prange(combos):
             _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_inputs)
+    store_stream_keys_nb(stats, keys)
+
+
+@njit(cache=True)
+def store_stream_keys_nb(stats, keys):
+    """Each combination's order-stream keys as its ``stream_a`` and ``stream_b`` statistics:
+    their top 52 bits, which a float64 holds exactly."""
+    for c in range(keys.shape[0]):
+        stats[c, S_STREAM_A] = float(keys[c, 0] >> KEY_SHIFT)
+        stats[c, S_STREAM_B] = float(keys[c, 1] >> KEY_SHIFT)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")

@@ -9,24 +9,23 @@ which are then computed once per tile for all of them (``deciders``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from qt_backtest.sweep.nb import (
+    KEY_SEED_A,
+    KEY_SEED_B,
     S_ARBITER_CALLS,
     S_ESCALATIONS,
     S_META_RAN,
     S_OVERRIDES,
-    S_STREAM_A,
-    S_STREAM_B,
     S_VETOES,
     _combination_rules,
     _count,
     _decide,
     _position_step,
-    _stream_step,
+    order_key_step_nb,
+    store_stream_keys_nb,
 )
 
 # running state of a combination between tiles
@@ -38,42 +37,6 @@ DECISION_STATE_COLUMNS = 4
 
 # bars per tile: a tile's decisions of every decider are held at once
 DECISION_TILE = 2048
-
-# seeds and multipliers of the two exact order-stream keys (64-bit, wrapping)
-KEY_SEED_A = np.uint64(0x9E3779B97F4A7C15)
-KEY_SEED_B = np.uint64(0xC2B2AE3D27D4EB4F)
-_KEY_MULTIPLIER_B = np.uint64(0x100000001B3)
-
-
-@njit(cache=True)
-def _mix64(word):
-    """A 64-bit finaliser (splitmix64's): every input bit changes about half the output bits."""
-    word ^= word >> np.uint64(30)
-    word *= np.uint64(0xBF58476D1CE4E5B9)
-    word ^= word >> np.uint64(27)
-    word *= np.uint64(0x94D049BB133111EB)
-    word ^= word >> np.uint64(31)
-    return word
-
-
-@njit(cache=True)
-def order_key_step_nb(key_a, key_b, t, target):
-    """The two exact order-stream keys after an order for ``target`` sent on bar ``t``.
-
-    Unlike the rounded ``stream_a``/``stream_b`` hashes, every bit of ``target`` enters (its
-    mantissa as a 53-bit integer and its exponent, exactly), so streams with equal keys send
-    the same orders to the last bit; the two keys are mixed independently, 128 bits in all.
-    """
-    mantissa, exponent = math.frexp(target)
-    words = (
-        np.uint64(t),
-        np.uint64(np.int64(mantissa * 9007199254740992.0)),  # 2**53: exact
-        np.uint64(np.int64(exponent) + 2048),
-    )
-    for word in words:
-        key_a = _mix64(key_a + _mix64(word + KEY_SEED_A))
-        key_b = (key_b ^ _mix64(word ^ KEY_SEED_B)) * _KEY_MULTIPLIER_B
-    return key_a, key_b
 
 
 @njit(cache=True, error_model="numpy")
@@ -97,12 +60,11 @@ def _decision_tile(
 
 
 @njit(cache=True, error_model="numpy")
-def _order_tile(c, first, last, inputs, finals, confidences, state, stats, keys):
+def _order_tile(c, first, last, inputs, finals, confidences, state, keys):
     """Combination ``c``'s position model and orders on bars ``first`` to ``last`` from its
     decisions (``finals``, ``confidences`` from position 0): ``sweep_nb``'s targets, hashed."""
     bars = inputs.bar_inputs.shape[0]
     position_rules, lag, _ = _combination_rules(inputs.rules[c])
-    row = stats[c]
     direction = np.int64(state[c, D_DIRECTION])
     exposure = state[c, D_EXPOSURE]
     held = np.int64(state[c, D_HELD])
@@ -117,9 +79,6 @@ def _order_tile(c, first, last, inputs, finals, confidences, state, stats, keys)
         if target != last_target:
             last_target = target
             if t + lag < bars:
-                row[S_STREAM_A], row[S_STREAM_B] = _stream_step(
-                    row[S_STREAM_A], row[S_STREAM_B], t, target
-                )
                 key_a, key_b = order_key_step_nb(key_a, key_b, t, target)
     state[c, D_DIRECTION] = direction
     state[c, D_EXPOSURE] = exposure
@@ -144,10 +103,11 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
         decisions are computed once and followed by every combination that names it.
     stats : ndarray of float64, shape (combinations, STAT_COLUMNS)
         Output, zeroed by the caller: the decision counts (``meta_ran`` ... ``vetoes``) and the
-        rounded stream hashes (``stream_a``, ``stream_b``), as ``sweep_nb`` writes them; the
-        other columns are left alone.
+        stream hashes (``stream_a``, ``stream_b``), as ``sweep_nb`` writes them; the other
+        columns are left alone.
     keys : ndarray of uint64, shape (combinations, 2)
-        Output: two exact keys of each combination's order stream (overwritten).
+        Output: the two keys of each combination's order stream (overwritten; see
+        :func:`qt_backtest.sweep.nb.order_key_step_nb`).
     vote_inputs, meta_inputs, score_inputs : True or None
         As for ``sweep_nb``.
     """
@@ -184,7 +144,7 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
                 )
             for c in prange(combos):
                 d = slot[deciders[c]]
-                _order_tile(c, first, last, inputs, finals[d], confidences[d], state, stats, keys)
+                _order_tile(c, first, last, inputs, finals[d], confidences[d], state, keys)
         else:
             for c in prange(combos):
                 own_finals = np.empty(last - first, dtype=np.int64)
@@ -201,7 +161,7 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
                     meta_inputs,
                     score_inputs,
                 )
-                _order_tile(c, first, last, inputs, own_finals, own_confidences, state, stats, keys)
+                _order_tile(c, first, last, inputs, own_finals, own_confidences, state, keys)
     for c in range(combos):
         own = counts[slot[deciders[c]]]
         stats[c, S_META_RAN] += own[0]
@@ -209,3 +169,4 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
         stats[c, S_ARBITER_CALLS] += own[2]
         stats[c, S_OVERRIDES] += own[3]
         stats[c, S_VETOES] += own[4]
+    store_stream_keys_nb(stats, keys)

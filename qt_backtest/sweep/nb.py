@@ -229,90 +229,120 @@ SweepOutputs = namedtuple(
 
 
 @njit(cache=True, error_model="numpy")
+def _meta_escalates(c, t, inputs, params, features, confidence, meta_inputs):
+    """Whether Meta escalates bar ``t`` for combination ``c`` (Meta running there), given
+    Layer 1's ``confidence``: rules 2-6 of :func:`qt_backtest.hierarchy.nb.meta_rules_nb` and
+    ``uncertainty_rule_nb``, from the shared per-bar inputs or recomputed."""
+    bar_inputs = inputs.bar_inputs
+    intended = params[P_FIDELITY] == INTENDED
+    if meta_inputs is None:
+        # no branch: every quantity is one load, and a sweep's loop over bars then compiles to
+        # vector instructions
+        share = bar_inputs[t, B_SHARE]
+        rule4_confidence = confidence if intended else bar_inputs[t, B_FALLBACK]
+        reason = meta_rules_nb(share, bar_inputs[t, B_SPLIT] != 0.0, rule4_confidence, params)
+        # rule 6 on the shared entropy (NaN without a model: never above the threshold)
+        undecided = bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]
+        settled = REASON_UNDECIDED if undecided else REASON_CLEAR
+        applies = (reason == REASON_NO_MODEL) & (params[P_UNCERTAINTY] != 0.0)
+        reason = settled if applies else reason
+        return (share < params[P_CONSENSUS]) & escalates_nb(reason)
+    actions, confidences, active = inputs.actions, inputs.confidences, inputs.active
+    _, share, split = meta_votes_nb(actions, active, t, intended)
+    if not share < params[P_CONSENSUS]:
+        return False
+    rule4_confidence = confidence
+    if not intended:
+        _, rule4_confidence = meta_fallback_nb(
+            actions,
+            confidences,
+            active,
+            t,
+            intended,
+            inputs.meta_models,
+            inputs.meta_weights[c],
+            params,
+        )
+    reason = meta_rules_nb(share, split, rule4_confidence, params)
+    if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
+        _, reason, _ = uncertainty_rule_nb(
+            actions, confidences, active, t, inputs.coef, inputs.intercept, features, params
+        )
+    return escalates_nb(reason)
+
+
+@njit(cache=True, error_model="numpy")
 def _decide(c, t, inputs, params, features, vote_inputs, meta_inputs, score_inputs):
     """Final decision of combination ``c`` (its packed ``params``) on bar ``t``: (action,
     confidence, Meta ran, escalated, Arbiter called, overridden, vetoed), the last five as 0/1
-    counts."""
+    counts.
+
+    With every layer read from the shared per-bar inputs (all three flags None) it has no
+    branch: the rules are combined as masks, and the values no rule selects cost nothing but
+    their load.
+    """
     bar_inputs = inputs.bar_inputs
-    actions = inputs.actions
-    confidences = inputs.confidences
-    active = inputs.active
     if vote_inputs is not None:
         vote, mean, agreeing, voters = ensemble_votes_nb(
-            actions, confidences, active, t, inputs.weights[c]
+            inputs.actions, inputs.confidences, inputs.active, t, inputs.weights[c]
         )
         action, confidence, _ = base_decision_nb(vote, mean, agreeing, voters, params)
     else:
         action = np.int64(bar_inputs[t, B_BASE_ACTION])
         confidence = bar_inputs[t, B_BASE_CONFIDENCE]
         voters = np.int64(bar_inputs[t, B_VOTERS])
-    final = action
-    final_confidence = confidence
-    ran = 0
-    escalated = 0
-    called = 0
-    overridden = 0
     mode = params[P_MODE]
-    if mode != MODE_ENSEMBLE and voters >= params[P_MIN_ACTIVE]:
-        ran = 1
-        intended = params[P_FIDELITY] == INTENDED
-        if meta_inputs is not None:
-            _, share, split = meta_votes_nb(actions, active, t, intended)
-        else:
-            share = bar_inputs[t, B_SHARE]
-            split = bar_inputs[t, B_SPLIT] != 0.0
-        if share < params[P_CONSENSUS]:
-            if intended:
-                rule4_confidence = confidence
-            elif meta_inputs is not None:
-                _, rule4_confidence = meta_fallback_nb(
-                    actions,
-                    confidences,
-                    active,
-                    t,
-                    intended,
-                    inputs.meta_models,
-                    inputs.meta_weights[c],
-                    params,
-                )
-            else:
-                rule4_confidence = bar_inputs[t, B_FALLBACK]
-            reason = meta_rules_nb(share, split, rule4_confidence, params)
-            if reason == REASON_NO_MODEL and params[P_UNCERTAINTY] != 0.0:
-                if meta_inputs is not None:
-                    _, reason, _ = uncertainty_rule_nb(
-                        actions,
-                        confidences,
-                        active,
-                        t,
-                        inputs.coef,
-                        inputs.intercept,
-                        features,
-                        params,
-                    )
-                elif bar_inputs[t, B_ENTROPY] > params[P_ENTROPY]:
-                    reason = REASON_UNDECIDED
-                else:
-                    reason = REASON_CLEAR
-            if escalates_nb(reason):
-                escalated = 1
-                if mode == MODE_META_ARBITER:
-                    called = 1
-                    if score_inputs is not None:
-                        score, _, _ = arbiter_score_nb(inputs.indicators, t, params)
-                        verdict, verdict_confidence = arbiter_verdict_nb(score, params)
-                    else:
-                        verdict = np.int64(bar_inputs[t, B_VERDICT])
-                        verdict_confidence = bar_inputs[t, B_VERDICT_CONFIDENCE]
-                    if gate_nb(verdict, verdict_confidence, action, params) == GATE_OVERRIDE:
-                        overridden = 1
-                        final = verdict
-                        final_confidence = verdict_confidence
+    ran = (mode != MODE_ENSEMBLE) & (voters >= params[P_MIN_ACTIVE])
+    if meta_inputs is None:
+        escalated = ran & _meta_escalates(c, t, inputs, params, features, confidence, meta_inputs)
+    else:
+        escalated = ran and _meta_escalates(c, t, inputs, params, features, confidence, meta_inputs)
+    called = escalated & (mode == MODE_META_ARBITER)
+    if score_inputs is None:
+        verdict = np.int64(bar_inputs[t, B_VERDICT])
+        verdict_confidence = bar_inputs[t, B_VERDICT_CONFIDENCE]
+    elif called:
+        score, _, _ = arbiter_score_nb(inputs.indicators, t, params)
+        verdict, verdict_confidence = arbiter_verdict_nb(score, params)
+    else:
+        verdict, verdict_confidence = HOLD, 0.0
+    overridden = called & (gate_nb(verdict, verdict_confidence, action, params) == GATE_OVERRIDE)
+    final = verdict if overridden else action
+    final_confidence = verdict_confidence if overridden else confidence
     # the risk governor: never true when min_trade_confidence is NaN (disabled)
-    vetoed = np.int64(final != HOLD and final_confidence < params[P_MIN_TRADE_CONFIDENCE])
-    if vetoed:
-        final = HOLD
-    return final, final_confidence, ran, escalated, called, overridden, vetoed
+    vetoed = (final != HOLD) & (final_confidence < params[P_MIN_TRADE_CONFIDENCE])
+    final = HOLD if vetoed else final
+    return (
+        final,
+        final_confidence,
+        np.int64(ran),
+        np.int64(escalated),
+        np.int64(called),
+        np.int64(overridden),
+        np.int64(vetoed),
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def decide_tile_nb(
+    c, first, last, inputs, finals, confidences, vote_inputs, meta_inputs, score_inputs
+):
+    """Combination ``c``'s final decisions on bars ``first`` to ``last`` (exclusive) into
+    ``finals`` and ``confidences`` (from position 0), all before any trading: the bars do not
+    depend on each other, so with the shared per-bar inputs the loop runs several bars per
+    vector instruction. Returns the decision counts (bars where Meta ran, escalated, Arbiter
+    called, overridden, vetoed)."""
+    combo_params = inputs.params[c]
+    features = np.empty(inputs.coef.shape[1])
+    counts = (0, 0, 0, 0, 0)
+    for t in range(first, last):
+        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
+            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
+        )
+        counts = _count(counts, ran, escalated, called, overridden, vetoed)
+        finals[t - first] = final
+        confidences[t - first] = final_confidence
+    return counts
 
 
 @njit(cache=True, error_model="numpy")
@@ -545,9 +575,11 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     bar_inputs = inputs.bar_inputs
     state = outputs.state
     bars = bar_inputs.shape[0]
-    combo_params = inputs.params[c]
-    features = np.empty(inputs.coef.shape[1])
-    counts = (0, 0, 0, 0, 0)  # bars where Meta ran, escalated, called, overridden, vetoed
+    finals = np.empty(last - first, dtype=np.int64)
+    final_confidences = np.empty(last - first)
+    counts = decide_tile_nb(
+        c, first, last, inputs, finals, final_confidences, vote_inputs, meta_inputs, score_inputs
+    )
     position_rules, lag, costs = _combination_rules(inputs.rules[c])
     fees, slippage, maintenance, fill_at_open = costs
     queue = outputs.pending[c]
@@ -582,12 +614,13 @@ def _tile(c, first, last, inputs, outputs, vote_inputs, meta_inputs, score_input
     next_period_edge = inputs.period_edges[period + 1]
 
     for t in range(first, last):
-        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
-            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
-        )
-        counts = _count(counts, ran, escalated, called, overridden, vetoed)
         direction, exposure, held = _position_step(
-            final, final_confidence, direction, exposure, held, position_rules
+            finals[t - first],
+            final_confidences[t - first],
+            direction,
+            exposure,
+            held,
+            position_rules,
         )
         target = direction * exposure
         if target != last_target:

@@ -294,7 +294,8 @@ def symbol_inputs(
         warnings.warn(message, CoverageWarning, stacklevel=3)
     actions, confidences, active = prediction_arrays(votes, config.models)
     inputs = indicator_array(indicators, votes.index)
-    bar_inputs = np.empty((len(bars), nb.BAR_COLUMNS))
+    # column by column: the decision loops read a few columns over many bars
+    bar_inputs = np.empty((len(bars), nb.BAR_COLUMNS), order="F")
     prices = {
         name: bars[column].to_numpy(dtype=np.float64)
         for name, column in (

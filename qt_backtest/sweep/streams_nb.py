@@ -21,9 +21,8 @@ from qt_backtest.sweep.nb import (
     S_OVERRIDES,
     S_VETOES,
     _combination_rules,
-    _count,
-    _decide,
     _position_step,
+    decide_tile_nb,
     order_key_step_nb,
     store_stream_keys_nb,
 )
@@ -40,21 +39,13 @@ DECISION_TILE = 2048
 
 
 @njit(cache=True, error_model="numpy")
-def _decision_tile(
-    c, first, last, inputs, finals, confidences, counts, vote_inputs, meta_inputs, score_inputs
-):
-    """Combination ``c``'s final decisions on bars ``first`` to ``last`` (exclusive) into
-    ``finals`` and ``confidences`` (from position 0); adds its decision counts to ``counts``."""
-    combo_params = inputs.params[c]
-    features = np.empty(inputs.coef.shape[1])
-    tile_counts = (0, 0, 0, 0, 0)
-    for t in range(first, last):
-        final, final_confidence, ran, escalated, called, overridden, vetoed = _decide(
-            c, t, inputs, combo_params, features, vote_inputs, meta_inputs, score_inputs
-        )
-        tile_counts = _count(tile_counts, ran, escalated, called, overridden, vetoed)
-        finals[t - first] = final
-        confidences[t - first] = final_confidence
+def _add_counts(counts, c, first, last, inputs, finals, confidences, flags):
+    """Decide combination ``c`` on bars ``first`` to ``last`` into ``finals`` and
+    ``confidences`` and add its decision counts to ``counts``."""
+    vote_inputs, meta_inputs, score_inputs = flags
+    tile_counts = decide_tile_nb(
+        c, first, last, inputs, finals, confidences, vote_inputs, meta_inputs, score_inputs
+    )
     for k in range(5):
         counts[k] += tile_counts[k]
 
@@ -122,6 +113,7 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
     for c in range(combos):
         keys[c, 0] = KEY_SEED_A
         keys[c, 1] = KEY_SEED_B
+    flags = (vote_inputs, meta_inputs, score_inputs)
     shared = leaders.shape[0] < combos
     tile = DECISION_TILE if shared else 1
     finals = np.empty((leaders.shape[0] if shared else 0, tile), dtype=np.int64)
@@ -130,17 +122,8 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
         last = min(bars, first + DECISION_TILE)
         if shared:
             for d in prange(leaders.shape[0]):
-                _decision_tile(
-                    leaders[d],
-                    first,
-                    last,
-                    inputs,
-                    finals[d],
-                    confidences[d],
-                    counts[d],
-                    vote_inputs,
-                    meta_inputs,
-                    score_inputs,
+                _add_counts(
+                    counts[d], leaders[d], first, last, inputs, finals[d], confidences[d], flags
                 )
             for c in prange(combos):
                 d = slot[deciders[c]]
@@ -149,17 +132,8 @@ def streams_nb(inputs, deciders, stats, keys, vote_inputs, meta_inputs, score_in
             for c in prange(combos):
                 own_finals = np.empty(last - first, dtype=np.int64)
                 own_confidences = np.empty(last - first)
-                _decision_tile(
-                    c,
-                    first,
-                    last,
-                    inputs,
-                    own_finals,
-                    own_confidences,
-                    counts[slot[c]],
-                    vote_inputs,
-                    meta_inputs,
-                    score_inputs,
+                _add_counts(
+                    counts[slot[c]], c, first, last, inputs, own_finals, own_confidences, flags
                 )
                 _order_tile(c, first, last, inputs, own_finals, own_confidences, state, keys)
     for c in range(combos):

@@ -300,3 +300,17 @@ def test_superiority_is_the_same_from_one_row_per_stream(market):
     pd.testing.assert_frame_equal(
         deduplicated.period_returns("series"), everything.period_returns("series")
     )
+
+
+def test_packing_checks_each_setting_even_when_an_equal_one_was_built():
+    """Configurations are built once per distinct part of a combination; ``1`` is not ``True``
+    for a boolean field, so the cache must not let it through."""
+    grid = Grid.from_records([{"rules.long_only": True}, {"rules.long_only": 1}])
+    with pytest.raises(ValueError, match="combination 1"):
+        pack_grid(grid)
+    shared = pack_grid(
+        Grid.product({"arbiter.arbiter_threshold": [0.6, 0.7], "rules.fee": [0.0, 0.001]})
+    )
+    assert shared.configs[0] is shared.configs[1]  # same thresholds, other fee
+    assert shared.rules[0] is shared.rules[2]
+    np.testing.assert_array_equal(shared.params[0], shared.params[1])

@@ -189,6 +189,25 @@ def _rule_row(rules: PositionRules) -> list[float]:
     return row
 
 
+def _split_combination(combination: Mapping[str, Any]) -> tuple[tuple, tuple]:
+    """A combination's hierarchy part and rules part, each as (key, parameters): the key holds
+    the part's items with every value's type (``True`` and ``1`` are not the same setting), or,
+    for a value that cannot be hashed, the combination's identity (never shared)."""
+    hierarchy: dict[str, Any] = {}
+    rule_part: dict[str, Any] = {}
+    for name, value in combination.items():
+        (rule_part if name.startswith("rules.") else hierarchy)[name] = value
+    parts = []
+    for part in (hierarchy, rule_part):
+        key: Any = tuple((name, type(value), value) for name, value in part.items())
+        try:
+            hash(key)
+        except TypeError:
+            key = ("unshared", id(combination))
+        parts.append((key, part))
+    return parts[0], parts[1]
+
+
 def _varies(matrix: np.ndarray) -> bool:
     return bool((matrix != matrix[:1]).any()) if len(matrix) else False
 
@@ -203,15 +222,25 @@ def pack_grid(
     config = config or HierarchyConfig()
     rules = rules or PositionRules()
     configs, rule_sets, packed = [], [], []
+    # a grid repeats each value of a parameter in many combinations: the configuration of each
+    # distinct hierarchy part and of each distinct rules part is built (and checked) once
+    known_configs: dict[Any, tuple[HierarchyConfig, PackedConfig]] = {}
+    known_rules: dict[Any, PositionRules] = {}
     for position, combination in enumerate(grid.combinations):
+        (hierarchy_key, hierarchy), (rules_key, rule_part) = _split_combination(combination)
         try:
-            combo_config, combo_rules = apply_parameters(config, rules, combination)
+            if hierarchy_key not in known_configs:
+                combo_config = apply_parameters(config, rules, hierarchy)[0]
+                known_configs[hierarchy_key] = (combo_config, pack(combo_config, uncertainty_model))
+            if rules_key not in known_rules:
+                combo_rules = apply_parameters(config, rules, rule_part)[1]
+                check_sweep_rules(combo_rules)
+                known_rules[rules_key] = combo_rules
         except (TypeError, ValueError) as error:
             raise ValueError(f"combination {position} {combination}: {error}") from None
-        check_sweep_rules(combo_rules)
-        configs.append(combo_config)
-        rule_sets.append(combo_rules)
-        packed.append(pack(combo_config, uncertainty_model))
+        configs.append(known_configs[hierarchy_key][0])
+        packed.append(known_configs[hierarchy_key][1])
+        rule_sets.append(known_rules[rules_key])
     fixed = {(r.fill_price, r.init_cash) for r in rule_sets}
     if len(fixed) > 1:
         raise ValueError("fill_price and init_cash must be the same for every combination")

@@ -252,6 +252,18 @@ def test_a_lambda_cannot_train_neural_folds_in_processes():
         )
 
 
+def test_tree_and_warm_started_neural_slots_share_one_call():
+    series = {"A": inputs(1600, 10)}
+    models = {"xgb": "xgb", "nh": nhits()}
+    votes = walk_forward_many(
+        series, models, SMALL, n_jobs=1, warm_start={"nh": 1}, params={"xgb": TREES["xgb"]}
+    )
+    trees = walk_forward_predict(*series["A"], "xgb", SMALL, n_jobs=1, params=TREES["xgb"])
+    warm = walk_forward_predict(*series["A"], nhits(), SMALL, warm_start=1)
+    pd.testing.assert_frame_equal(votes["A", "xgb"], trees, check_exact=True)
+    pd.testing.assert_frame_equal(votes["A", "nh"], warm, check_exact=True)
+
+
 def test_walk_forward_many_checks_its_models():
     series = {"A": inputs(1000)}
     with pytest.raises(ValueError, match="slot names or a mapping"):
@@ -260,6 +272,10 @@ def test_walk_forward_many_checks_its_models():
         walk_forward_many(series, [], SMALL)
     with pytest.raises(ValueError, match=r"params name model\(s\) \['lgbm'\]"):
         walk_forward_many(series, ["xgb"], SMALL, params={"lgbm": {}})
+    with pytest.raises(ValueError, match=r"warm_start name model\(s\) \['lgbm'\]"):
+        walk_forward_many(series, ["xgb"], SMALL, warm_start={"lgbm": 1})
+    with pytest.raises(ValueError, match="cannot"):
+        walk_forward_many(series, ["xgb"], SMALL, warm_start=1)
 
 
 def test_a_slot_warm_starts_only_from_its_own_kind():

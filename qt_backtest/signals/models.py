@@ -257,6 +257,7 @@ class _Run:
     targets: np.ndarray
     lookback: int | None
     chains: list[list[Fold]]
+    warm: bool  # each chain's later folds start from the fold before (I-WF-3)
     process_wide: bool  # its models keep process-wide state (concurrent only in processes)
 
 
@@ -280,6 +281,7 @@ def _plan(
     """Check one run's inputs and cut its folds into chains (I-WF-2, I-WF-3). A model is
     built first (and thrown away) to read what the runner needs: its lookback, whether it
     keeps process-wide state and whether it can warm-start; its parameters are checked."""
+    _check_warm_start(warm_start)
     if not isinstance(features, pd.DataFrame) or not isinstance(labels, pd.Series):
         raise ValueError("features must be a DataFrame and labels a Series")
     if not features.index.equals(labels.index):
@@ -310,6 +312,7 @@ def _plan(
         targets=labels.to_numpy(dtype=np.float64),
         lookback=None if lookback is None else int(lookback),
         chains=fold_chains(splitter.folds(len(features)), warm_start),
+        warm=warm_start > 0,
         process_wide=bool(getattr(probe, "process_wide_state", False)),
     )
 
@@ -353,7 +356,6 @@ def _check_sendable(
 def _tasks(
     runs: dict[Hashable, _Run],
     factories: dict[Hashable, Callable[[], ModelSlot]],
-    warm: bool,
     executor: str,
 ) -> list[Task]:
     """One task per chain. Local tasks get views of the rows they read; Dask tasks get the
@@ -368,7 +370,7 @@ def _tasks(
                 start = max(0, chain[0].train_start - before)
                 stop = chain[-1].test_stop
                 values, targets = run.values[start:stop], run.targets[start:stop]
-            arguments = (factories[key], values, targets, start, run.lookback, chain, warm)
+            arguments = (factories[key], values, targets, start, run.lookback, chain, run.warm)
             tasks.append(((key, number), train_chain, arguments))
     return tasks
 
@@ -400,7 +402,6 @@ def _execute(
     workers: int,
     executor: str,
     address: str | None,
-    warm_start: int,
     on_fold: Callable[[int, int], None] | None,
 ) -> dict[Hashable, pd.DataFrame]:
     """Train every chain of every run (I-WF-1 to I-WF-4) and assemble each run's votes."""
@@ -417,7 +418,7 @@ def _execute(
     done = 0
     shared = [array for run in runs.values() for array in (run.values, run.targets)]
     results = run_tasks(
-        _tasks(runs, factories, warm_start > 0, executor),
+        _tasks(runs, factories, executor),
         workers=at_once,
         executor=executor,
         address=address,
@@ -504,7 +505,6 @@ def walk_forward_predict(
     (I-WF-2).
     """
     check_execution(workers, executor, address, n_jobs)
-    _check_warm_start(warm_start)
     run = _plan(features, labels, model, splitter, seed, warm_start, params)
     return _execute(
         {"": run},
@@ -513,7 +513,6 @@ def walk_forward_predict(
         workers=workers,
         executor=executor,
         address=address,
-        warm_start=warm_start,
         on_fold=on_fold,
     )[""]
 
@@ -528,7 +527,7 @@ def walk_forward_many(
     workers: int = 1,
     executor: str = "local",
     address: str | None = None,
-    warm_start: int = 0,
+    warm_start: int | Mapping[str, int] = 0,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     on_fold: Callable[[int, int], None] | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
@@ -544,6 +543,9 @@ def walk_forward_many(
         Per symbol, its features and labels.
     models : sequence of slot names, or mapping of name to slot name or factory
         The models, each trained on every series.
+    warm_start : int or mapping of str to int
+        One value for every model, or per model name (models left out: 0), so that neural
+        slots warm-start while tree slots, which cannot, share the pool.
     params : mapping, optional
         Per model name, the parameters of its slot (see :func:`make_model`).
 
@@ -553,7 +555,6 @@ def walk_forward_many(
         ``(symbol, model name)`` to what :func:`walk_forward_predict` returns, equal to it.
     """
     check_execution(workers, executor, address, n_jobs)
-    _check_warm_start(warm_start)
     if not isinstance(models, Mapping):
         if isinstance(models, str) or not all(isinstance(name, str) for name in models):
             raise ValueError(f"models must be slot names or a mapping of names, got {models!r}")
@@ -561,11 +562,17 @@ def walk_forward_many(
     if not series or not models:
         raise ValueError("give at least one series and one model")
     params = params or {}
-    unknown = sorted(set(params) - set(models))
-    if unknown:
-        raise ValueError(f"params name model(s) {unknown} that models {list(models)} do not")
+    warm = warm_start if isinstance(warm_start, Mapping) else dict.fromkeys(models, warm_start)
+    for argument, given in (("params", params), ("warm_start", warm)):
+        unknown = sorted(set(given) - set(models))
+        if unknown:
+            raise ValueError(
+                f"{argument} name model(s) {unknown} that models {list(models)} do not"
+            )
     runs: dict[Hashable, _Run] = {
-        (symbol, name): _plan(features, labels, model, splitter, seed, warm_start, params.get(name))
+        (symbol, name): _plan(
+            features, labels, model, splitter, seed, warm.get(name, 0), params.get(name)
+        )
         for symbol, (features, labels) in series.items()
         for name, model in models.items()
     }
@@ -576,7 +583,6 @@ def walk_forward_many(
         workers=workers,
         executor=executor,
         address=address,
-        warm_start=warm_start,
         on_fold=on_fold,
     )
     return {cast(tuple[str, str], key): frame for key, frame in votes.items()}

@@ -6,7 +6,11 @@ out-of-sample diagnostics (balanced accuracy, log-loss, Brier score, expected ca
 error): before the last year, and on the last year kept as a holdout.
 Writes the votes to ``data/sample-predictions.parquet`` for the demo and the tests.
 
-Run: ``python research/walk_forward_sample.py [--n-jobs 2]``.
+Run: ``python research/walk_forward_sample.py [--n-jobs 2]``. ``--workers 2`` trains two folds
+at once (the same votes at the same thread count, I-WF-1, I-WF-2), ``--executor dask
+[--address tcp://...]`` trains them on a Dask cluster, and ``--warm-start 10`` starts each neural
+fold from the one before it within runs of 11 folds (I-WF-3, I-WF-4: other votes, faster; see
+``research/walk_forward_speed.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from qt_backtest.signals.diagnostics import (
     classification_metrics,
     reliability_table,
 )
+from qt_backtest.signals.models import NEURAL_SLOTS
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MODELS = ("xgb", "lgbm", "nhits", "patchtst")
@@ -40,7 +45,15 @@ OUTPUT = Path(__file__).resolve().parents[1] / "data" / "sample-predictions.parq
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument(
+        "--n-jobs", type=int, default=None, help="threads per model (default: cores / workers)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="folds trained at once")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local")
+    parser.add_argument("--address", default=None, help="Dask scheduler (executor dask)")
+    parser.add_argument(
+        "--warm-start", type=int, default=0, help="neural folds started from the one before"
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument(
         "--models", nargs="+", default=list(MODELS), choices=MODELS, help="slots to train"
@@ -57,7 +70,17 @@ def main() -> None:
         holdout_start = bars.index[-1] - HOLDOUT
         for model in args.models:
             t0 = time.perf_counter()
-            result = walk_forward_predict(features, labels, model, splitter, n_jobs=args.n_jobs)
+            result = walk_forward_predict(
+                features,
+                labels,
+                model,
+                splitter,
+                n_jobs=args.n_jobs,
+                workers=args.workers,
+                executor=args.executor,
+                address=args.address,
+                warm_start=args.warm_start if model in NEURAL_SLOTS else 0,
+            )
             seconds = time.perf_counter() - t0
             votes[f"{model}_action"] = result["action"]
             votes[f"{model}_confidence"] = result["confidence"]

@@ -53,6 +53,9 @@ SLOW_TESTS = {
     ),
     "test_cli.py::test_the_installed_entry_point_answers_help": "a fresh interpreter",
     "test_sweep.py::test_dask_cluster_gives_the_local_results": "starts a Dask cluster",
+    "test_walk_forward_parallel.py::test_neural_folds_in_processes_give_the_serial_votes_bit_for_bit": (
+        "spawns processes that import PyTorch"
+    ),
     "test_sweep.py::test_resume_after_a_killed_run_computes_only_the_missing_chunks": (
         "kills a sweep in a subprocess"
     ),

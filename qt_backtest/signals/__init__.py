@@ -9,6 +9,7 @@ from qt_backtest.signals.models import (
     balanced_weights,
     estimator_slot,
     make_model,
+    walk_forward_many,
     walk_forward_predict,
 )
 from qt_backtest.signals.store import (
@@ -41,6 +42,7 @@ __all__ = [
     "read_predictions",
     "validate_predictions",
     "votes_from_walk_forward",
+    "walk_forward_many",
     "walk_forward_predict",
     "write_predictions",
 ]

@@ -24,7 +24,8 @@ from qt_backtest import __version__
 from qt_backtest.atomic import atomic_write, atomic_write_text
 from qt_backtest.signals.features import FeatureConfig, build_features
 from qt_backtest.signals.labels import LABEL_HORIZON, LABEL_THRESHOLD, make_labels
-from qt_backtest.signals.models import walk_forward_predict
+from qt_backtest.signals.models import NEURAL_SLOTS, walk_forward_predict
+from qt_backtest.signals.parallel import check_execution, threads_per_task
 from qt_backtest.signals.walkforward import WalkForward
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -49,9 +50,16 @@ def cache_key(
     threshold: float,
     seed: int,
     params: dict[str, Any],
+    warm_start: int = 0,
+    threads: int | None = None,
 ) -> str:
-    """The hex key of one walk-forward run."""
-    description = {
+    """The hex key of one walk-forward run.
+
+    ``warm_start`` (I-WF-3) enters the key when it is not 0, and ``threads`` when given: the
+    neural slots' votes differ with PyTorch's thread count in the last bits of float32
+    (I-WF-2), the tree slots' never, so their runs leave it out.
+    """
+    description: dict[str, Any] = {
         "data": data_fingerprint(bars),
         "features": asdict(features),
         "labels": {"horizon": horizon, "threshold": threshold},
@@ -61,6 +69,10 @@ def cache_key(
         "seed": seed,
         "version": __version__,
     }
+    if warm_start:
+        description["warm_start"] = warm_start
+    if threads is not None:
+        description["threads"] = threads
     text = json.dumps(description, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -95,20 +107,28 @@ def cached_walk_forward(
     horizon: int = LABEL_HORIZON,
     threshold: float = LABEL_THRESHOLD,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    warm_start: int = 0,
     on_fold: Callable[[int, int], None] | None = None,
     **params: Any,
 ) -> pd.DataFrame:
     """Walk-forward votes of slot ``model`` on ``bars``, from the cache when possible.
 
-    Returns what :func:`~qt_backtest.signals.walk_forward_predict` returns; ``params`` go to
-    :func:`~qt_backtest.signals.make_model`. ``n_jobs`` does not enter the key: the slots are
-    deterministic whatever the thread count. ``on_fold`` is called after each trained fold
-    (never on a cache hit).
+    Returns what :func:`~qt_backtest.signals.walk_forward_predict` returns, which also
+    explains ``n_jobs``, ``workers``, ``executor``, ``address`` and ``warm_start``; ``params``
+    go to :func:`~qt_backtest.signals.make_model`. ``workers``, ``executor`` and ``address``
+    do not enter the key (the votes are the same however the folds are spread); the thread
+    count does for the neural slots only (see :func:`cache_key`). ``on_fold`` is called as
+    folds finish (never on a cache hit).
     """
-    from qt_backtest.signals.models import make_model
-
+    check_execution(workers, executor, address, n_jobs)
     features = features or FeatureConfig()
+    threads = None
+    if model in NEURAL_SLOTS:
+        threads = threads_per_task(n_jobs, workers, executor, address)
     key = cache_key(
         bars,
         model,
@@ -118,6 +138,8 @@ def cached_walk_forward(
         threshold=threshold,
         seed=seed,
         params=params,
+        warm_start=warm_start,
+        threads=threads,
     )
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,8 +151,15 @@ def cached_walk_forward(
     votes = walk_forward_predict(
         build_features(bars, features),
         make_labels(bars["close"], horizon, threshold),
-        lambda: make_model(model, seed, n_jobs, **params),
+        model,
         splitter,
+        seed=seed,
+        n_jobs=n_jobs if threads is None else threads,
+        workers=workers,
+        executor=executor,
+        address=address,
+        warm_start=warm_start,
+        params=params,
         on_fold=on_fold,
     )
     # unique temporary names and renames: concurrent writers of one key each land a whole

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from qt_backtest.errors import ConfigError
 from qt_backtest.parameters import document_parameters, param, validate
 
 CLASSES = 3
+#: Held while a network trains or predicts: PyTorch's default random generator (weights'
+#: initialisation, dropout) and its intra-op thread count are process-wide, so two fits in
+#: threads of one process would draw from each other's stream (I-WF-2).
+TORCH_STATE = threading.RLock()
 EXTRA_HINT = "the neural model slots need PyTorch: pip install 'qt-backtest[deep]'"
 
 
@@ -79,6 +84,13 @@ class NeuralConfig:
     layers: int = _whole(1, "PatchTST encoder layers")
     dropout: float = param(0.1, doc="dropout rate", low=0.0, high=0.9)
     epochs: int = _whole(20, "training epochs at most")
+    warm_epochs: int = param(
+        1,
+        doc="training epochs at most for a fold started from its predecessor's weights",
+        kind="int",
+        low=1,
+        rule="I-WF-3",
+    )
     batch_size: int = _whole(256, "rows per training batch", "rows")
     learning_rate: float = param(1e-3, doc="Adam learning rate", low=0.0)
     weight_decay: float = param(1e-4, doc="Adam weight decay", low=0.0)
@@ -209,8 +221,14 @@ class NeuralSlot:
     ``fit(windows, classes)`` and ``predict_proba(windows)`` take arrays of shape
     ``(rows, lookback, features)``; NaN (indicator warm-up, bars before the data) reads as the
     training mean. Attributes after fitting: ``mean_``, ``scale_`` (per feature, from the
-    training rows only), ``epochs_run_``, ``best_validation_loss_``.
+    training rows only), ``epochs_run_``, ``best_validation_loss_``, ``warm_started_``.
+
+    Training and prediction hold :data:`TORCH_STATE`, so slots in threads of one process take
+    turns; folds train at once in separate processes (``process_wide_state``).
     """
+
+    #: Training sets process-wide PyTorch state: concurrent folds need separate processes.
+    process_wide_state: ClassVar[bool] = True
 
     def __init__(
         self, kind: str, config: NeuralConfig | None = None, seed: int = 0, n_jobs: int = 1
@@ -225,13 +243,27 @@ class NeuralSlot:
         self.lookback = self.config.lookback
         self._present: np.ndarray | None = None
         self._network: Any = None
+        self._initial_state: dict[str, Any] | None = None
+
+    def warm_start_from(self, previous: NeuralSlot) -> None:
+        """Start the next :meth:`fit` from ``previous``'s fitted weights, for at most
+        ``warm_epochs`` epochs (I-WF-3); the standardisation is still taken from the new
+        training rows. A ``previous`` that learnt no network (one class) leaves a cold start.
+        """
+        if not isinstance(previous, NeuralSlot) or previous.kind != self.kind:
+            raise ValueError(f"a {self.kind} slot can start only from a fitted {self.kind} slot")
+        if previous.config != self.config:
+            raise ValueError("a slot can start only from a slot of the same configuration")
+        if previous._present is None:
+            raise ValueError("the slot to start from is not fitted")
+        network = previous._network
+        self._initial_state = None if network is None else copy.deepcopy(network.state_dict())
 
     def _standardise(self, windows: np.ndarray) -> np.ndarray:
         scaled = (windows - self.mean_) / self.scale_
         return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
     def fit(self, windows: np.ndarray, classes: np.ndarray) -> NeuralSlot:
-        torch = require_torch()
         windows = np.asarray(windows, dtype=np.float64)
         classes = np.asarray(classes, dtype=np.int64)
         if windows.ndim != 3 or windows.shape[1] != self.lookback:
@@ -244,6 +276,7 @@ class NeuralSlot:
             raise ValueError("classes must be 0 (SELL), 1 (HOLD) or 2 (BUY)")
         self._present = np.unique(classes)
         self._network = None
+        self.warm_started_ = False
         last = windows[:, -1, :]  # every bar once: its own row of features
         with np.errstate(invalid="ignore"):
             self.mean_ = np.nan_to_num(np.nanmean(last, axis=0))
@@ -251,20 +284,31 @@ class NeuralSlot:
         self.scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         if self._present.size == 1:
             return self  # one class in training: it is certain
+        with TORCH_STATE:
+            self._network = self._train(self._standardise(windows), classes)
+        return self
+
+    def _train(self, inputs: np.ndarray, classes: np.ndarray) -> Any:
+        """The network trained on standardised windows, with early stopping."""
+        torch = require_torch()
         torch.manual_seed(self.seed)
         torch.set_num_threads(self.n_jobs)
         generator = torch.Generator().manual_seed(self.seed)
-        inputs = torch.from_numpy(self._standardise(windows))
+        features = torch.from_numpy(inputs)
         targets = torch.from_numpy(classes)
         split = round(len(classes) * (1.0 - self.config.validation_fraction))
         validate = 0 < split < len(classes) and self.config.validation_fraction > 0
-        train_x, train_y = (inputs[:split], targets[:split]) if validate else (inputs, targets)
+        train_x, train_y = (features[:split], targets[:split]) if validate else (features, targets)
         counts = np.bincount(classes[: len(train_y)], minlength=CLASSES).astype(np.float64)
         weights = np.where(
             counts > 0, len(train_y) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0
         )
         loss_function = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
-        network = _networks()[self.kind](windows.shape[2], self.config)
+        network = _networks()[self.kind](inputs.shape[2], self.config)
+        epochs = self.config.epochs
+        if self._initial_state is not None:
+            network.load_state_dict(self._initial_state)
+            epochs, self.warm_started_ = self.config.warm_epochs, True
         optimiser = torch.optim.Adam(
             network.parameters(),
             lr=self.config.learning_rate,
@@ -272,7 +316,7 @@ class NeuralSlot:
         )
         best_loss, best_state, stale = math.inf, None, 0
         self.epochs_run_ = 0
-        for _ in range(self.config.epochs):
+        for _ in range(epochs):
             network.train()
             order = torch.randperm(len(train_y), generator=generator)
             for start in range(0, len(order), self.config.batch_size):
@@ -286,7 +330,7 @@ class NeuralSlot:
                 continue
             network.eval()
             with torch.no_grad():
-                value = float(loss_function(network(inputs[split:]), targets[split:]))
+                value = float(loss_function(network(features[split:]), targets[split:]))
             if value < best_loss - 1e-6:
                 best_loss, best_state, stale = value, copy.deepcopy(network.state_dict()), 0
             else:
@@ -297,8 +341,7 @@ class NeuralSlot:
             network.load_state_dict(best_state)
         self.best_validation_loss_ = best_loss
         network.eval()
-        self._network = network
-        return self
+        return network
 
     def predict_proba(self, windows: np.ndarray) -> np.ndarray:
         torch = require_torch()
@@ -310,7 +353,8 @@ class NeuralSlot:
             probabilities[:, self._present[0]] = 1.0
             return probabilities
         absent = np.setdiff1d(np.arange(CLASSES), self._present)
-        with torch.no_grad():
+        with TORCH_STATE, torch.no_grad():
+            torch.set_num_threads(self.n_jobs)  # the thread count it trained with (I-WF-2)
             for start in range(0, len(windows), 4096):
                 block = torch.from_numpy(self._standardise(windows[start : start + 4096]))
                 logits = self._network(block)

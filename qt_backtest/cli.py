@@ -155,7 +155,14 @@ def load_votes(settings, bars: dict[str, pd.DataFrame]) -> dict[str, pd.DataFram
             for model in settings.train:
                 progress = _FoldProgress(f"{model} on {symbol}")
                 runs[model] = cached_walk_forward(
-                    frame, model, splitter, cache, n_jobs=2, on_fold=progress
+                    frame,
+                    model,
+                    splitter,
+                    cache,
+                    # folds at once share the cores (None); alone, a fold takes two threads
+                    n_jobs=2 if settings.workers == 1 else None,
+                    workers=settings.workers,
+                    on_fold=progress,
                 )
                 progress.finish(cache)
             votes[symbol] = votes_from_walk_forward(runs)

@@ -86,7 +86,7 @@ TABLES = {
         "monitor",
     },
     "data": {"samples", "files", "start", "end", "gaps"},
-    "predictions": {"file", "train", "walk_forward", "cache_dir"},
+    "predictions": {"file", "train", "walk_forward", "cache_dir", "workers"},
     "predictions.walk_forward": {
         "step",
         "train_window",
@@ -148,6 +148,8 @@ class Settings:
     #: walk-forward spans of ``train``: bar counts or durations (see WalkForward.from_spans)
     walk_forward: dict[str, Any] = field(default_factory=dict)
     cache_dir: str = ".cache/predictions"
+    #: walk-forward folds of ``train`` trained at once (I-WF-2)
+    workers: int = 1
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
     indicators: ArbiterInputConfig = field(default_factory=ArbiterInputConfig)
     rules: PositionRules = field(default_factory=PositionRules)
@@ -399,6 +401,15 @@ def _check_train(settings: Settings, predictions: dict[str, Any], source: str) -
     if not isinstance(cache_dir, str) or not cache_dir:
         raise SettingsError(f"{source}: predictions.cache_dir must be a path")
     settings.cache_dir = cache_dir
+    workers = predictions.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SettingsError(
+            f"{source}: predictions.workers (walk-forward folds trained at once) must be an "
+            f"integer >= 1, got {workers!r}"
+        )
+    if "workers" in predictions and not settings.train:
+        raise SettingsError(f"{source}: predictions.workers applies only with train = [...]")
+    settings.workers = workers
 
 
 def _check_grid(settings: Settings, grid: dict[str, list[Any]], source: str) -> None:

@@ -324,12 +324,39 @@ def test_run_trains_walk_forward_from_the_settings_file(tmp_path, capsys, monkey
     assert "fold 1/" not in err
 
 
+def test_folds_trained_at_once_give_the_same_votes(tmp_path, capsys):
+    """``workers = 2`` trains two walk-forward folds at a time (I-WF-2): the tree votes are the
+    ones of one fold after another, bit for bit."""
+    votes = []
+    for workers in (1, 2):
+        folder = tmp_path / f"workers-{workers}"
+        folder.mkdir()
+        body = TRAIN.replace(
+            'cache_dir = "votes-cache"', f'cache_dir = "votes-cache"\nworkers = {workers}'
+        )
+        settings = settings_file(folder, body)
+        code, _, err = run_cli(capsys, "run", str(settings), "--out", str(folder / "t.html"))
+        assert code == 0, err
+        (cached,) = (folder / "votes-cache").glob("xgb-*.parquet")
+        votes.append(pd.read_parquet(cached))
+    pd.testing.assert_frame_equal(votes[0], votes[1], check_exact=True)
+    assert votes[0]["fold"].nunique() > 2
+
+
+def test_workers_without_training_is_refused(tmp_path, capsys):
+    settings = settings_file(tmp_path, RUN.replace("[predictions]", "[predictions]\nworkers = 2"))
+    code, _, err = run_cli(capsys, "run", str(settings))
+    assert_one_line_error(code, err, "predictions.workers applies only with train")
+
+
 @pytest.mark.parametrize(
     ("change", "fragments"),
     [
         ('train = ["xgb"]', ('train = ["gpt"]', "unknown model slot(s) ['gpt']")),
         ('step = "7D"', ('step = "soon"', "neither a bar count nor a duration")),
         ('step = "7D"', ("stride = 3", "unknown key(s) stride")),
+        ('train = ["xgb"]', ('train = ["xgb"]\nworkers = 0', "predictions.workers")),
+        ('train = ["xgb"]', ('train = ["xgb"]\nworkers = true', "integer >= 1, got True")),
     ],
 )
 def test_training_settings_are_checked_when_read(tmp_path, capsys, change, fragments):

@@ -13,7 +13,7 @@ Example::
     [predictions]
     file = "data/sample-predictions.parquet"  # or: train = ["xgb", "lgbm"]
     cache_dir = ".cache/predictions"          # trained votes, relative to this file
-    workers = 1                               # with train: walk-forward folds trained at once
+    # workers = 2                             # with train: walk-forward folds trained at once
     [predictions.walk_forward]                # bar counts or durations ("365D", "30D")
     train_window = "365D"
     step = "30D"
